@@ -1,0 +1,231 @@
+"""Per-request context: the request, the session and the user, held in contextvars.
+
+FastStateMiddleware sets one :class:`RequestContext` per HTTP request and resets it afterwards; the
+``current_*`` helpers read it from any handler (sync handlers run in a thread with a copy of the
+context, so they see it too). The session and the user are read lazily, so the context works whether
+the app's SessionMiddleware runs before or after FastStateMiddleware.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .exceptions import NoRequestContextError
+from .types import Scope
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
+
+#: The role that grants every permission (see :meth:`UserContext.has_permission`).
+ADMIN_ROLE = "admin"
+
+
+@dataclass(frozen=True, slots=True)
+class UserContext:
+    """Who is making the request: an id plus the roles and permissions the app gave them."""
+
+    id: str
+    username: str | None = None
+    roles: frozenset[str] = field(default_factory=frozenset)
+    permissions: frozenset[str] = field(default_factory=frozenset)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "id", str(self.id))
+        object.__setattr__(self, "roles", frozenset(self.roles))
+        object.__setattr__(self, "permissions", frozenset(self.permissions))
+
+    def has_role(self, role: str) -> bool:
+        """True when the user has ``role``."""
+        return role in self.roles
+
+    def has_permission(self, permission: str) -> bool:
+        """True when the user has ``permission``; the ``admin`` role grants every permission."""
+        return permission in self.permissions or ADMIN_ROLE in self.roles
+
+    @classmethod
+    def from_value(cls, value: Any) -> UserContext | None:
+        """Build a user from what apps commonly put in ``scope["auth"]`` or the session.
+
+        Accepts a UserContext, a str/int id, a mapping with ``id``/``user_id``/``username`` (and
+        optional ``roles``/``permissions``), or a Starlette ``BaseUser``. Returns None for nothing.
+        """
+        if value is None or value == "" or value is False:
+            return None
+        if isinstance(value, UserContext):
+            return value
+        if isinstance(value, (str, int)):
+            return cls(id=str(value), username=str(value))
+        if isinstance(value, Mapping):
+            uid = value.get("id", value.get("user_id", value.get("username")))
+            if uid in (None, ""):
+                return None
+            return cls(
+                id=str(uid),
+                username=value.get("username"),
+                roles=frozenset(_strings(value.get("roles", ()))),
+                permissions=frozenset(_strings(value.get("permissions", ()))),
+            )
+        if getattr(value, "is_authenticated", False):  # starlette.authentication.BaseUser
+            return cls(id=str(value.identity), username=str(value.display_name))
+        return None
+
+
+def _strings(values: Iterable[Any]) -> list[str]:
+    if isinstance(values, str):
+        return [values]
+    return [str(v) for v in values]
+
+
+UserLoader = Callable[[Scope], "UserContext | None | Awaitable[UserContext | None]"]
+
+
+def default_user_loader(scope: Scope) -> UserContext | None:
+    """Read the user from ``scope["auth"]`` (FastHTML beforeware), ``scope["user"]`` (Starlette's
+    AuthenticationMiddleware, with ``scope["auth"].scopes`` as permissions) or ``session["auth"]``."""
+    auth = scope.get("auth")
+    starlette_user = scope.get("user")
+    if starlette_user is not None and getattr(starlette_user, "is_authenticated", False):
+        base = UserContext.from_value(starlette_user)
+        scopes = getattr(auth, "scopes", None)
+        if base is not None and scopes is not None:
+            return UserContext(base.id, base.username, base.roles, frozenset(scopes))
+        return base
+    if auth is not None and not hasattr(auth, "scopes"):
+        user = UserContext.from_value(auth)
+        if user is not None:
+            return user
+    session = scope.get("session")
+    if isinstance(session, Mapping):
+        return UserContext.from_value(session.get("auth"))
+    return None
+
+
+class ContextOwner(Protocol):
+    """What a RequestContext needs from the middleware that made it."""
+
+    user_loader: UserLoader
+
+    def read_session_id(self, scope: Scope) -> str | None: ...
+    def new_session_id(self) -> str: ...
+
+
+_UNSET: Any = object()
+
+
+class RequestContext:
+    """The faststate view of one HTTP request."""
+
+    __slots__ = ("_request", "_sid", "_user", "new_session_id", "owner", "scope")
+
+    def __init__(self, scope: Scope, owner: ContextOwner) -> None:
+        self.scope = scope
+        self.owner = owner
+        self._request: Request | None = None
+        self._sid: str | None = _UNSET
+        self._user: UserContext | None = _UNSET
+        #: set when this request minted a session id the response must carry as a cookie
+        self.new_session_id: str | None = None
+
+    @property
+    def request(self) -> Request:
+        if self._request is None:
+            from starlette.requests import Request
+
+            self._request = Request(self.scope)
+        return self._request
+
+    @property
+    def session(self) -> dict[str, Any]:
+        """The app's session dict (from its SessionMiddleware), or an empty dict if it has none."""
+        sess = self.scope.get("session")
+        return sess if isinstance(sess, dict) else {}
+
+    def session_id(self, create: bool = True) -> str | None:
+        """The signed faststate session id of this browser; minted (and later set as a cookie)
+        on first use when ``create``."""
+        if self._sid is _UNSET:
+            self._sid = self.owner.read_session_id(self.scope)
+        if self._sid is None and create:
+            self._sid = self.new_session_id = self.owner.new_session_id()
+        return self._sid
+
+    @property
+    def user(self) -> UserContext | None:
+        """The user, loaded once per request. An async ``user_loader`` must have been awaited
+        through :meth:`load_user` first (the middleware does so for events and injection)."""
+        if self._user is _UNSET:
+            result = self.owner.user_loader(self.scope)
+            if inspect.isawaitable(result):
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+                raise NoRequestContextError(
+                    "the user_loader is async: resolve the user with `await load_user()` "
+                    "(or use FastHTML injection / `Depends(MyState.dependency)`) first"
+                )
+            self._user = result
+        return self._user
+
+    async def load_user(self) -> UserContext | None:
+        if self._user is _UNSET:
+            result = self.owner.user_loader(self.scope)
+            if inspect.isawaitable(result):
+                result = await result
+            self._user = result
+        return self._user
+
+    def forget_user(self) -> None:
+        """Drop the cached user (after a login or logout inside this request)."""
+        self._user = _UNSET
+
+
+_current: ContextVar[RequestContext | None] = ContextVar("faststate_context", default=None)
+
+
+def current_context() -> RequestContext:
+    """The RequestContext of the running request; raises NoRequestContextError outside one."""
+    ctx = _current.get()
+    if ctx is None:
+        raise NoRequestContextError(
+            "no request context: this must run inside a request handled by FastStateMiddleware "
+            "(add it with `app.add_middleware(FastStateMiddleware, secret_key=...)`)"
+        )
+    return ctx
+
+
+def current_request() -> Request:
+    """The Starlette Request being handled."""
+    return current_context().request
+
+
+def current_session() -> dict[str, Any]:
+    """The app's session dict for the running request."""
+    return current_context().session
+
+
+def current_user() -> UserContext | None:
+    """The user of the running request, or None when anonymous."""
+    return current_context().user
+
+
+async def load_user() -> UserContext | None:
+    """Await the user of the running request (works with async user loaders)."""
+    return await current_context().load_user()
+
+
+__all__ = [
+    "ADMIN_ROLE",
+    "RequestContext",
+    "UserContext",
+    "UserLoader",
+    "current_context",
+    "current_request",
+    "current_session",
+    "current_user",
+    "default_user_loader",
+    "load_user",
+]

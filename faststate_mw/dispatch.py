@@ -1,0 +1,346 @@
+"""Serving one event request: checks, argument binding, serialized execution, the SSE reply."""
+
+from __future__ import annotations
+
+import inspect
+import json
+import logging
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl
+
+from datastar_py import ServerSentEventGenerator as SSE
+from pydantic import ValidationError
+
+from .exceptions import (
+    ArgumentError,
+    CSRFError,
+    EventFailed,
+    FastStateError,
+    InvalidPayload,
+    MethodNotAllowed,
+    PayloadTooLarge,
+)
+from .state import ERROR_SIGNAL, State
+
+if TYPE_CHECKING:
+    from .context import RequestContext
+    from .events import EventSpec
+    from .types import Receive, Scope, Send
+
+log = logging.getLogger("faststate_mw")
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class Reply:
+    """Sends one response straight over ASGI (no streaming machinery for one-shot replies)."""
+
+    __slots__ = ("send", "streaming")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        #: True once a streamed reply has begun (generator events); it must then be ended
+        self.streaming = False
+
+    async def full(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        hdrs = [*headers, (b"content-length", str(len(body)).encode())]
+        await self.send({"type": "http.response.start", "status": status, "headers": hdrs})
+        await self.send({"type": "http.response.body", "body": body})
+
+    async def chunk(self, body: bytes) -> None:
+        if not self.streaming:
+            await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+            self.streaming = True
+        await self.send({"type": "http.response.body", "body": body, "more_body": True})
+
+    async def end(self) -> None:
+        await self.send({"type": "http.response.body", "body": b""})
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    for k, v in scope["headers"]:
+        if k == name:
+            return bytes(v)
+    return None
+
+
+def wants_sse(scope: Scope) -> bool:
+    """A Datastar browser request: errors must come as a 200 SSE reply, or the page never sees them."""
+    if header(scope, b"datastar-request") is None:
+        return False
+    accept = header(scope, b"accept") or b""
+    return b"text/event-stream" in accept
+
+
+async def send_error(scope: Scope, reply: Reply, err: FastStateError) -> None:
+    """Errors reach a Datastar page as the ``$_faststate`` signal in a 200 SSE reply, and an API
+    client as the real status with a JSON body. Either way there is no traceback."""
+    if reply.streaming:
+        # A generator event already streamed: report inside the stream, then close it.
+        await reply.chunk(_error_event(err).encode())
+        return
+    code = err.code.encode()
+    if wants_sse(scope):
+        body = _error_event(err).encode()
+        headers = [*SSE_HEADERS, (b"x-faststate-error", code)]
+        await reply.full(200, headers, body)
+    else:
+        body = json.dumps({"error": err.to_dict()}, separators=(",", ":")).encode()
+        headers = [(b"content-type", b"application/json"), (b"x-faststate-error", code)]
+        await reply.full(err.status, headers, body)
+
+
+def _error_event(err: FastStateError) -> str:
+    return str(
+        SSE.patch_signals(
+            {ERROR_SIGNAL: {"error": err.message, "status": err.status, "code": err.code}}
+        )
+    )
+
+
+def check_csrf(scope: Scope, method: str, origin_ok: bool) -> None:
+    """State-changing events need Datastar's header with a JSON body, or a same-origin request."""
+    if method in _SAFE_METHODS:
+        return
+    if header(scope, b"datastar-request") is not None:
+        ctype = header(scope, b"content-type") or b""
+        if ctype.split(b";")[0].strip() == b"application/json":
+            return
+    if origin_ok:
+        return
+    raise CSRFError(
+        "cross-site request rejected: send the 'Datastar-Request' header with a JSON body, "
+        "or make the request from the same origin"
+    )
+
+
+def same_origin(scope: Scope) -> bool:
+    origin = header(scope, b"origin")
+    if origin is None:
+        return header(scope, b"sec-fetch-site") == b"same-origin"
+    host = header(scope, b"host")
+    if host is None:
+        return False
+    scheme = scope.get("scheme", "http")
+    return origin.decode("latin-1") == f"{scheme}://{host.decode('latin-1')}"
+
+
+async def read_body(receive: Receive, scope: Scope, limit: int) -> bytes:
+    length = header(scope, b"content-length")
+    if length is not None:
+        try:
+            if int(length) > limit:
+                raise PayloadTooLarge(f"request body over the {limit}-byte limit")
+        except ValueError:
+            raise InvalidPayload("invalid Content-Length header") from None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        body = message.get("body", b"")
+        size += len(body)
+        if size > limit:
+            raise PayloadTooLarge(f"request body over the {limit}-byte limit")
+        chunks.append(body)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def parse_signals(scope: Scope, method: str, body: bytes, query: dict[str, str]) -> dict[str, Any]:
+    """The Datastar signals a request carries (JSON body, or ``?datastar=`` for GET/DELETE)."""
+    if method in ("GET", "DELETE"):
+        raw: bytes | str | None = query.pop("datastar", None)
+    else:
+        ctype = (header(scope, b"content-type") or b"").split(b";")[0].strip()
+        if not body.strip():
+            return {}
+        if ctype != b"application/json":
+            raise InvalidPayload("the request body must be JSON (Content-Type: application/json)")
+        raw = body
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidPayload("malformed JSON in the request's signals") from None
+    if not isinstance(data, dict):
+        raise InvalidPayload("the request's signals must be a JSON object")
+    return data
+
+
+def parse_query(scope: Scope) -> dict[str, str]:
+    qs = scope.get("query_string", b"")
+    if not qs:
+        return {}
+    try:
+        return dict(parse_qsl(qs.decode("latin-1"), keep_blank_values=True))
+    except ValueError:
+        raise InvalidPayload("malformed query string") from None
+
+
+def bind_arguments(
+    cls: type[State], spec: EventSpec, query: dict[str, str], signals: dict[str, Any]
+) -> dict[str, Any]:
+    """Arguments come from the action URL first, then the state's own signals, then top-level
+    signals. Server-owned fields are never read from signals."""
+    ns = cls.signal_namespace()
+    own = signals.get(ns) if ns else signals
+    if not isinstance(own, dict):
+        own = {}
+    owned = cls.__faststate_server_owned__
+    raw: dict[str, Any] = {}
+    for p in spec.params:
+        if p.name in query:
+            raw[p.name] = query[p.name]
+        elif p.signal_name in owned:
+            continue
+        elif p.signal_name in own:
+            raw[p.name] = own[p.signal_name]
+        elif ns and p.name in signals:
+            raw[p.name] = signals[p.name]
+    return spec.validate_args(raw)
+
+
+def is_html(value: Any) -> bool:
+    return isinstance(value, str) or hasattr(value, "__html__") or hasattr(value, "__ft__")
+
+
+def to_html(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if hasattr(value, "__html__"):
+        return str(value.__html__())
+    from fastcore.xml import to_xml
+
+    return str(to_xml(value))
+
+
+def patch_events(inst: State, changed: list[str], returned: Any) -> str:
+    """The SSE text for one step of an event: changed signals, then returned HTML."""
+    out = ""
+    if changed:
+        data = inst.model_dump(mode="json", include=set(changed))
+        out += SSE.patch_signals(inst.signals(data))
+    if returned is not None:
+        if isinstance(returned, (list, tuple)) and all(is_html(r) for r in returned):
+            out += "".join(SSE.patch_elements(to_html(r)) for r in returned)
+        elif is_html(returned):
+            out += SSE.patch_elements(to_html(returned))
+    return out
+
+
+async def run_event(
+    inst: State, spec: EventSpec, kwargs: dict[str, Any], reply: Reply
+) -> tuple[str, list[str]]:
+    """Run the event under the instance's lock. Returns (final SSE text, changed fields); a
+    generator event streams its intermediate patches through ``reply``. On an exception the
+    state is rolled back and the exception re-raised."""
+    async with inst._fs_lock:
+        before = inst._snapshot()
+        try:
+            if spec.is_async_gen or spec.is_gen:
+                return await _run_generator(inst, spec, kwargs, reply, before)
+            result = spec.func(inst, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+        except BaseException:
+            inst._restore(before)
+            raise
+        changed = inst._changed_since(before)
+        return patch_events(inst, changed, result), changed
+
+
+async def _run_generator(
+    inst: State, spec: EventSpec, kwargs: dict[str, Any], reply: Reply, first: dict[str, Any]
+) -> tuple[str, list[str]]:
+    before = first
+    all_changed: set[str] = set()
+    gen = spec.func(inst, **kwargs)
+    try:
+        while True:
+            try:
+                item = await gen.__anext__() if spec.is_async_gen else next(gen)
+            except (StopAsyncIteration, StopIteration):
+                break
+            changed = inst._changed_since(before)
+            all_changed.update(changed)
+            text = patch_events(inst, changed, item)
+            if text:
+                await reply.chunk(text.encode())
+            before = inst._snapshot()
+    finally:
+        if spec.is_async_gen:
+            await gen.aclose()
+        else:
+            gen.close()
+    changed = inst._changed_since(before)
+    all_changed.update(changed)
+    return patch_events(inst, changed, None), sorted(all_changed)
+
+
+async def finish(reply: Reply, text: str) -> None:
+    if reply.streaming:
+        if text:
+            await reply.chunk(text.encode())
+        await reply.end()
+    elif text:
+        await reply.full(200, SSE_HEADERS, text.encode())
+    else:
+        await reply.full(204, [], b"")
+
+
+def event_failure(exc: BaseException, spec: EventSpec, cls: type[State]) -> FastStateError:
+    """Map an exception raised by the event body to a client-safe error."""
+    if isinstance(exc, FastStateError):
+        return exc
+    if isinstance(exc, ValidationError):
+        errors: Iterable[Any] = exc.errors(include_url=False, include_input=False)
+        detail = [{"field": ".".join(map(str, e["loc"])), "error": e["msg"]} for e in errors]
+        return ArgumentError(f"event {spec.name!r} produced an invalid value", detail=detail)
+    log.exception("event %s.%s failed", cls.__name__, spec.name)
+    return EventFailed(f"event {spec.name!r} failed; the state was left unchanged")
+
+
+def method_allowed(spec: EventSpec, method: str) -> None:
+    if method != spec.method and not (method == "HEAD" and spec.method == "GET"):
+        raise MethodNotAllowed(f"event {spec.name!r} accepts {spec.method}, not {method}")
+
+
+async def serve_event(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    ctx: RequestContext,
+    cls: type[State],
+    spec: EventSpec,
+    max_body: int,
+) -> None:
+    reply = Reply(send)
+    try:
+        method = scope["method"]
+        method_allowed(spec, method)
+        check_csrf(scope, method, same_origin(scope))
+        body = await read_body(receive, scope, max_body)
+        query = parse_query(scope)
+        signals = parse_signals(scope, method, body, query)
+        await ctx.load_user()
+        inst = cls._resolve(ctx)
+        kwargs = bind_arguments(cls, spec, query, signals)
+        try:
+            text, _changed = await run_event(inst, spec, kwargs, reply)
+        except Exception as exc:
+            raise event_failure(exc, spec, cls) from exc
+        await finish(reply, text)
+    except FastStateError as err:
+        await send_error(scope, reply, err)
+        if reply.streaming:
+            await reply.end()

@@ -1,0 +1,128 @@
+"""The error tree of faststate_mw.
+
+Every error a request can cause carries an HTTP ``status`` and a short machine ``code``; the
+middleware turns them into replies (see README, "Errors") and never into a 500 or a traceback::
+
+    FastStateError
+    ├── ConfigurationError          bad setup, raised at import / registration time
+    ├── NoRequestContextError       State.current() outside a request handled by the middleware
+    ├── RequestError (400)          bad input from a client; the state is left unchanged
+    │   ├── InvalidPayload (400)    malformed or non-object JSON
+    │   ├── MissingIdentifier (400) a scope needs an id the request does not carry
+    │   ├── UnknownEvent (404)      no such state or event
+    │   ├── MethodNotAllowed (405)
+    │   ├── PayloadTooLarge (413)
+    │   └── ArgumentError (422)     arguments missing or of the wrong type
+    ├── CSRFError (403)             a state-changing event without Datastar's header or same origin
+    ├── AuthenticationError (401)   no user where one is required
+    ├── AuthorizationError (403)    a user without the required right
+    └── EventFailed (500)           the event itself raised; the state was rolled back
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class FastStateError(Exception):
+    """Base of every faststate_mw error."""
+
+    status: int = 500
+    code: str = "error"
+
+    def __init__(self, message: str, *, detail: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.detail = detail
+
+    def to_dict(self) -> dict[str, Any]:
+        """The public, JSON-safe form of the error sent to clients."""
+        out: dict[str, Any] = {"status": self.status, "code": self.code, "message": self.message}
+        if self.detail is not None:
+            out["detail"] = self.detail
+        return out
+
+
+class ConfigurationError(FastStateError, ValueError):
+    """The app's setup is wrong (raised when a state or event is defined or registered)."""
+
+    code = "configuration_error"
+
+
+class NoRequestContextError(FastStateError, RuntimeError):
+    """A request-bound helper was used outside a request handled by FastStateMiddleware."""
+
+    code = "no_request_context"
+
+
+class RequestError(FastStateError):
+    """The client sent something we cannot act on; nothing was changed."""
+
+    status = 400
+    code = "bad_request"
+
+
+class InvalidPayload(RequestError):
+    code = "invalid_payload"
+
+
+class MissingIdentifier(RequestError):
+    code = "missing_identifier"
+
+
+class UnknownEvent(RequestError):
+    status = 404
+    code = "unknown_event"
+
+
+class MethodNotAllowed(RequestError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class PayloadTooLarge(RequestError):
+    status = 413
+    code = "payload_too_large"
+
+
+class ArgumentError(RequestError):
+    status = 422
+    code = "invalid_arguments"
+
+
+class CSRFError(FastStateError):
+    status = 403
+    code = "csrf_rejected"
+
+
+class AuthenticationError(FastStateError):
+    status = 401
+    code = "authentication_required"
+
+
+class AuthorizationError(FastStateError):
+    status = 403
+    code = "forbidden"
+
+
+class EventFailed(FastStateError):
+    status = 500
+    code = "event_failed"
+
+
+__all__ = [
+    "ArgumentError",
+    "AuthenticationError",
+    "AuthorizationError",
+    "CSRFError",
+    "ConfigurationError",
+    "EventFailed",
+    "FastStateError",
+    "InvalidPayload",
+    "MethodNotAllowed",
+    "MissingIdentifier",
+    "NoRequestContextError",
+    "PayloadTooLarge",
+    "RequestError",
+    "UnknownEvent",
+]

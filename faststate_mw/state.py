@@ -1,0 +1,195 @@
+"""The State base class: pydantic fields, events, change tracking, rendering and ``current()``."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import json
+from html import escape
+from typing import Any, ClassVar, Self
+
+from pydantic import BaseModel, ConfigDict, PrivateAttr
+
+from .context import RequestContext, current_context
+from .events import EventDescriptor, EventSpec, build_spec
+from .registry import state_registry
+
+#: Mark a field as server-owned: ``count: Annotated[int, server_owned] = 0``. Client input never
+#: writes it: it gets no generated setter and event arguments are never read from its signal.
+server_owned = type("ServerOwned", (), {"__repr__": lambda self: "server_owned"})()
+
+_IMMUTABLE = (int, float, str, bool, bytes, type(None), tuple, frozenset)
+#: the signal that carries errors to the page (leading underscore: Datastar never sends it back)
+ERROR_SIGNAL = "_faststate"
+ERROR_SIGNAL_INITIAL: dict[str, Any] = {"error": "", "status": 0, "code": ""}
+
+
+class State(BaseModel):
+    """Base class of reactive server-side state.
+
+    Fields are pydantic fields; methods decorated with :func:`event` become endpoints. Every public
+    field (public = no leading underscore and not ``Field(exclude=True)``) is a Datastar signal,
+    namespaced under the state's name on the page, and gets a generated ``set_<field>`` event
+    unless it is :data:`server_owned`.
+    """
+
+    model_config = ConfigDict(ignored_types=(EventDescriptor,), validate_assignment=True)
+
+    __faststate_events__: ClassVar[dict[str, EventSpec]] = {}
+    __faststate_fields__: ClassVar[tuple[str, ...]] = ()
+    __faststate_server_owned__: ClassVar[frozenset[str]] = frozenset()
+
+    _fs_key: str | None = PrivateAttr(default=None)
+    _fs_lock: asyncio.Lock = PrivateAttr(default_factory=asyncio.Lock)
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        public = tuple(
+            name
+            for name, info in cls.model_fields.items()
+            if not name.startswith("_") and not info.exclude
+        )
+        owned = frozenset(
+            name
+            for name, info in cls.model_fields.items()
+            if any(m is server_owned for m in info.metadata)
+        )
+        cls.__faststate_fields__ = public
+        cls.__faststate_server_owned__ = owned
+        events: dict[str, EventSpec] = {}
+        for klass in reversed(cls.__mro__):
+            for attr, value in vars(klass).items():
+                if isinstance(value, EventDescriptor):
+                    value.spec.name = attr if value.spec.setter_field is None else value.spec.name
+                    events[value.spec.name] = value.spec
+        for name in public:
+            setter = f"set_{name}"
+            if name in owned or setter in events or hasattr(cls, setter):
+                continue
+            spec = build_spec(_make_setter(cls, name), name=setter, setter_field=name)
+            events[setter] = spec
+            type.__setattr__(cls, setter, EventDescriptor(spec))
+        cls.__faststate_events__ = events
+        state_registry._add_class(cls)
+
+    # -- resolution ---------------------------------------------------------------------------
+    @classmethod
+    def current(cls) -> Self:
+        """The instance of this state for the running request's scope.
+
+        Works in any handler under FastStateMiddleware (Starlette, FastHTML, FastAPI's
+        ``Depends(MyState.current)``); raises NoRequestContextError elsewhere.
+        """
+        return cls._resolve(current_context())
+
+    @classmethod
+    async def dependency(cls) -> Self:
+        """Like :meth:`current`, but awaits an async ``user_loader`` first (FastAPI ``Depends``)."""
+        ctx = current_context()
+        await ctx.load_user()
+        return cls._resolve(ctx)
+
+    @classmethod
+    async def __from_request__(cls, req: Any) -> Self:
+        """FastHTML's public injection hook: ``def page(counter: Counter)``."""
+        return await cls.dependency()
+
+    @classmethod
+    def _resolve(cls, ctx: RequestContext) -> Self:
+        inst = state_registry.resolve(cls, ctx)
+        assert isinstance(inst, cls)
+        return inst
+
+    @property
+    def key(self) -> str | None:
+        """The registry key of this instance (None for an instance made by hand)."""
+        return self._fs_key
+
+    # -- signals --------------------------------------------------------------------------------
+    @classmethod
+    def signal_namespace(cls) -> str | None:
+        """The object this state's signals live under on the page; None when flat."""
+        config = state_registry.config_for(cls)
+        if config.flat_signals:
+            return None
+        if config.namespace:
+            return config.namespace
+        name = state_registry.name_of(cls)
+        return name[:1].lower() + name[1:]
+
+    @classmethod
+    def signal_path(cls, field: str) -> str:
+        """The signal path of ``field`` (``counter.count``), as ``data-bind`` wants it."""
+        if field not in cls.__faststate_fields__:
+            raise AttributeError(f"{cls.__name__} has no public field {field!r}")
+        ns = cls.signal_namespace()
+        return f"{ns}.{field}" if ns else field
+
+    @classmethod
+    def ref(cls, field: str) -> str:
+        """The Datastar expression of ``field`` (``$counter.count``) for data-text / data-show."""
+        return "$" + cls.signal_path(field)
+
+    def public_data(self) -> dict[str, Any]:
+        """The public fields, JSON-ready."""
+        return self.model_dump(mode="json", include=set(self.__faststate_fields__))
+
+    def signals(self, fields: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Signals of this state (or of ``fields`` only), wrapped in the namespace."""
+        data = self.public_data() if fields is None else fields
+        ns = type(self).signal_namespace()
+        return {ns: data} if ns else data
+
+    def signals_json(self) -> str:
+        return json.dumps(self.signals(), separators=(",", ":"))
+
+    def signal_attrs(self) -> dict[str, str]:
+        """Attributes that put this state's signals on the page: ``{"data-signals": "..."}``."""
+        signals = self.signals()
+        signals[ERROR_SIGNAL] = dict(ERROR_SIGNAL_INITIAL)
+        return {"data-signals": json.dumps(signals, separators=(",", ":"))}
+
+    def to_html(self, tag: str = "div", **attrs: str) -> str:
+        """An HTML element carrying the signals, for Jinja or plain Starlette pages."""
+        all_attrs = {**self.signal_attrs(), **attrs}
+        rendered = " ".join(f'{k}="{escape(str(v), quote=True)}"' for k, v in all_attrs.items())
+        return f"<{tag} {rendered}></{tag}>"
+
+    def __ft__(self) -> Any:
+        """FastHTML rendering: a hidden ``div`` that declares this state's signals."""
+        from fastcore.xml import ft
+
+        return ft("div", **self.signal_attrs(), style="display:none")
+
+    # -- change tracking ------------------------------------------------------------------------
+    def _snapshot(self) -> dict[str, Any]:
+        d = self.__dict__
+        return {
+            k: v if isinstance(v, _IMMUTABLE) else copy.deepcopy(v)
+            for k, v in d.items()
+            if k in type(self).model_fields
+        }
+
+    def _changed_since(self, before: dict[str, Any]) -> list[str]:
+        d = self.__dict__
+        return [k for k in self.__faststate_fields__ if d.get(k) != before.get(k)]
+
+    def _restore(self, before: dict[str, Any]) -> None:
+        self.__dict__.update(before)
+
+
+def _make_setter(cls: type[State], field: str) -> Any:
+    anno = cls.model_fields[field].annotation
+
+    def setter(self: State, value: Any) -> None:
+        setattr(self, field, value)
+
+    setter.__annotations__ = {"value": anno, "return": None}
+    setter.__name__ = f"set_{field}"
+    setter.__qualname__ = f"{cls.__name__}.set_{field}"
+    setter.__doc__ = f"Set {field!r} (generated)."
+    return setter
+
+
+__all__ = ["ERROR_SIGNAL", "State", "server_owned"]
