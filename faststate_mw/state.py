@@ -9,6 +9,7 @@ from html import escape
 from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
+from starlette.requests import Request
 
 from .context import RequestContext, current_context
 from .events import EventDescriptor, EventSpec, build_spec
@@ -91,7 +92,7 @@ class State(BaseModel):
         return cls._resolve(ctx)
 
     @classmethod
-    async def __from_request__(cls, req: Any) -> Self:
+    async def __from_request__(cls, req: Request) -> Self:
         """FastHTML's public injection hook: ``def page(counter: Counter)``."""
         return await cls.dependency()
 
