@@ -80,12 +80,13 @@ def _strings(values: Iterable[Any]) -> list[str]:
     return [str(v) for v in values]
 
 
-UserLoader = Callable[[Scope], "UserContext | None | Awaitable[UserContext | None]"]
+UserLoader = Callable[[Scope], "Awaitable[UserContext | None] | UserContext | None"]
 
 
 def default_user_loader(scope: Scope) -> UserContext | None:
-    """Read the user from ``scope["auth"]`` (FastHTML beforeware), ``scope["user"]`` (Starlette's
-    AuthenticationMiddleware, with ``scope["auth"].scopes`` as permissions) or ``session["auth"]``."""
+    """Read the user from ``scope["auth"]`` (FastHTML beforeware), ``scope["user"]``
+    (Starlette's AuthenticationMiddleware, with ``scope["auth"].scopes`` as permissions) or
+    ``session["auth"]``."""
     auth = scope.get("auth")
     starlette_user = scope.get("user")
     if starlette_user is not None and getattr(starlette_user, "is_authenticated", False):

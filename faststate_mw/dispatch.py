@@ -71,7 +71,8 @@ def header(scope: Scope, name: bytes) -> bytes | None:
 
 
 def wants_sse(scope: Scope) -> bool:
-    """A Datastar browser request: errors must come as a 200 SSE reply, or the page never sees them."""
+    """A Datastar browser request: errors must come as a 200 SSE reply or the page never sees
+    them."""
     if header(scope, b"datastar-request") is None:
         return False
     accept = header(scope, b"accept") or b""

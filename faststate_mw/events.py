@@ -145,11 +145,14 @@ def _type_hints(func: Callable[..., Any]) -> dict[str, Any]:
     try:
         return typing.get_type_hints(func, include_extras=True)
     except Exception as exc:  # unresolved forward references
-        raise ConfigurationError(f"event {func.__name__}: cannot resolve annotations: {exc}") from exc
+        raise ConfigurationError(
+            f"event {func.__name__}: cannot resolve annotations: {exc}"
+        ) from exc
 
 
 class EventDescriptor:
-    """What ``@event`` leaves on the class: an action factory on the class, the method on instances."""
+    """What ``@event`` leaves on the class: an action factory on the class, the method on
+    instances."""
 
     def __init__(self, spec: EventSpec) -> None:
         self.spec = spec

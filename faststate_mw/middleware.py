@@ -137,9 +137,7 @@ class FastStateMiddleware:
 
         try:
             path: str = scope["path"]
-            if path.startswith(self._event_prefix):
-                await self._inner_app(scope)(scope, receive, send_with_cookie)
-            elif path in self.registry.custom_routes():
+            if path.startswith(self._event_prefix) or path in self.registry.custom_routes():
                 await self._inner_app(scope)(scope, receive, send_with_cookie)
             else:
                 await self.app(scope, receive, send_with_cookie)

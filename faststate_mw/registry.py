@@ -26,7 +26,7 @@ class StateRegistry:
         self._classes: dict[str, type[State]] = {}
         self._instances: dict[str, State] = {}
         self._create_lock = threading.Lock()
-        self._routes: dict[tuple[str, str], tuple[type[State], EventSpec]] | None = None
+        self._custom_routes: dict[str, tuple[type[State], EventSpec]] | None = None
 
     # -- classes and configuration -------------------------------------------------------
     def register(self, state_cls: type[State], config: StateConfig | None = None) -> StateConfig:
@@ -45,18 +45,20 @@ class StateRegistry:
         name = (config or self.config_for(state_cls)).name or state_cls.__name__
         old = self._classes.get(name)
         if old is not None and old is not state_cls:
-            # A redefinition (reload, tests): the newest class owns the name; drop its old instances.
+            # A redefinition (reload, tests): the newest class owns the name and its instances.
             self._drop_instances_of(old)
         self._classes[name] = state_cls
-        self._routes = None
+        self._custom_routes = None
 
     def config_for(self, state_cls: type[State]) -> StateConfig:
-        """The config of ``state_cls``: registered, else declared as ``__faststate__``, else default."""
+        """The config of ``state_cls``: registered, else ``__faststate__``, else the default."""
         config = self._configs.get(state_cls)
         if config is None:
             declared = state_cls.__dict__.get("__faststate__")
             if declared is not None and not isinstance(declared, StateConfig):
-                raise ConfigurationError(f"{state_cls.__name__}.__faststate__ must be a StateConfig")
+                raise ConfigurationError(
+                    f"{state_cls.__name__}.__faststate__ must be a StateConfig"
+                )
             config = declared or StateConfig()
             _validate(state_cls, config)
             self._configs[state_cls] = config
@@ -77,12 +79,17 @@ class StateRegistry:
         return None if spec is None or spec.path is not None else (cls, spec)
 
     def custom_routes(self) -> dict[str, tuple[type[State], EventSpec]]:
-        """Events declared with an explicit ``path=``."""
-        out: dict[str, tuple[type[State], EventSpec]] = {}
-        for cls in list(self._classes.values()):
-            for spec in cls.__faststate_events__.values():
-                if spec.path is not None:
-                    out[spec.path] = (cls, spec)
+        """Events declared with an explicit ``path=`` (computed once per set of classes)."""
+        out = self._custom_routes
+        if out is None:
+            out = {}
+            for cls in list(self._classes.values()):
+                for spec in cls.__faststate_events__.values():
+                    if spec.path is not None:
+                        if spec.path in out:
+                            raise ConfigurationError(f"two events are served at {spec.path}")
+                        out[spec.path] = (cls, spec)
+            self._custom_routes = out
         return out
 
     # -- instances --------------------------------------------------------------------------
@@ -107,7 +114,9 @@ class StateRegistry:
         """The live instance stored under ``key``, if any."""
         return self._instances.get(key)
 
-    def keys(self, scope: StateScope | None = None, state_cls: type[State] | None = None) -> list[str]:
+    def keys(
+        self, scope: StateScope | None = None, state_cls: type[State] | None = None
+    ) -> list[str]:
         """Live keys, optionally only those of one scope and/or one class."""
         out = []
         for key, inst in list(self._instances.items()):

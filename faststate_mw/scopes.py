@@ -6,7 +6,7 @@ Keys are hierarchical, readable strings: ``global:Counter``, ``session:<sid>:Cou
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING
 
 from .exceptions import ConfigurationError
@@ -15,7 +15,7 @@ if TYPE_CHECKING:
     from .context import RequestContext
 
 
-class StateScope(str, Enum):
+class StateScope(StrEnum):
     """Who shares one instance of a state."""
 
     GLOBAL = "global"  #: one instance for the whole app

@@ -1,0 +1,253 @@
+"""@event: action strings, argument validation, setters, replies."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from typing import Annotated, Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from faststate_mw import (
+    ConfigurationError,
+    FastStateMiddleware,
+    State,
+    event,
+    server_owned,
+    state_registry,
+)
+from tests.conftest import API, DS
+from tests.helpers import patched_signals, sse_events
+
+
+class Shop(State):
+    count: int = 0
+    name: str = "shop"
+    tags: list[str] = []
+    stock: Annotated[int, server_owned] = 10
+
+    @event
+    def increment(self, amount: int = 1) -> None:
+        self.count += amount
+
+    @event
+    def add_tag(self, tag: str, times: int) -> None:
+        self.tags.extend([tag] * times)
+
+    @event(method="GET")
+    def peek(self) -> None:
+        pass
+
+    @event(path="/custom/shop/rename")
+    def rename(self, name: str) -> None:
+        self.name = name
+
+    @event
+    def fragment(self) -> str:
+        self.count += 1
+        return '<div id="frag">hello</div>'
+
+    @event
+    async def slow_increment(self) -> None:
+        value = self.count
+        await asyncio.sleep(0)
+        self.count = value + 1
+
+    @event
+    async def progress(self) -> AsyncIterator[Any]:
+        for i in range(3):
+            self.count = i + 100
+            yield None
+        yield '<div id="done">done</div>'
+
+    @event
+    def sync_progress(self) -> Iterator[None]:
+        self.count = 1
+        yield None
+        self.count = 2
+
+    @event
+    def broken(self) -> None:
+        self.count = 999
+        self.tags.append("half-done")
+        raise RuntimeError("secret internal detail")
+
+    @event
+    def take_stock(self, stock: int = 0) -> None:
+        self.count = stock
+
+
+def page(request: Any) -> HTMLResponse:
+    return HTMLResponse(Shop.current().to_html())
+
+
+def make_client() -> TestClient:
+    app = Starlette(routes=[Route("/", page)])
+    app.add_middleware(FastStateMiddleware, secret_key="test-secret")
+    client = TestClient(app)
+    client.get("/")  # receive a session cookie
+    return client
+
+
+def shop(client: TestClient) -> Shop:
+    key = next(iter(state_registry.keys(state_cls=Shop)))
+    inst = state_registry.get(key)
+    assert isinstance(inst, Shop)
+    return inst
+
+
+def test_action_strings() -> None:
+    assert Shop.increment(5) == "@post('/_faststate/Shop/increment?amount=5')"
+    assert Shop.increment() == "@post('/_faststate/Shop/increment')"
+    assert Shop.add_tag("a b'c", times=2) == (
+        "@post('/_faststate/Shop/add_tag?tag=a%20b%27c&times=2')"
+    )
+    assert Shop.peek() == "@get('/_faststate/Shop/peek')"
+    assert Shop.rename("x") == "@post('/custom/shop/rename?name=x')"
+    assert Shop.set_name() == "@post('/_faststate/Shop/set_name')"
+    assert Shop.increment.url(2) == "/_faststate/Shop/increment?amount=2"
+    with pytest.raises(TypeError):
+        Shop.increment(1, 2)
+    with pytest.raises(TypeError):
+        Shop.increment(nope=1)
+
+
+def test_instance_call_runs_the_method() -> None:
+    s = Shop()
+    s.increment(3)
+    assert s.count == 3
+
+
+def test_setters_generated_except_server_owned() -> None:
+    events = Shop.__faststate_events__
+    assert {"set_count", "set_name", "set_tags"} <= set(events)
+    assert "set_stock" not in events
+    assert not hasattr(Shop, "set_stock")
+
+
+def test_event_replies_only_changed_fields() -> None:
+    client = make_client()
+    r = client.post("/_faststate/Shop/increment?amount=5", headers=DS, content=b"{}")
+    assert r.status_code == 200
+    assert r.headers["content-type"].startswith("text/event-stream")
+    assert patched_signals(r.text) == [{"shop": {"count": 5}}]
+    assert shop(client).count == 5
+
+
+def test_arguments_from_signals_and_url() -> None:
+    client = make_client()
+    r = client.post("/_faststate/Shop/add_tag?times=2", headers=DS, json={"shop": {"tag": "x"}})
+    assert patched_signals(r.text) == [{"shop": {"tags": ["x", "x"]}}]
+    # top-level signals work too, the URL wins over signals
+    r = client.post("/_faststate/Shop/add_tag?tag=u", headers=DS, json={"tag": "no", "times": 1})
+    assert shop(client).tags == ["x", "x", "u"]
+
+
+def test_setter_reads_the_bound_signal() -> None:
+    client = make_client()
+    r = client.post("/_faststate/Shop/set_name", headers=DS, json={"shop": {"name": "new"}})
+    assert patched_signals(r.text) == [{"shop": {"name": "new"}}]
+    r = client.post("/_faststate/Shop/set_count", headers=DS, json={"shop": {"count": "oops"}})
+    assert patched_signals(r.text)[0]["_faststate"]["status"] == 422
+    assert shop(client).count == 0
+
+
+def test_server_owned_field_never_written_from_client() -> None:
+    client = make_client()
+    r = client.post("/_faststate/Shop/set_stock", headers=API, json={"shop": {"stock": 0}})
+    assert r.status_code == 404
+    # an argument named like a server-owned field is not read from its signal
+    r = client.post("/_faststate/Shop/take_stock", headers=DS, json={"shop": {"stock": 77}})
+    assert shop(client).count == 0
+    assert shop(client).stock == 10
+
+
+def test_no_change_is_an_empty_204() -> None:
+    client = make_client()
+    r = client.get("/_faststate/Shop/peek", headers={"datastar-request": "true"})
+    assert r.status_code == 204
+    assert r.content == b""
+
+
+def test_get_event_rejects_post_and_vice_versa() -> None:
+    client = make_client()
+    assert client.post("/_faststate/Shop/peek", headers=API, content=b"{}").status_code == 405
+    assert client.get("/_faststate/Shop/increment", headers=API).status_code == 405
+
+
+def test_custom_path() -> None:
+    client = make_client()
+    r = client.post("/custom/shop/rename?name=zed", headers=DS, content=b"{}")
+    assert patched_signals(r.text) == [{"shop": {"name": "zed"}}]
+
+
+def test_html_return_is_patch_elements() -> None:
+    client = make_client()
+    r = client.post("/_faststate/Shop/fragment", headers=DS, content=b"{}")
+    events = sse_events(r.text)
+    assert [e for e, _ in events] == ["datastar-patch-signals", "datastar-patch-elements"]
+    assert events[1][1] == 'elements <div id="frag">hello</div>'
+
+
+def test_fasthtml_ft_return_is_rendered() -> None:
+    from fasthtml.common import Div
+
+    class Widget(State):
+        n: int = 0
+
+        @event
+        def show(self) -> Any:
+            return Div("hi", id="w")
+
+    client = make_client()
+    r = client.post("/_faststate/Widget/show", headers=DS, content=b"{}")
+    assert sse_events(r.text) == [("datastar-patch-elements", 'elements <div id="w">hi</div>')]
+
+
+def test_async_generator_streams_a_patch_per_yield() -> None:
+    client = make_client()
+    r = client.post("/_faststate/Shop/progress", headers=DS, content=b"{}")
+    counts = [p["shop"]["count"] for p in patched_signals(r.text)]
+    assert counts == [100, 101, 102]
+    assert sse_events(r.text)[-1] == (
+        "datastar-patch-elements",
+        'elements <div id="done">done</div>',
+    )
+
+
+def test_sync_generator_sends_final_change() -> None:
+    client = make_client()
+    r = client.post("/_faststate/Shop/sync_progress", headers=DS, content=b"{}")
+    assert [p["shop"]["count"] for p in patched_signals(r.text)] == [1, 2]
+
+
+def test_failing_event_rolls_back_and_hides_details() -> None:
+    client = make_client()
+    client.post("/_faststate/Shop/increment?amount=1", headers=DS, content=b"{}")
+    r = client.post("/_faststate/Shop/broken", headers=API, content=b"{}")
+    assert r.status_code == 500
+    assert "secret internal detail" not in r.text
+    assert "Traceback" not in r.text
+    assert r.json()["error"]["code"] == "event_failed"
+    assert shop(client).count == 1
+    assert shop(client).tags == []
+
+
+def test_event_signature_errors_at_definition() -> None:
+    with pytest.raises(ConfigurationError):
+
+        class Bad(State):
+            @event
+            def f(self, *args: int) -> None:
+                pass
+
+    with pytest.raises(ConfigurationError):
+
+        class Bad2(State):
+            @event(method="BREW")
+            def f(self) -> None:
+                pass

@@ -1,0 +1,182 @@
+"""FastStateMiddleware: context in every framework, session order, users, session identity."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from faststate_mw import (
+    FastStateMiddleware,
+    NoRequestContextError,
+    State,
+    StateConfig,
+    StateScope,
+    UserContext,
+    _get_state,
+    current_session,
+    current_user,
+    event,
+    state_registry,
+)
+from tests.conftest import DS
+from tests.helpers import patched_signals
+
+SECRET = "middleware-test-secret"
+
+
+class Notes(State):
+    count: int = 0
+    seen_user: str = ""
+    seen_session: str = ""
+
+    @event
+    def increment(self) -> None:
+        self.count += 1
+
+    @event
+    def whoami(self) -> None:
+        user = current_user()
+        self.seen_user = user.id if user else "anonymous"
+        self.seen_session = str(current_session().get("color", ""))
+        current_session()["touched_by_event"] = True
+
+
+class Hits(State):
+    __faststate__ = StateConfig(scope=StateScope.GLOBAL)
+    hits: int = 0
+
+    @event
+    def hit(self) -> None:
+        self.hits += 1
+
+
+def test_current_outside_request_names_the_middleware() -> None:
+    with pytest.raises(NoRequestContextError, match="FastStateMiddleware"):
+        Notes.current()
+
+
+def _starlette_app(order: str) -> Starlette:
+    async def login(request: Request) -> PlainTextResponse:
+        request.session["auth"] = request.query_params["user"]
+        request.session["color"] = "blue"
+        return PlainTextResponse("ok")
+
+    async def page(request: Request) -> JSONResponse:
+        notes = Notes.current()
+        assert _get_state(request, Notes) is notes
+        user = current_user()
+        return JSONResponse(
+            {
+                "count": notes.count,
+                "user": user.id if user else None,
+                "touched": request.session.get("touched_by_event", False),
+                "key": notes.key,
+            }
+        )
+
+    fs = Middleware(FastStateMiddleware, secret_key=SECRET)
+    sess = Middleware(SessionMiddleware, secret_key="app-session-secret")
+    middleware = [fs, sess] if order == "faststate-outside" else [sess, fs]
+    return Starlette(routes=[Route("/", page), Route("/login", login)], middleware=middleware)
+
+
+@pytest.mark.parametrize("order", ["faststate-outside", "faststate-inside"])
+def test_events_see_the_same_session_and_user_as_pages(order: str) -> None:
+    client = TestClient(_starlette_app(order))
+    assert client.get("/").json()["user"] is None
+    client.get("/login?user=alice")
+    r = client.post("/_faststate/Notes/whoami", headers=DS, content=b"{}")
+    assert patched_signals(r.text) == [{"notes": {"seen_user": "alice", "seen_session": "blue"}}]
+    page = client.get("/").json()
+    assert page["user"] == "alice"
+    assert page["touched"] is True  # the event wrote the app's session, and it was saved
+    client.post("/_faststate/Notes/increment", headers=DS, content=b"{}")
+    assert client.get("/").json()["count"] == 1
+
+
+def test_sessions_are_separate_and_global_is_shared() -> None:
+    app = _starlette_app("faststate-outside")
+    a, b = TestClient(app), TestClient(app)
+    a.get("/")
+    b.get("/")
+    a.post("/_faststate/Notes/increment", headers=DS, content=b"{}")
+    assert a.get("/").json()["count"] == 1
+    assert b.get("/").json()["count"] == 0
+    a.post("/_faststate/Hits/hit", headers=DS, content=b"{}")
+    b.post("/_faststate/Hits/hit", headers=DS, content=b"{}")
+    assert state_registry.get("global:Hits").hits == 2  # type: ignore[union-attr]
+    assert a.get("/").json()["key"].startswith("session:")
+    assert a.get("/").json()["key"] != b.get("/").json()["key"]
+
+
+def test_session_cookie_is_signed_and_tampering_gives_a_new_session() -> None:
+    client = TestClient(_starlette_app("faststate-inside"))
+    r = client.get("/")
+    cookie = r.cookies["faststate_sid"]
+    sid, _sig = cookie.rsplit(".", 1)
+    client.post("/_faststate/Notes/increment", headers=DS, content=b"{}")
+    assert client.get("/").json()["count"] == 1
+    # a forged cookie naming the same session id with a wrong signature is not that session
+    forger = TestClient(client.app)
+    forger.cookies.set("faststate_sid", f"{sid}.forgedsignature")
+    body = forger.get("/").json()
+    assert body["count"] == 0
+    assert body["key"] != f"session:{sid}:Notes"
+
+
+def test_secrets_never_reach_the_page() -> None:
+    client = TestClient(_starlette_app("faststate-outside"))
+    r = client.get("/")
+    html = Notes.current.__self__  # noqa: F841 - just to show the class is importable
+    cookie = r.cookies["faststate_sid"]
+    inst = state_registry.get(r.json()["key"])
+    assert inst is not None
+    rendered = inst.to_html()
+    assert SECRET not in rendered
+    assert cookie not in rendered
+    assert cookie.split(".")[0] not in rendered
+
+
+def test_custom_user_loader_sync_and_async() -> None:
+    async def loader(scope: Any) -> UserContext | None:
+        token = dict(scope["headers"]).get(b"x-user")
+        return UserContext(id=token.decode(), roles=["admin"]) if token else None
+
+    app = Starlette(routes=[])
+    app.add_middleware(FastStateMiddleware, secret_key=SECRET, user_loader=loader)
+    client = TestClient(app)
+    r = client.post("/_faststate/Notes/whoami", headers={**DS, "x-user": "bob"}, content=b"{}")
+    assert patched_signals(r.text)[0]["notes"]["seen_user"] == "bob"
+
+
+def test_non_http_scopes_pass_through() -> None:
+    from starlette.routing import WebSocketRoute
+    from starlette.websockets import WebSocket
+
+    async def ws(websocket: WebSocket) -> None:
+        await websocket.accept()
+        await websocket.send_text("hi")
+        await websocket.close()
+
+    app = Starlette(routes=[WebSocketRoute("/ws", ws)])
+    app.add_middleware(FastStateMiddleware, secret_key=SECRET)
+    with TestClient(app).websocket_connect("/ws") as conn:
+        assert conn.receive_text() == "hi"
+
+
+def test_bad_configuration_fails_at_construction() -> None:
+    from faststate_mw import ConfigurationError
+
+    for kwargs in ({"secret_key": ""}, {"secret_key": "x", "prefix": "nope"}):
+        app = Starlette()
+        app.add_middleware(FastStateMiddleware, **kwargs)
+        with pytest.raises(ConfigurationError):
+            TestClient(app).get("/")
