@@ -63,49 +63,69 @@ class RequestError(FastStateError):
 
 
 class InvalidPayload(RequestError):
+    """Malformed or non-object JSON, or a body that is not JSON."""
+
     code = "invalid_payload"
 
 
 class MissingIdentifier(RequestError):
+    """The state's scope needs an id (record, component) the request does not carry."""
+
     code = "missing_identifier"
 
 
 class UnknownEvent(RequestError):
+    """No state or event by that name."""
+
     status = 404
     code = "unknown_event"
 
 
 class MethodNotAllowed(RequestError):
+    """The event exists but not for this HTTP method."""
+
     status = 405
     code = "method_not_allowed"
 
 
 class PayloadTooLarge(RequestError):
+    """The request body is over the middleware's ``max_body_size``."""
+
     status = 413
     code = "payload_too_large"
 
 
 class ArgumentError(RequestError):
+    """Event arguments are missing or of the wrong type."""
+
     status = 422
     code = "invalid_arguments"
 
 
 class CSRFError(FastStateError):
+    """A state-changing request without Datastar's header and JSON body, from another origin."""
+
     status = 403
     code = "csrf_rejected"
 
 
 class AuthenticationError(FastStateError):
+    """A user is required and there is none."""
+
     status = 401
     code = "authentication_required"
 
 
 class AuthorizationError(FastStateError):
+    """The user lacks a required permission, role or ownership."""
+
     status = 403
     code = "forbidden"
 
 
 class EventFailed(FastStateError):
+    """The event raised; the state was rolled back and the cause logged server-side."""
+
     status = 500
     code = "event_failed"
 
