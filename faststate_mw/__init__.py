@@ -44,7 +44,7 @@ from .markup import (
 )
 from .middleware import FastStateMiddleware
 from .registry import StateRegistry, state_registry
-from .scopes import StateConfig, StateScope
+from .scopes import ScopeRule, StateConfig, StateScope, register_scope
 from .state import State, server_owned
 
 __version__ = "0.1.0"
@@ -75,6 +75,7 @@ __all__ = [
     "NoRequestContextError",
     "PayloadTooLarge",
     "RequestError",
+    "ScopeRule",
     "State",
     "StateConfig",
     "StateRegistry",
@@ -95,6 +96,7 @@ __all__ = [
     "init",
     "load_user",
     "on",
+    "register_scope",
     "server_owned",
     "show",
     "signals",

@@ -9,7 +9,7 @@ the app's SessionMiddleware runs before or after FastStateMiddleware.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
@@ -80,7 +80,9 @@ def _strings(values: Iterable[Any]) -> list[str]:
     return [str(v) for v in values]
 
 
-UserLoader = Callable[[Scope], "Awaitable[UserContext | None] | UserContext | None"]
+#: ``user_loader(scope)``: returns (or awaits to) a UserContext, or anything
+#: :meth:`UserContext.from_value` understands (an id, a mapping, a Starlette user), or None.
+UserLoader = Callable[[Scope], Any]
 
 
 def default_user_loader(scope: Scope) -> UserContext | None:
@@ -168,7 +170,7 @@ class RequestContext:
                     "the user_loader is async: resolve the user with `await load_user()` "
                     "(or use FastHTML injection / `Depends(MyState.dependency)`) first"
                 )
-            self._user = result
+            self._user = UserContext.from_value(result)
         return self._user
 
     async def load_user(self) -> UserContext | None:
@@ -176,7 +178,7 @@ class RequestContext:
             result = self.owner.user_loader(self.scope)
             if inspect.isawaitable(result):
                 result = await result
-            self._user = result
+            self._user = UserContext.from_value(result)
         return self._user
 
     def forget_user(self) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import json
 import logging
@@ -19,6 +20,7 @@ from .exceptions import (
     FastStateError,
     InvalidPayload,
     MethodNotAllowed,
+    MissingIdentifier,
     PayloadTooLarge,
 )
 from .state import ERROR_SIGNAL, State
@@ -211,6 +213,17 @@ def bind_arguments(
     return spec.validate_args(raw)
 
 
+async def resolve_for_event(cls: type[State], ctx: RequestContext, query: dict[str, str]) -> State:
+    """The instance an event targets: the URL's component or record id picks it (no new ids)."""
+    from .registry import state_registry
+
+    ident_name = state_registry.config_for(cls).rule.identity
+    ident = query.get(ident_name) if ident_name is not None else None
+    if ident_name is not None and not ident:
+        raise MissingIdentifier(f"this event needs a {ident_name} in its URL")
+    return await state_registry.aresolve(cls, ctx, ident)
+
+
 def is_html(value: Any) -> bool:
     return isinstance(value, str) or hasattr(value, "__html__") or hasattr(value, "__ft__")
 
@@ -245,19 +258,38 @@ async def run_event(
     """Run the event under the instance's lock. Returns (final SSE text, changed fields); a
     generator event streams its intermediate patches through ``reply``. On an exception the
     state is rolled back and the exception re-raised."""
-    async with inst._fs_lock:
+    lock = inst._fs_lock
+    if lock is None:
+        lock = inst._fs_lock = asyncio.Lock()
+    async with lock:
         before = inst._snapshot()
         try:
             if spec.is_async_gen or spec.is_gen:
-                return await _run_generator(inst, spec, kwargs, reply, before)
+                text, changed = await _run_generator(inst, spec, kwargs, reply, before)
+                if changed:
+                    await save(inst)
+                return text, changed
             result = spec.func(inst, **kwargs)
             if inspect.isawaitable(result):
                 result = await result
+            changed = inst._changed_since(before)
+            if changed:
+                await save(inst)
         except BaseException:
             inst._restore(before)
             raise
-        changed = inst._changed_since(before)
         return patch_events(inst, changed, result), changed
+
+
+async def save(inst: State) -> None:
+    """Run the state's ``save`` hook, if it has one (sync or async)."""
+    from .registry import state_registry
+
+    hook = state_registry.config_for(type(inst)).save
+    if hook is not None:
+        result = hook(inst)
+        if inspect.isawaitable(result):
+            await result
 
 
 async def _run_generator(
@@ -334,7 +366,7 @@ async def serve_event(
         query = parse_query(scope)
         signals = parse_signals(scope, method, body, query)
         await ctx.load_user()
-        inst = cls._resolve(ctx)
+        inst = await resolve_for_event(cls, ctx, query)
         kwargs = bind_arguments(cls, spec, query, signals)
         try:
             text, _changed = await run_event(inst, spec, kwargs, reply)

@@ -175,13 +175,16 @@ class EventDescriptor:
 
 
 class EventAction:
-    """``MyState.my_event``: call it for the Datastar action string, or ask for its ``url()``."""
+    """``MyState.my_event``: call it for the Datastar action string, or ask for its ``url()``.
 
-    __slots__ = ("spec", "state_cls")
+    ``ident`` aims it at one component or record (see ``State.actions``)."""
 
-    def __init__(self, state_cls: type[State], spec: EventSpec) -> None:
+    __slots__ = ("ident", "spec", "state_cls")
+
+    def __init__(self, state_cls: type[State], spec: EventSpec, ident: str | None = None) -> None:
         self.state_cls = state_cls
         self.spec = spec
+        self.ident = ident
 
     def url(self, *args: Any, **kwargs: Any) -> str:
         """The event's URL with the given arguments in its query string."""
@@ -194,6 +197,11 @@ class EventAction:
             name = state_registry.name_of(self.state_cls)
             base = f"{state_registry.prefix}/{name}/{spec.name}"
         query = _query(spec, args, kwargs)
+        if self.ident is not None:
+            ident_name = state_registry.config_for(self.state_cls).rule.identity
+            if ident_name is not None:
+                pair = urlencode([(ident_name, self.ident)], quote_via=quote)
+                query = f"{query}&{pair}" if query else pair
         return f"{base}?{query}" if query else base
 
     def __call__(self, *args: Any, **kwargs: Any) -> str:
@@ -207,6 +215,22 @@ class EventAction:
 
     def __html__(self) -> str:
         return self()
+
+
+class ActionSet:
+    """``state.actions``: the events of one instance, as action factories aimed at it."""
+
+    __slots__ = ("ident", "state_cls")
+
+    def __init__(self, state_cls: type[State], ident: str | None) -> None:
+        self.state_cls = state_cls
+        self.ident = ident
+
+    def __getattr__(self, name: str) -> EventAction:
+        spec = self.state_cls.__faststate_events__.get(name)
+        if spec is None:
+            raise AttributeError(f"{self.state_cls.__name__} has no event {name!r}")
+        return EventAction(self.state_cls, spec, self.ident)
 
 
 def _query(spec: EventSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -263,4 +287,4 @@ def event(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     return wrap(func) if func is not None else wrap
 
 
-__all__ = ["EventAction", "EventDescriptor", "EventSpec", "event"]
+__all__ = ["ActionSet", "EventAction", "EventDescriptor", "EventSpec", "event"]

@@ -20,14 +20,14 @@ if TYPE_CHECKING:
 DATASTAR_CDN = "https://cdn.jsdelivr.net/gh/starfederation/datastar@v1.0.1/bundles/datastar.js"
 
 
-def _signal_path(target: type[State] | str, field: str | None) -> str:
+def _signal_path(target: type[State] | State | str, field: str | None) -> str:
     if isinstance(target, str):
         if field is not None:
             raise TypeError("pass either a signal path string or (StateClass, field)")
         return target.removeprefix("$")
     if field is None:
         raise TypeError("name the field: bind(Counter, 'count')")
-    return target.signal_path(field)
+    return str(target.signal_path(field))
 
 
 def _modifiers(mods: dict[str, Any]) -> str:
@@ -45,12 +45,13 @@ def on(event: str, action: Any, **modifiers: Any) -> dict[str, str]:
     return {f"data-on:{event}{_modifiers(modifiers)}": str(action)}
 
 
-def bind(target: type[State] | str, field: str | None = None) -> dict[str, str]:
-    """Two-way binding of an input to a signal: ``bind(Counter, "text")``."""
+def bind(target: type[State] | State | str, field: str | None = None) -> dict[str, str]:
+    """Two-way binding of an input to a signal: ``bind(Counter, "text")`` (or an instance,
+    for COMPONENT states: ``bind(widget, "text")``)."""
     return {"data-bind": _signal_path(target, field)}
 
 
-def text(target: type[State] | str, field: str | None = None) -> dict[str, str]:
+def text(target: type[State] | State | str, field: str | None = None) -> dict[str, str]:
     """``data-text``: ``text(Counter, "count")`` or any expression ``text("$a + $b")``."""
     if isinstance(target, str) and field is None and not _is_path(target):
         return {"data-text": target}

@@ -11,8 +11,8 @@ from typing import Any
 from itsdangerous import BadSignature, Signer
 
 from .context import RequestContext, UserLoader, _current, default_user_loader
-from .dispatch import send_error, serve_event
-from .exceptions import ConfigurationError, UnknownEvent
+from .dispatch import Reply, send_error, serve_event
+from .exceptions import ConfigurationError, FastStateError, UnknownEvent
 from .registry import StateRegistry, state_registry
 from .types import ASGIApp, Message, Receive, Scope, Send
 
@@ -30,7 +30,11 @@ class FastStateMiddleware:
     async) returning a UserContext or None; ``max_body_size`` in bytes (default 1 MiB);
     ``session_cookie`` name, ``max_age``, ``https_only`` and ``same_site`` of the signed cookie
     that identifies a browser session; ``datastar_js``, a file to self-host the Datastar client
-    at ``<prefix>/datastar.js`` (see :func:`faststate_mw.datastar_script`).
+    at ``<prefix>/datastar.js`` (see :func:`faststate_mw.datastar_script`); ``sweep_interval``,
+    seconds between sweeps that drop instances idle past their ttl.
+
+    A FastStateError raised by a page handler (say, ``Profile.current()`` with nobody signed in)
+    becomes a clean 4xx reply unless the app maps it with its own exception handler.
     """
 
     def __init__(
@@ -47,6 +51,7 @@ class FastStateMiddleware:
         https_only: bool = False,
         same_site: str = "lax",
         datastar_js: str | Path | None = None,
+        sweep_interval: float = 30.0,
     ) -> None:
         if not secret_key or not isinstance(secret_key, str):
             raise ConfigurationError("FastStateMiddleware needs a non-empty secret_key")
@@ -61,6 +66,7 @@ class FastStateMiddleware:
         self.registry = registry
         registry.prefix = prefix
         self.user_loader = user_loader
+        self.sweep_interval = sweep_interval
         self.max_body_size = max_body_size
         self.session_cookie = session_cookie
         self._cookie_prefix = session_cookie.encode() + b"="
@@ -124,15 +130,20 @@ class FastStateMiddleware:
             return
         ctx = RequestContext(scope, self)
         token = _current.set(ctx)
+        self.registry.ensure_sweeper(self.sweep_interval)
+        started = False
 
         async def send_with_cookie(message: Message) -> None:
-            if message["type"] == "http.response.start" and ctx.new_session_id is not None:
-                message = dict(message)
-                message["headers"] = [
-                    *message.get("headers", []),
-                    self._set_cookie_header(ctx.new_session_id),
-                ]
-                ctx.new_session_id = None
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if ctx.new_session_id is not None:
+                    message = dict(message)
+                    message["headers"] = [
+                        *message.get("headers", []),
+                        self._set_cookie_header(ctx.new_session_id),
+                    ]
+                    ctx.new_session_id = None
             await send(message)
 
         try:
@@ -140,7 +151,14 @@ class FastStateMiddleware:
             if path.startswith(self._event_prefix) or path in self.registry.custom_routes():
                 await self._inner_app(scope)(scope, receive, send_with_cookie)
             else:
-                await self.app(scope, receive, send_with_cookie)
+                try:
+                    await self.app(scope, receive, send_with_cookie)
+                except FastStateError as err:
+                    # e.g. State.current() of a USER state without a user, in a page handler the
+                    # app has no exception handler for: a clean 4xx instead of a 500
+                    if started:
+                        raise
+                    await send_error(scope, Reply(send_with_cookie), err)
         finally:
             _current.reset(token)
 
@@ -168,8 +186,6 @@ class FastStateMiddleware:
         return handler
 
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
-        from .dispatch import Reply
-
         ctx = _current.get()
         assert ctx is not None
         path: str = scope["path"]

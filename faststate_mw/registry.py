@@ -1,12 +1,24 @@
-"""The registry: which State classes exist, how each is configured, and the live instances."""
+"""The registry: which State classes exist, how each is configured, and the live instances.
+
+Live instances are keyed by hierarchical keys (see :mod:`faststate_mw.scopes`). Each instance whose
+scope has a time to live is tracked in an access-ordered list per ttl, so a sweep touches only
+what has expired and never walks every instance.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
+import logging
 import threading
+import time
+import warnings
+from collections import OrderedDict
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .exceptions import ConfigurationError
-from .scopes import SUPPORTED_SCOPES, StateConfig, StateScope, state_key
+from .exceptions import AuthenticationError, ConfigurationError, NoRequestContextError
+from .scopes import StateConfig, StateScope
 
 if TYPE_CHECKING:
     from .context import RequestContext
@@ -14,19 +26,24 @@ if TYPE_CHECKING:
     from .state import State
 
 DEFAULT_PREFIX = "/_faststate"
+log = logging.getLogger("faststate_mw")
 
 
 class StateRegistry:
     """Holds State configurations and live instances, keyed by hierarchical string keys."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         #: URL prefix of event endpoints; FastStateMiddleware(prefix=...) sets it
         self.prefix = DEFAULT_PREFIX
+        #: the clock ttls are measured with (tests substitute their own)
+        self.clock = clock
         self._configs: dict[type[State], StateConfig] = {}
         self._classes: dict[str, type[State]] = {}
         self._instances: dict[str, State] = {}
+        self._expiry: dict[float, OrderedDict[str, float]] = {}
         self._create_lock = threading.Lock()
         self._custom_routes: dict[str, tuple[type[State], EventSpec]] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
 
     # -- classes and configuration -------------------------------------------------------
     def register(self, state_cls: type[State], config: StateConfig | None = None) -> StateConfig:
@@ -45,6 +62,13 @@ class StateRegistry:
         name = (config or self.config_for(state_cls)).name or state_cls.__name__
         old = self._classes.get(name)
         if old is not None and old is not state_cls:
+            if (old.__module__, old.__qualname__) != (state_cls.__module__, state_cls.__qualname__):
+                warnings.warn(
+                    f"two State classes are named {name!r} ({old.__module__}.{old.__qualname__} "
+                    f"and {state_cls.__module__}.{state_cls.__qualname__}); the newer one now "
+                    "owns the name's URLs and keys: set StateConfig(name=...) to tell them apart",
+                    stacklevel=4,
+                )
             # A redefinition (reload, tests): the newest class owns the name and its instances.
             self._drop_instances_of(old)
         self._classes[name] = state_cls
@@ -93,21 +117,81 @@ class StateRegistry:
         return out
 
     # -- instances --------------------------------------------------------------------------
-    def key_for(self, state_cls: type[State], ctx: RequestContext) -> str:
-        return state_key(self.name_of(state_cls), self.config_for(state_cls), ctx)
+    def key_for(
+        self, state_cls: type[State], ctx: RequestContext | None, ident: str | None = None
+    ) -> str:
+        config = self.config_for(state_cls)
+        if config.requires_auth and ctx is not None and ctx.user is None:
+            raise AuthenticationError(f"sign in to use {self.name_of(state_cls)}")
+        return config.rule.key(self.name_of(state_cls), ctx, ident)
 
-    def resolve(self, state_cls: type[State], ctx: RequestContext) -> State:
-        """The instance of ``state_cls`` this request reaches, created on first use."""
-        key = self.key_for(state_cls, ctx)
+    def resolve(
+        self, state_cls: type[State], ctx: RequestContext | None, ident: str | None = None
+    ) -> State:
+        """The instance of ``state_cls`` for this request (and id), created on first use."""
+        key = self.key_for(state_cls, ctx, ident)
+        inst = self._hit(key, state_cls)
+        if inst is not None:
+            return inst
+        config = self.config_for(state_cls)
+        data = None
+        if config.load is not None:
+            data = config.load(ident)
+            if inspect.isawaitable(data):
+                close = getattr(data, "close", None)
+                if close is not None:
+                    close()
+                raise NoRequestContextError(
+                    f"{state_cls.__name__} has an async load hook: use `await "
+                    f"{state_cls.__name__}.dependency()` (or FastHTML injection) instead"
+                )
+        return self._store(key, state_cls, ident, data)
+
+    async def aresolve(
+        self, state_cls: type[State], ctx: RequestContext | None, ident: str | None = None
+    ) -> State:
+        """:meth:`resolve` for async code: awaits an async ``load`` hook."""
+        key = self.key_for(state_cls, ctx, ident)
+        inst = self._hit(key, state_cls)
+        if inst is not None:
+            return inst
+        config = self.config_for(state_cls)
+        data = None
+        if config.load is not None:
+            data = config.load(ident)
+            if inspect.isawaitable(data):
+                data = await data
+        return self._store(key, state_cls, ident, data)
+
+    def _hit(self, key: str, state_cls: type[State]) -> State | None:
         inst = self._instances.get(key)
         if inst is not None and type(inst) is state_cls:
+            ttl = inst._fs_ttl
+            if ttl is not None:
+                order = self._expiry[ttl]
+                order[key] = self.clock()
+                order.move_to_end(key)
             return inst
+        return None
+
+    def _store(self, key: str, state_cls: type[State], ident: str | None, data: Any) -> State:
         with self._create_lock:  # sync handlers resolve from worker threads
             inst = self._instances.get(key)
-            if inst is None or type(inst) is not state_cls:
+            if inst is not None and type(inst) is state_cls:
+                return inst
+            if data is None:
                 inst = state_cls()
-                inst._fs_key = key
-                self._instances[key] = inst
+            elif isinstance(data, state_cls):
+                inst = data
+            else:
+                inst = state_cls.model_validate(data)
+            inst._fs_key = key
+            inst._fs_ident = ident
+            ttl = self.config_for(state_cls).effective_ttl
+            inst._fs_ttl = ttl
+            self._instances[key] = inst
+            if ttl is not None:
+                self._expiry.setdefault(ttl, OrderedDict())[key] = self.clock()
         return inst
 
     def get(self, key: str) -> State | None:
@@ -115,30 +199,91 @@ class StateRegistry:
         return self._instances.get(key)
 
     def keys(
-        self, scope: StateScope | None = None, state_cls: type[State] | None = None
+        self, scope: StateScope | str | None = None, state_cls: type[State] | None = None
     ) -> list[str]:
         """Live keys, optionally only those of one scope and/or one class."""
+        prefix = None if scope is None else f"{scope}:"
         out = []
         for key, inst in list(self._instances.items()):
-            if scope is not None and not key.startswith(scope.value + ":"):
+            if prefix is not None and not key.startswith(prefix):
                 continue
             if state_cls is not None and type(inst) is not state_cls:
                 continue
             out.append(key)
         return out
 
-    def discard(self, key: str) -> None:
-        self._instances.pop(key, None)
+    def discard(self, key: str) -> State | None:
+        """Forget the instance under ``key`` (no hooks run); returns it."""
+        inst = self._instances.pop(key, None)
+        if inst is not None and inst._fs_ttl is not None:
+            self._expiry.get(inst._fs_ttl, OrderedDict()).pop(key, None)
+        return inst
 
     def clear(self) -> None:
         """Forget every live instance (configurations stay)."""
         self._instances.clear()
+        self._expiry.clear()
 
     def _drop_instances_of(self, state_cls: type[State]) -> None:
         for key, inst in list(self._instances.items()):
             if type(inst) is state_cls:
-                self._instances.pop(key, None)
+                self.discard(key)
 
+    # -- time to live ---------------------------------------------------------------------------
+    async def sweep(self, batch: int = 1000) -> list[str]:
+        """Drop every instance idle longer than its ttl, after its ``on_evict`` hook (e.g. a
+        save). Yields to the event loop every ``batch`` evictions so requests never stall."""
+        now = self.clock()
+        evicted: list[str] = []
+        for ttl, order in list(self._expiry.items()):
+            while order:
+                key, last = next(iter(order.items()))
+                if now - last <= ttl:
+                    break
+                order.popitem(last=False)
+                inst = self._instances.get(key)
+                if inst is None:
+                    continue
+                if inst._fs_lock is not None and inst._fs_lock.locked():
+                    order[key] = now  # an event is running on it: keep it for another ttl
+                    continue
+                config = self.config_for(type(inst))
+                hook = config.on_evict or config.save
+                if hook is not None:
+                    try:
+                        result = hook(inst)
+                        if inspect.isawaitable(result):
+                            await result
+                    except Exception:
+                        log.exception("on_evict hook of %s failed; instance kept", key)
+                        order[key] = now
+                        continue
+                self._instances.pop(key, None)
+                evicted.append(key)
+                if len(evicted) % batch == 0:
+                    await asyncio.sleep(0)
+        return evicted
+
+    def ensure_sweeper(self, interval: float = 30.0) -> None:
+        """Start the periodic sweep in the running event loop, once (the middleware calls it)."""
+        task = self._sweeper
+        if task is not None and not task.done():
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return
+        self._sweeper = loop.create_task(self._sweep_forever(interval))
+
+    async def _sweep_forever(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sweep()
+            except Exception:  # never let the sweeper die silently
+                log.exception("state sweep failed")
+
+    # -- introspection ----------------------------------------------------------------------------
     def __len__(self) -> int:
         return len(self._instances)
 
@@ -146,21 +291,27 @@ class StateRegistry:
         return f"<StateRegistry {len(self._classes)} classes, {len(self._instances)} instances>"
 
     def stats(self) -> dict[str, Any]:
+        """Counts of live instances, in all and by scope."""
         by_scope: dict[str, int] = {}
         for key in list(self._instances):
-            by_scope[key.split(":", 1)[0]] = by_scope.get(key.split(":", 1)[0], 0) + 1
+            scope = key.split(":", 1)[0]
+            by_scope[scope] = by_scope.get(scope, 0) + 1
         return {"instances": len(self._instances), "by_scope": by_scope}
 
 
 def _validate(state_cls: type[State], config: StateConfig) -> None:
-    if config.scope not in SUPPORTED_SCOPES:
-        raise ConfigurationError(
-            f"{state_cls.__name__}: scope {config.scope.value!r} is not available in this release"
-        )
-    if config.scope is StateScope.USER and not config.requires_auth:
+    if config.scope == StateScope.USER and not config.requires_auth:
         raise ConfigurationError(
             f"user-scoped state {state_cls.__name__} must set requires_auth=True"
         )
+    ident = config.rule.identity
+    if ident is not None:
+        for spec in state_cls.__faststate_events__.values():
+            if ident in spec.param_names:
+                raise ConfigurationError(
+                    f"{state_cls.__name__}.{spec.name}: the argument name {ident!r} is reserved "
+                    f"for the {config.scope} id"
+                )
 
 
 #: The default registry used by State classes and FastStateMiddleware.

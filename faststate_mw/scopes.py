@@ -1,15 +1,31 @@
 """Scopes decide which requests share one state instance, and so how its key is built.
 
-Keys are hierarchical, readable strings: ``global:Counter``, ``session:<sid>:Counter``.
+Keys are hierarchical, readable strings::
+
+    global:Counter                 one for the app
+    session:<sid>:Counter          one per browser session
+    user:<uid>:Profile             one per authenticated user
+    component:<sid>:Widget:<cid>   one per component id, inside a session
+    record:Product:<rid>           one per record id
+    temporary:<sid>:Wizard         one per session, short-lived
+    tenant:<tid>:Settings          a custom scope (see :class:`ScopeRule`)
+
+Every part that comes from a client or a user (user ids, record ids, custom owners) is
+percent-encoded, so it can never contain ``:`` and no id can produce another scope's or another
+owner's key. Component ids are validated instead (they also name signals on the page).
 """
 
 from __future__ import annotations
 
+import re
+import secrets
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
-from .exceptions import ConfigurationError
+from .exceptions import AuthenticationError, ConfigurationError, InvalidPayload, MissingIdentifier
 
 if TYPE_CHECKING:
     from .context import RequestContext
@@ -20,14 +36,171 @@ class StateScope(StrEnum):
 
     GLOBAL = "global"  #: one instance for the whole app
     SESSION = "session"  #: one per browser session (the default)
-    USER = "user"  #: one per authenticated user
+    USER = "user"  #: one per authenticated user, across sessions and devices
     COMPONENT = "component"  #: one per component id, inside a session
-    RECORD = "record"  #: one per record id
-    TEMPORARY = "temporary"  #: short-lived, per session
+    RECORD = "record"  #: one per record id, shared by everyone on that record
+    TEMPORARY = "temporary"  #: one per session, dropped after a short idle time
 
 
-#: Scopes whose key rule is implemented in this release.
-SUPPORTED_SCOPES = frozenset({StateScope.GLOBAL, StateScope.SESSION})
+#: Default idle time to live, in seconds, by scope (None: kept until removed).
+DEFAULT_TTLS: dict[str, float | None] = {
+    StateScope.GLOBAL: None,
+    StateScope.SESSION: 24 * 3600.0,
+    StateScope.USER: None,
+    StateScope.COMPONENT: 24 * 3600.0,
+    StateScope.RECORD: None,
+    StateScope.TEMPORARY: 15 * 60.0,
+}
+
+MAX_ID_LENGTH = 256
+_COMPONENT_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+
+def escape_id(value: Any, what: str = "id") -> str:
+    """Percent-encode an id for use inside a key; reject empty or over-long ids (400)."""
+    text = str(value)
+    if not text:
+        raise MissingIdentifier(f"empty {what}")
+    if len(text) > MAX_ID_LENGTH:
+        raise InvalidPayload(f"{what} longer than {MAX_ID_LENGTH} characters")
+    return quote(text, safe="")
+
+
+def validate_component_id(value: str) -> str:
+    """Component ids name signals on the page: a letter or ``_``, then letters, digits, ``_``."""
+    if not isinstance(value, str) or not _COMPONENT_ID.fullmatch(value):
+        raise InvalidPayload(
+            "component id must be 1-64 characters: a letter or '_' then letters, digits or '_'"
+        )
+    return value
+
+
+def new_component_id() -> str:
+    return "c" + secrets.token_hex(6)
+
+
+class ScopeRule:
+    """How one scope builds keys. Subclass it and :func:`register_scope` it to add a scope.
+
+    ``owner(ctx)`` returns the part of the key that says whose instance it is (None for a single
+    app-wide instance). The key is ``<name>:<escaped owner>:<StateName>``. Example, a tenant scope
+    taken from a header::
+
+        class TenantScope(ScopeRule):
+            name = "tenant"
+
+            def owner(self, ctx):
+                return ctx.request.headers.get("x-tenant") or ctx.request.url.hostname
+
+        register_scope(TenantScope())
+        class Settings(State):
+            __faststate__ = StateConfig(scope="tenant")
+    """
+
+    name: str = ""
+    #: idle time to live used when the StateConfig sets none
+    default_ttl: float | None = None
+    #: the id that selects an instance inside the owner ("component", "record"), if any
+    identity: str | None = None
+
+    def owner(self, ctx: RequestContext) -> str | None:
+        raise NotImplementedError
+
+    def key(self, state_name: str, ctx: RequestContext | None, ident: str | None) -> str:
+        if ctx is None:
+            raise MissingIdentifier(f"scope {self.name!r} needs a request to build its key")
+        owner = self.owner(ctx)
+        if owner is None:
+            raise MissingIdentifier(f"scope {self.name!r}: this request has no owner")
+        return f"{self.name}:{escape_id(owner, self.name)}:{state_name}"
+
+
+class _Global(ScopeRule):
+    name = StateScope.GLOBAL
+
+    def key(self, state_name: str, ctx: RequestContext | None, ident: str | None) -> str:
+        return f"global:{state_name}"
+
+
+class _Session(ScopeRule):
+    name = StateScope.SESSION
+    default_ttl = DEFAULT_TTLS[StateScope.SESSION]
+
+    def owner(self, ctx: RequestContext) -> str | None:
+        return ctx.session_id()
+
+    def key(self, state_name: str, ctx: RequestContext | None, ident: str | None) -> str:
+        if ctx is None:
+            raise MissingIdentifier("a session-scoped state needs a request")
+        return f"{self.name}:{ctx.session_id()}:{state_name}"
+
+
+class _Temporary(_Session):
+    name = StateScope.TEMPORARY
+    default_ttl = DEFAULT_TTLS[StateScope.TEMPORARY]
+
+
+class _User(ScopeRule):
+    name = StateScope.USER
+
+    def owner(self, ctx: RequestContext) -> str | None:
+        user = ctx.user
+        if user is None:
+            raise AuthenticationError("sign in to use this state")
+        return user.id
+
+
+class _Component(ScopeRule):
+    name = StateScope.COMPONENT
+    default_ttl = DEFAULT_TTLS[StateScope.COMPONENT]
+    identity = "component_id"
+
+    def key(self, state_name: str, ctx: RequestContext | None, ident: str | None) -> str:
+        if ctx is None:
+            raise MissingIdentifier("a component state needs a request (its session)")
+        if ident is None:
+            raise MissingIdentifier("a component state needs a component id")
+        cid = validate_component_id(ident)
+        return f"component:{ctx.session_id()}:{state_name}:{cid}"
+
+
+class _Record(ScopeRule):
+    name = StateScope.RECORD
+    identity = "record_id"
+
+    def key(self, state_name: str, ctx: RequestContext | None, ident: str | None) -> str:
+        if ident is None:
+            raise MissingIdentifier(
+                f"{state_name} is a record state: the URL needs a record_id (or id) in its path "
+                "or query"
+            )
+        return f"record:{state_name}:{escape_id(ident, 'record id')}"
+
+
+_RULES: dict[str, ScopeRule] = {}
+
+
+def register_scope(rule: ScopeRule) -> ScopeRule:
+    """Add a custom scope. Its name must be new and a lower-case identifier."""
+    if not rule.name or not re.fullmatch(r"[a-z][a-z0-9_]*", rule.name):
+        raise ConfigurationError("a scope name must be a lower-case identifier")
+    if rule.name in _RULES and type(_RULES[rule.name]) is not type(rule):
+        raise ConfigurationError(f"scope {rule.name!r} is already registered")
+    _RULES[rule.name] = rule
+    return rule
+
+
+for _rule in (_Global(), _Session(), _Temporary(), _User(), _Component(), _Record()):
+    _RULES[_rule.name] = _rule
+
+
+def scope_rule(scope: str) -> ScopeRule:
+    try:
+        return _RULES[scope]
+    except KeyError:
+        raise ConfigurationError(
+            f"unknown scope {scope!r}; register custom scopes with register_scope()"
+        ) from None
 
 
 @dataclass(frozen=True)
@@ -35,10 +208,12 @@ class StateConfig:
     """How a State class is shared and protected.
 
     Register it with ``state_registry.register(MyState, StateConfig(...))`` or declare it on the
-    class as ``__faststate__ = StateConfig(...)``.
+    class as ``__faststate__ = StateConfig(...)``. ``scope`` is a :class:`StateScope` or the name
+    of a registered custom scope. ``ttl`` is the idle time to live in seconds (default: by scope,
+    see :data:`DEFAULT_TTLS`).
     """
 
-    scope: StateScope = StateScope.SESSION
+    scope: StateScope | str = StateScope.SESSION
     requires_auth: bool = False
     permissions: tuple[str, ...] = ()
     roles: tuple[str, ...] = ()
@@ -50,33 +225,44 @@ class StateConfig:
     namespace: str | None = None
     #: put this state's signals at the top level (``$count``), as the seeds did
     flat_signals: bool = False
+    #: ``load(id) -> State | dict | None`` reads the instance from the app's own store when it is
+    #: first used (id: the record id, component id or None); sync or async
+    load: Callable[[Any], Any] | None = None
+    #: ``save(state)`` writes it back after every event that changed it; sync or async
+    save: Callable[[Any], Any] | None = None
+    #: ``on_evict(state)`` runs before an idle instance is dropped after its ttl; sync or async
+    on_evict: Callable[[Any], Any] | None = None
 
     def __post_init__(self) -> None:
-        if not isinstance(self.scope, StateScope):
+        scope = self.scope
+        if not isinstance(scope, StateScope):
             try:
-                object.__setattr__(self, "scope", StateScope(self.scope))
+                scope = StateScope(scope)
             except ValueError:
-                raise ConfigurationError(f"unknown scope {self.scope!r}") from None
+                scope_rule(str(scope))  # a registered custom scope, or a clear error
+        object.__setattr__(self, "scope", scope)
         object.__setattr__(self, "permissions", tuple(self.permissions))
         object.__setattr__(self, "roles", tuple(self.roles))
         if self.ttl is not None and self.ttl <= 0:
             raise ConfigurationError("StateConfig.ttl must be a positive number of seconds")
-        if self.name is not None and not _is_identifier(self.name):
+        if self.name is not None and not (self.name.isidentifier() and self.name.isascii()):
             raise ConfigurationError(f"state name {self.name!r} must be a Python-style identifier")
 
+    @property
+    def rule(self) -> ScopeRule:
+        return scope_rule(str(self.scope))
 
-def _is_identifier(name: str) -> bool:
-    return name.isidentifier() and name.isascii()
-
-
-def state_key(name: str, config: StateConfig, ctx: RequestContext) -> str:
-    """The key of the instance of state ``name`` that this request reaches."""
-    scope = config.scope
-    if scope is StateScope.GLOBAL:
-        return f"global:{name}"
-    if scope is StateScope.SESSION:
-        return f"session:{ctx.session_id()}:{name}"
-    raise ConfigurationError(f"scope {scope.value!r} is not available in this release")
+    @property
+    def effective_ttl(self) -> float | None:
+        return self.ttl if self.ttl is not None else self.rule.default_ttl
 
 
-__all__ = ["SUPPORTED_SCOPES", "StateConfig", "StateScope", "state_key"]
+__all__ = [
+    "DEFAULT_TTLS",
+    "ScopeRule",
+    "StateConfig",
+    "StateScope",
+    "escape_id",
+    "register_scope",
+    "scope_rule",
+]

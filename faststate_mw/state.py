@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import functools
 import json
+from collections.abc import Callable
 from html import escape
 from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 from starlette.requests import Request
 
-from .context import RequestContext, current_context
-from .events import EventDescriptor, EventSpec, build_spec
+from .context import RequestContext, _current, current_context
+from .events import ActionSet, EventDescriptor, EventSpec, build_spec
+from .exceptions import ConfigurationError
 from .registry import state_registry
+from .scopes import StateScope, new_component_id
 
 #: Mark a field as server-owned: ``count: Annotated[int, server_owned] = 0``. Client input never
 #: writes it: it gets no generated setter and event arguments are never read from its signal.
@@ -25,6 +29,17 @@ ERROR_SIGNAL = "_faststate"
 ERROR_SIGNAL_INITIAL: dict[str, Any] = {"error": "", "status": 0, "code": ""}
 
 
+class hybridmethod:
+    """A method that works on the class and on instances (receiving either)."""
+
+    def __init__(self, func: Callable[..., Any]) -> None:
+        self.func = func
+        self.__doc__ = func.__doc__
+
+    def __get__(self, obj: Any, owner: type | None = None) -> Callable[..., Any]:
+        return functools.partial(self.func, owner if obj is None else obj)
+
+
 class State(BaseModel):
     """Base class of reactive server-side state.
 
@@ -34,14 +49,18 @@ class State(BaseModel):
     unless it is :data:`server_owned`.
     """
 
-    model_config = ConfigDict(ignored_types=(EventDescriptor,), validate_assignment=True)
+    model_config = ConfigDict(
+        ignored_types=(EventDescriptor, hybridmethod), validate_assignment=True
+    )
 
     __faststate_events__: ClassVar[dict[str, EventSpec]] = {}
     __faststate_fields__: ClassVar[tuple[str, ...]] = ()
     __faststate_server_owned__: ClassVar[frozenset[str]] = frozenset()
 
     _fs_key: str | None = PrivateAttr(default=None)
-    _fs_lock: asyncio.Lock = PrivateAttr(default_factory=asyncio.Lock)
+    _fs_ident: str | None = PrivateAttr(default=None)
+    _fs_ttl: float | None = PrivateAttr(default=None)
+    _fs_lock: asyncio.Lock | None = PrivateAttr(default=None)
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -80,16 +99,24 @@ class State(BaseModel):
         """The instance of this state for the running request's scope.
 
         Works in any handler under FastStateMiddleware (Starlette, FastHTML, FastAPI's
-        ``Depends(MyState.current)``); raises NoRequestContextError elsewhere.
+        ``Depends(MyState.current)``); raises NoRequestContextError elsewhere. RECORD states take
+        their id from the path (``record_id`` or ``id``) or the query; COMPONENT states from
+        ``component_id``, or get a new id.
         """
-        return cls._resolve(current_context())
+        ctx = current_context()
+        inst = state_registry.resolve(cls, ctx, _request_ident(cls, ctx))
+        assert isinstance(inst, cls)
+        return inst
 
     @classmethod
     async def dependency(cls) -> Self:
-        """Like :meth:`current`, but awaits an async ``user_loader`` first (FastAPI ``Depends``)."""
+        """Like :meth:`current`, but awaits an async ``user_loader`` and ``load`` hook first
+        (for FastAPI: ``Depends(MyState.dependency)``)."""
         ctx = current_context()
         await ctx.load_user()
-        return cls._resolve(ctx)
+        inst = await state_registry.aresolve(cls, ctx, _request_ident(cls, ctx))
+        assert isinstance(inst, cls)
+        return inst
 
     @classmethod
     async def __from_request__(cls, req: Request) -> Self:
@@ -97,8 +124,21 @@ class State(BaseModel):
         return await cls.dependency()
 
     @classmethod
-    def _resolve(cls, ctx: RequestContext) -> Self:
-        inst = state_registry.resolve(cls, ctx)
+    def component(cls, component_id: str | None = None) -> Self:
+        """The COMPONENT instance ``component_id`` of this session (a new id when None)."""
+        if state_registry.config_for(cls).scope != StateScope.COMPONENT:
+            raise ConfigurationError(f"{cls.__name__} is not a COMPONENT state")
+        ctx = current_context()
+        inst = state_registry.resolve(cls, ctx, component_id or new_component_id())
+        assert isinstance(inst, cls)
+        return inst
+
+    @classmethod
+    def for_record(cls, record_id: Any) -> Self:
+        """The RECORD instance for ``record_id`` (usable outside a request, e.g. in a task)."""
+        if state_registry.config_for(cls).scope != StateScope.RECORD:
+            raise ConfigurationError(f"{cls.__name__} is not a RECORD state")
+        inst = state_registry.resolve(cls, _current.get(), str(record_id))
         assert isinstance(inst, cls)
         return inst
 
@@ -106,6 +146,17 @@ class State(BaseModel):
     def key(self) -> str | None:
         """The registry key of this instance (None for an instance made by hand)."""
         return self._fs_key
+
+    @property
+    def identity(self) -> str | None:
+        """The component or record id of this instance, if its scope has one."""
+        return self._fs_ident
+
+    @property
+    def actions(self) -> ActionSet:
+        """Action strings aimed at this very instance: ``widget.actions.increment(1)``
+        (carries the component or record id; the same as ``Cls.increment`` otherwise)."""
+        return ActionSet(type(self), self._fs_ident)
 
     # -- signals --------------------------------------------------------------------------------
     @classmethod
@@ -119,18 +170,34 @@ class State(BaseModel):
         name = state_registry.name_of(cls)
         return name[:1].lower() + name[1:]
 
-    @classmethod
-    def signal_path(cls, field: str) -> str:
-        """The signal path of ``field`` (``counter.count``), as ``data-bind`` wants it."""
+    def _namespace(self) -> str | None:
+        """The namespace of this instance: components nest under their id."""
+        ns = type(self).signal_namespace()
+        if self._fs_ident is not None and ns and _is_component(type(self)):
+            return f"{ns}.{self._fs_ident}"
+        return ns
+
+    @hybridmethod
+    def signal_path(self_or_cls: Any, field: str) -> str:
+        """The signal path of ``field`` (``counter.count``), as ``data-bind`` wants it. On a
+        component instance it includes the component id (``widget.c1.count``)."""
+        cls: type[State] = self_or_cls if isinstance(self_or_cls, type) else type(self_or_cls)
         if field not in cls.__faststate_fields__:
             raise AttributeError(f"{cls.__name__} has no public field {field!r}")
-        ns = cls.signal_namespace()
+        if isinstance(self_or_cls, type):
+            if _is_component(cls):
+                raise ConfigurationError(
+                    f"{cls.__name__} is a COMPONENT state: ask the instance (widget.ref(...))"
+                )
+            ns = cls.signal_namespace()
+        else:
+            ns = self_or_cls._namespace()
         return f"{ns}.{field}" if ns else field
 
-    @classmethod
-    def ref(cls, field: str) -> str:
+    @hybridmethod
+    def ref(self_or_cls: Any, field: str) -> str:
         """The Datastar expression of ``field`` (``$counter.count``) for data-text / data-show."""
-        return "$" + cls.signal_path(field)
+        return "$" + str(self_or_cls.signal_path(field))
 
     def public_data(self) -> dict[str, Any]:
         """The public fields, JSON-ready."""
@@ -139,8 +206,12 @@ class State(BaseModel):
     def signals(self, fields: dict[str, Any] | None = None) -> dict[str, Any]:
         """Signals of this state (or of ``fields`` only), wrapped in the namespace."""
         data = self.public_data() if fields is None else fields
-        ns = type(self).signal_namespace()
-        return {ns: data} if ns else data
+        ns = self._namespace()
+        if not ns:
+            return data
+        for part in reversed(ns.split(".")):
+            data = {part: data}
+        return data
 
     def signals_json(self) -> str:
         return json.dumps(self.signals(), separators=(",", ":"))
@@ -178,6 +249,28 @@ class State(BaseModel):
 
     def _restore(self, before: dict[str, Any]) -> None:
         self.__dict__.update(before)
+
+
+def _is_component(cls: type[State]) -> bool:
+    return state_registry.config_for(cls).scope == StateScope.COMPONENT
+
+
+def _request_ident(cls: type[State], ctx: RequestContext) -> str | None:
+    """The record or component id a page request names (path first, then query)."""
+    rule = state_registry.config_for(cls).rule
+    if rule.identity is None:
+        return None
+    path_params = ctx.scope.get("path_params") or {}
+    query = ctx.request.query_params
+    names = ("record_id", "id") if rule.identity == "record_id" else ("component_id",)
+    for source in (path_params, query):
+        for name in names:
+            value = source.get(name)
+            if value not in (None, ""):
+                return str(value)
+    if rule.identity == "component_id":
+        return new_component_id()
+    return None
 
 
 def _make_setter(cls: type[State], field: str) -> Any:

@@ -196,7 +196,7 @@ def test_html_return_is_patch_elements() -> None:
 def test_fasthtml_ft_return_is_rendered() -> None:
     from fasthtml.common import Div
 
-    class Widget(State):
+    class FtWidget(State):
         n: int = 0
 
         @event
@@ -204,7 +204,7 @@ def test_fasthtml_ft_return_is_rendered() -> None:
             return Div("hi", id="w")
 
     client = make_client()
-    r = client.post("/_faststate/Widget/show", headers=DS, content=b"{}")
+    r = client.post("/_faststate/FtWidget/show", headers=DS, content=b"{}")
     assert sse_events(r.text) == [("datastar-patch-elements", 'elements <div id="w">hi</div>')]
 
 
