@@ -10,9 +10,32 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from fasthtml.common import H1, H2, Button, Div, Input, Main, NotStr, P, Span, Title, fast_app
+from fasthtml.common import (
+    H1,
+    H2,
+    A,
+    Beforeware,
+    Button,
+    Div,
+    Form,
+    Input,
+    Label,
+    Li,
+    Main,
+    Nav,
+    NotStr,
+    P,
+    RedirectResponse,
+    Span,
+    Title,
+    Ul,
+    fast_app,
+)
+from starlette.requests import Request
 
+from example_app.products import init_db, load_product, save_product
 from faststate_mw import (
+    AuthenticationError,
     FastStateMiddleware,
     State,
     StateConfig,
@@ -22,6 +45,7 @@ from faststate_mw import (
     error_attrs,
     event,
     on,
+    show,
     state_registry,
     text,
 )
@@ -61,8 +85,82 @@ class Visitors(State):
 
 state_registry.register(Visitors, StateConfig(scope=StateScope.GLOBAL))
 
+
+class Profile(State):
+    """One per signed-in user, shared by all of their sessions and devices."""
+
+    __faststate__ = StateConfig(scope=StateScope.USER, requires_auth=True)
+    display_name: str = ""
+    bio: str = ""
+
+
+class Widget(State):
+    """Several independent instances on one page (COMPONENT scope)."""
+
+    __faststate__ = StateConfig(scope=StateScope.COMPONENT)
+    clicks: int = 0
+
+    @event
+    def click(self) -> None:
+        self.clicks += 1
+
+
+class ProductState(State):
+    """One per product, shared by everyone on that product page; backed by the SQLite table."""
+
+    __faststate__ = StateConfig(
+        scope=StateScope.RECORD, name="Product", load=load_product, save=save_product
+    )
+    name: str = ""
+    price: float = 0.0
+    stock: int = 0
+    likes: int = 0
+
+    @event
+    def like(self) -> None:
+        self.likes += 1
+
+    @event
+    def buy(self) -> None:
+        if self.stock > 0:
+            self.stock -= 1
+
+
+class Wizard(State):
+    """A multi-step form draft (TEMPORARY scope: dropped 15 minutes after its last use)."""
+
+    __faststate__ = StateConfig(scope=StateScope.TEMPORARY)
+    step: int = 1
+    name: str = ""
+    email: str = ""
+    done: bool = False
+
+    @event
+    def next(self) -> None:
+        self.step = min(self.step + 1, 3)
+
+    @event
+    def back(self) -> None:
+        self.step = max(self.step - 1, 1)
+
+    @event
+    def finish(self) -> None:
+        self.done = True
+
+
+def auth_beforeware(req, sess):  # type: ignore[no-untyped-def]  # FastHTML injects by name
+    """The seeds' pattern: copy the signed-in user from the session to scope["auth"]."""
+    req.scope["auth"] = sess.get("auth")
+
+
+async def to_login(request: Request, exc: Exception) -> RedirectResponse:
+    return RedirectResponse("/login", status_code=303)
+
+
 app, rt = fast_app(
     secret_key=SECRET,
+    before=Beforeware(auth_beforeware),
+    exception_handlers={AuthenticationError: to_login},
     default_hdrs=False,
     pico=False,
     htmx=False,
@@ -75,11 +173,25 @@ app.add_middleware(
 )
 
 
+init_db()
+
+NAV = Nav(
+    Ul(
+        Li(A("Counter", href="/")),
+        Li(A("Profile", href="/profile")),
+        Li(A("Widgets", href="/widgets")),
+        Li(A("Products", href="/product/1")),
+        Li(A("Wizard", href="/wizard")),
+        Li(A("Log in", href="/login")),
+    )
+)
+
+
 def layout(title: str, *body: Any) -> tuple[Any, ...]:
     return (
         Title(title),
         NotStr(datastar_script()),
-        Main(H1(title), *body, Div(error_attrs(), id="error", cls="error")),
+        Main(NAV, H1(title), *body, Div(error_attrs(), id="error", cls="error")),
     )
 
 
@@ -106,4 +218,102 @@ def index(counter: Counter, visitors: Visitors) -> Any:
         P("Visits: ", Span(text(Visitors, "visits"), id="visits")),
         P("Waves: ", Span(text(Visitors, "waves"), id="waves")),
         Button("Wave", on("click", Visitors.wave()), id="wave"),
+    )
+
+
+@app.get("/login")
+def get_login(sess):  # type: ignore[no-untyped-def]
+    who = sess.get("auth")
+    return layout(
+        "Log in",
+        P(f"Signed in as {who}." if who else "Not signed in.", id="who"),
+        Form(
+            Input(name="username", id="username", placeholder="username", required=True),
+            Button("Log in", id="login-button"),
+            method="post",
+            action="/login",
+        ),
+        Form(Button("Log out", id="logout-button"), method="post", action="/logout"),
+    )
+
+
+@app.post("/login")
+def post_login(sess, username: str):  # type: ignore[no-untyped-def]
+    sess["auth"] = username.strip()[:64] or None
+    return RedirectResponse("/profile", status_code=303)
+
+
+@app.post("/logout")
+def post_logout(sess):  # type: ignore[no-untyped-def]
+    sess.pop("auth", None)
+    return RedirectResponse("/login", status_code=303)
+
+
+@rt("/profile")
+def profile_page(profile: Profile, req: Request) -> Any:
+    return layout(
+        "Your profile",
+        profile,
+        P("Signed in as ", Span(req.scope.get("auth"), id="user")),
+        Label("Display name ", Input(bind(Profile, "display_name"), id="display-name")),
+        Button("Save name", on("click", Profile.set_display_name()), id="save-name"),
+        P("Shown as: ", Span(text(Profile, "display_name"), id="shown-name")),
+    )
+
+
+@rt("/widgets")
+def widgets_page() -> Any:
+    left, right = Widget.component("left"), Widget.component("right")
+    return layout(
+        "Two independent widgets",
+        *(
+            Div(
+                w,
+                Span(text(w, "clicks"), id=f"{w.identity}-clicks"),
+                Button(
+                    f"Click {w.identity}", on("click", w.actions.click()), id=f"{w.identity}-btn"
+                ),
+            )
+            for w in (left, right)
+        ),
+    )
+
+
+@rt("/product/{record_id}")
+def product_page(product: ProductState, record_id: str) -> Any:
+    return layout(
+        product.name,
+        product,
+        P("Price: ", Span(f"{product.price:.2f}")),
+        P("In stock: ", Span(text(product, "stock"), id="stock")),
+        P("Likes: ", Span(text(product, "likes"), id="likes")),
+        Button("Like", on("click", product.actions.like()), id="like"),
+        Button("Buy one", on("click", product.actions.buy()), id="buy"),
+    )
+
+
+@rt("/wizard")
+def wizard_page(wizard: Wizard) -> Any:
+    return layout(
+        "Sign-up wizard",
+        wizard,
+        P("Step ", Span(text(Wizard, "step"), id="step"), " of 3"),
+        Div(
+            Label("Name ", Input(bind(Wizard, "name"), on("change", Wizard.set_name()), id="name")),
+            show(f"{Wizard.ref('step')} === 1"),
+        ),
+        Div(
+            Label(
+                "Email ", Input(bind(Wizard, "email"), on("change", Wizard.set_email()), id="email")
+            ),
+            show(f"{Wizard.ref('step')} === 2"),
+        ),
+        Div(
+            P("Name: ", Span(text(Wizard, "name")), " email: ", Span(text(Wizard, "email"))),
+            Button("Finish", on("click", Wizard.finish()), id="finish"),
+            show(f"{Wizard.ref('step')} === 3"),
+        ),
+        Button("Back", on("click", Wizard.back()), id="back"),
+        Button("Next", on("click", Wizard.next()), id="next"),
+        P("Done!", show(Wizard.ref("done")), id="done"),
     )

@@ -26,6 +26,7 @@ from .exceptions import (
     MissingIdentifier,
     NoRequestContextError,
     PayloadTooLarge,
+    RecordNotFound,
     RequestError,
     UnknownEvent,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "MissingIdentifier",
     "NoRequestContextError",
     "PayloadTooLarge",
+    "RecordNotFound",
     "RequestError",
     "ScopeRule",
     "State",

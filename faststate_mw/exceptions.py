@@ -10,6 +10,7 @@ middleware turns them into replies (see README, "Errors") and never into a 500 o
     │   ├── InvalidPayload (400)    malformed or non-object JSON
     │   ├── MissingIdentifier (400) a scope needs an id the request does not carry
     │   ├── UnknownEvent (404)      no such state or event
+    │   ├── RecordNotFound (404)    a load hook found no such record
     │   ├── MethodNotAllowed (405)
     │   ├── PayloadTooLarge (413)
     │   └── ArgumentError (422)     arguments missing or of the wrong type
@@ -81,6 +82,13 @@ class UnknownEvent(RequestError):
     code = "unknown_event"
 
 
+class RecordNotFound(RequestError):
+    """Raise it from a ``load`` hook when the record does not exist."""
+
+    status = 404
+    code = "record_not_found"
+
+
 class MethodNotAllowed(RequestError):
     """The event exists but not for this HTTP method."""
 
@@ -143,6 +151,7 @@ __all__ = [
     "MissingIdentifier",
     "NoRequestContextError",
     "PayloadTooLarge",
+    "RecordNotFound",
     "RequestError",
     "UnknownEvent",
 ]

@@ -36,7 +36,7 @@ def test_snippet_runs(index: int) -> None:
 
 
 def test_first_snippet_counts() -> None:
-    namespace: dict[str, Any] = {"__name__": "readme_first"}
+    namespace: dict[str, Any] = {"__name__": "readme_snippet_0"}
     exec(compile(SNIPPETS[0], "README.md snippet 0", "exec", dont_inherit=True), namespace)
     client = TestClient(namespace["app"])
     html = client.get("/").text
