@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
+from .auth import requires_auth
 from .context import (
     UserContext,
     current_request,
@@ -99,6 +100,7 @@ __all__ = [
     "load_user",
     "on",
     "register_scope",
+    "requires_auth",
     "server_owned",
     "show",
     "signals",

@@ -12,7 +12,7 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from .exceptions import NoRequestContextError
 from .types import Scope
@@ -33,6 +33,9 @@ class UserContext:
     roles: frozenset[str] = field(default_factory=frozenset)
     permissions: frozenset[str] = field(default_factory=frozenset)
 
+    #: the role that grants every permission (and passes owner_only); None turns that off
+    admin_role: ClassVar[str | None] = ADMIN_ROLE
+
     def __post_init__(self) -> None:
         object.__setattr__(self, "id", str(self.id))
         object.__setattr__(self, "roles", frozenset(self.roles))
@@ -43,8 +46,9 @@ class UserContext:
         return role in self.roles
 
     def has_permission(self, permission: str) -> bool:
-        """True when the user has ``permission``; the ``admin`` role grants every permission."""
-        return permission in self.permissions or ADMIN_ROLE in self.roles
+        """True when the user has ``permission``; the admin role grants every permission."""
+        admin = UserContext.admin_role
+        return permission in self.permissions or (admin is not None and admin in self.roles)
 
     @classmethod
     def from_value(cls, value: Any) -> UserContext | None:

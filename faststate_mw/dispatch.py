@@ -26,7 +26,7 @@ from .exceptions import (
 from .state import ERROR_SIGNAL, State
 
 if TYPE_CHECKING:
-    from .context import RequestContext
+    from .context import RequestContext, UserContext
     from .events import EventSpec
     from .types import Receive, Scope, Send
 
@@ -253,7 +253,11 @@ def patch_events(inst: State, changed: list[str], returned: Any) -> str:
 
 
 async def run_event(
-    inst: State, spec: EventSpec, kwargs: dict[str, Any], reply: Reply
+    inst: State,
+    spec: EventSpec,
+    kwargs: dict[str, Any],
+    reply: Reply,
+    user: UserContext | None = None,
 ) -> tuple[str, list[str]]:
     """Run the event under the instance's lock. Returns (final SSE text, changed fields); a
     generator event streams its intermediate patches through ``reply``. On an exception the
@@ -262,6 +266,8 @@ async def run_event(
     if lock is None:
         lock = inst._fs_lock = asyncio.Lock()
     async with lock:
+        if spec.auth.owner_only:  # under the lock: the owner cannot change before the event runs
+            spec.auth.check(user, state=inst, key=inst.key or "", event=spec.name)
         before = inst._snapshot()
         try:
             if spec.is_async_gen or spec.is_gen:
@@ -365,11 +371,14 @@ async def serve_event(
         body = await read_body(receive, scope, max_body)
         query = parse_query(scope)
         signals = parse_signals(scope, method, body, query)
-        await ctx.load_user()
+        user = await ctx.load_user()
+        rule = spec.auth
+        if rule.active:  # sign-in, permissions, roles: before any instance is made
+            rule.check(user, key=cls.__name__, event=spec.name)
         inst = await resolve_for_event(cls, ctx, query)
         kwargs = bind_arguments(cls, spec, query, signals)
         try:
-            text, _changed = await run_event(inst, spec, kwargs, reply)
+            text, _changed = await run_event(inst, spec, kwargs, reply, user)
         except Exception as exc:
             raise event_failure(exc, spec, cls) from exc
         await finish(reply, text)

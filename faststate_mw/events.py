@@ -16,7 +16,8 @@ from urllib.parse import quote, urlencode
 
 from pydantic import TypeAdapter, ValidationError
 
-from .exceptions import ArgumentError, ConfigurationError
+from .auth import AuthRule
+from .exceptions import ArgumentError, ConfigurationError, FastStateError
 
 if TYPE_CHECKING:
     from .state import State
@@ -59,10 +60,7 @@ class EventSpec:
     method: str = "POST"
     path: str | None = None
     params: list[Param] = field(default_factory=list)
-    requires_auth: bool = False
-    permissions: tuple[str, ...] = ()
-    roles: tuple[str, ...] = ()
-    owner_only: bool = False
+    auth: AuthRule = field(default_factory=AuthRule)
     #: for generated setters: the field they write
     setter_field: str | None = None
 
@@ -104,6 +102,7 @@ def build_spec(
     permissions: tuple[str, ...] | list[str] = (),
     roles: tuple[str, ...] | list[str] = (),
     owner_only: bool = False,
+    owner_field: str | None = None,
     setter_field: str | None = None,
 ) -> EventSpec:
     method = method.upper()
@@ -131,12 +130,22 @@ def build_spec(
         method=method,
         path=path,
         params=params,
-        requires_auth=requires_auth or bool(permissions) or bool(roles) or owner_only,
-        permissions=tuple(permissions),
-        roles=tuple(roles),
-        owner_only=owner_only,
+        auth=_auth_rule(func, requires_auth, permissions, roles, owner_only, owner_field),
         setter_field=setter_field,
     )
+
+
+def _auth_rule(
+    func: Callable[..., Any],
+    requires_auth: bool,
+    permissions: tuple[str, ...] | list[str],
+    roles: tuple[str, ...] | list[str],
+    owner_only: bool,
+    owner_field: str | None,
+) -> AuthRule:
+    rule = AuthRule(requires_auth, tuple(permissions), tuple(roles), owner_only, owner_field)
+    stacked: AuthRule | None = getattr(func, "__faststate_auth__", None)  # @requires_auth below
+    return rule if stacked is None else rule.merged(stacked)
 
 
 def _type_hints(func: Callable[..., Any]) -> dict[str, Any]:
@@ -177,14 +186,17 @@ class EventDescriptor:
 class EventAction:
     """``MyState.my_event``: call it for the Datastar action string, or ask for its ``url()``.
 
-    ``ident`` aims it at one component or record (see ``State.actions``)."""
+    Made from an instance (``state.actions.my_event``) it is aimed at that instance: its
+    component or record id rides in the URL, and ownership can be checked."""
 
-    __slots__ = ("ident", "spec", "state_cls")
+    __slots__ = ("instance", "spec", "state_cls")
 
-    def __init__(self, state_cls: type[State], spec: EventSpec, ident: str | None = None) -> None:
+    def __init__(
+        self, state_cls: type[State], spec: EventSpec, instance: State | None = None
+    ) -> None:
         self.state_cls = state_cls
         self.spec = spec
-        self.ident = ident
+        self.instance = instance
 
     def url(self, *args: Any, **kwargs: Any) -> str:
         """The event's URL with the given arguments in its query string."""
@@ -197,15 +209,40 @@ class EventAction:
             name = state_registry.name_of(self.state_cls)
             base = f"{state_registry.prefix}/{name}/{spec.name}"
         query = _query(spec, args, kwargs)
-        if self.ident is not None:
+        ident = self.instance.identity if self.instance is not None else None
+        if ident is not None:
             ident_name = state_registry.config_for(self.state_cls).rule.identity
             if ident_name is not None:
-                pair = urlencode([(ident_name, self.ident)], quote_via=quote)
+                pair = urlencode([(ident_name, ident)], quote_via=quote)
                 query = f"{query}&{pair}" if query else pair
         return f"{base}?{query}" if query else base
 
     def __call__(self, *args: Any, **kwargs: Any) -> str:
+        """The Datastar action; an empty string when the current user may not use the event
+        (see :attr:`allowed`)."""
+        if not self.allowed:
+            return ""
         return f"@{self.spec.method.lower()}('{self.url(*args, **kwargs)}')"
+
+    @property
+    def allowed(self) -> bool:
+        """Whether the running request's user may call this event, as far as is cheap to know:
+        sign-in, permissions and roles of the event and its state; ownership only when the
+        action was made from an instance. True outside a request."""
+        from .context import _current
+        from .registry import state_registry
+
+        ctx = _current.get()
+        state_rule = state_registry.config_for(self.state_cls).auth
+        if ctx is None or not (self.spec.auth.active or state_rule.active):
+            return True
+        try:
+            user = ctx.user
+        except FastStateError:  # an async user_loader not awaited yet: cannot tell cheaply
+            return True
+        if state_rule.failure(user) is not None:
+            return False
+        return self.spec.auth.failure(user, self.instance) is None
 
     def __str__(self) -> str:
         return self()
@@ -220,17 +257,17 @@ class EventAction:
 class ActionSet:
     """``state.actions``: the events of one instance, as action factories aimed at it."""
 
-    __slots__ = ("ident", "state_cls")
+    __slots__ = ("instance",)
 
-    def __init__(self, state_cls: type[State], ident: str | None) -> None:
-        self.state_cls = state_cls
-        self.ident = ident
+    def __init__(self, instance: State) -> None:
+        self.instance = instance
 
     def __getattr__(self, name: str) -> EventAction:
-        spec = self.state_cls.__faststate_events__.get(name)
+        cls = type(self.instance)
+        spec = cls.__faststate_events__.get(name)
         if spec is None:
-            raise AttributeError(f"{self.state_cls.__name__} has no event {name!r}")
-        return EventAction(self.state_cls, spec, self.ident)
+            raise AttributeError(f"{cls.__name__} has no event {name!r}")
+        return EventAction(cls, spec, self.instance)
 
 
 def _query(spec: EventSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
@@ -271,6 +308,7 @@ def event(
     permissions: tuple[str, ...] | list[str] = (),
     roles: tuple[str, ...] | list[str] = (),
     owner_only: bool = False,
+    owner_field: str | None = None,
 ) -> Callable[[Callable[..., Any]], EventDescriptor]: ...
 def event(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
     """Make a State method an event endpoint.

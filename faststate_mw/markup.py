@@ -41,8 +41,12 @@ def _modifiers(mods: dict[str, Any]) -> str:
 
 def on(event: str, action: Any, **modifiers: Any) -> dict[str, str]:
     """``data-on:<event>``: ``on("click", Counter.increment(1))``;
-    modifiers as keywords: ``on("input", action, debounce="300ms")``."""
-    return {f"data-on:{event}{_modifiers(modifiers)}": str(action)}
+    modifiers as keywords: ``on("input", action, debounce="300ms")``. An empty action (an event
+    the current user may not use) gives no attribute at all."""
+    action = str(action)
+    if not action:  # an event the current user may not use: attach nothing
+        return {}
+    return {f"data-on:{event}{_modifiers(modifiers)}": action}
 
 
 def bind(target: type[State] | State | str, field: str | None = None) -> dict[str, str]:

@@ -17,7 +17,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .exceptions import AuthenticationError, ConfigurationError, NoRequestContextError
+from .auth import OWNER_FIELDS
+from .exceptions import ConfigurationError, FastStateError, NoRequestContextError
 from .scopes import StateConfig, StateScope
 
 if TYPE_CHECKING:
@@ -121,9 +122,11 @@ class StateRegistry:
         self, state_cls: type[State], ctx: RequestContext | None, ident: str | None = None
     ) -> str:
         config = self.config_for(state_cls)
-        if config.requires_auth and ctx is not None and ctx.user is None:
-            raise AuthenticationError(f"sign in to use {self.name_of(state_cls)}")
-        return config.rule.key(self.name_of(state_cls), ctx, ident)
+        name = self.name_of(state_cls)
+        rule = config.auth
+        if rule.active and ctx is not None:
+            rule.check(ctx.user, key=_safe_key(config, name, ctx, ident))
+        return config.rule.key(name, ctx, ident)
 
     def resolve(
         self, state_cls: type[State], ctx: RequestContext | None, ident: str | None = None
@@ -145,7 +148,7 @@ class StateRegistry:
                     f"{state_cls.__name__} has an async load hook: use `await "
                     f"{state_cls.__name__}.dependency()` (or FastHTML injection) instead"
                 )
-        return self._store(key, state_cls, ident, data)
+        return self._store(key, state_cls, ident, data, ctx)
 
     async def aresolve(
         self, state_cls: type[State], ctx: RequestContext | None, ident: str | None = None
@@ -161,7 +164,7 @@ class StateRegistry:
             data = config.load(ident)
             if inspect.isawaitable(data):
                 data = await data
-        return self._store(key, state_cls, ident, data)
+        return self._store(key, state_cls, ident, data, ctx)
 
     def _hit(self, key: str, state_cls: type[State]) -> State | None:
         inst = self._instances.get(key)
@@ -174,7 +177,14 @@ class StateRegistry:
             return inst
         return None
 
-    def _store(self, key: str, state_cls: type[State], ident: str | None, data: Any) -> State:
+    def _store(
+        self,
+        key: str,
+        state_cls: type[State],
+        ident: str | None,
+        data: Any,
+        ctx: RequestContext | None,
+    ) -> State:
         with self._create_lock:  # sync handlers resolve from worker threads
             inst = self._instances.get(key)
             if inst is not None and type(inst) is state_cls:
@@ -187,7 +197,10 @@ class StateRegistry:
                 inst = state_cls.model_validate(data)
             inst._fs_key = key
             inst._fs_ident = ident
-            ttl = self.config_for(state_cls).effective_ttl
+            config = self.config_for(state_cls)
+            if config.scope == StateScope.USER and ctx is not None and ctx.user is not None:
+                _fill_owner(inst, ctx.user.id)
+            ttl = config.effective_ttl
             inst._fs_ttl = ttl
             self._instances[key] = inst
             if ttl is not None:
@@ -297,6 +310,22 @@ class StateRegistry:
             scope = key.split(":", 1)[0]
             by_scope[scope] = by_scope.get(scope, 0) + 1
         return {"instances": len(self._instances), "by_scope": by_scope}
+
+
+def _fill_owner(inst: State, user_id: str) -> None:
+    """A new USER-scoped instance belongs to its user: fill an empty owner field."""
+    for name in OWNER_FIELDS:
+        if name in type(inst).model_fields and getattr(inst, name) in (None, "", 0):
+            setattr(inst, name, user_id)
+            return
+
+
+def _safe_key(config: StateConfig, name: str, ctx: RequestContext, ident: str | None) -> str:
+    """The key for the audit log; the state name where no key can be built (no user yet)."""
+    try:
+        return config.rule.key(name, ctx, ident)
+    except FastStateError:
+        return name
 
 
 def _validate(state_cls: type[State], config: StateConfig) -> None:

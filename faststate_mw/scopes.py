@@ -25,6 +25,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
+from .auth import AuthRule
 from .exceptions import AuthenticationError, ConfigurationError, InvalidPayload, MissingIdentifier
 
 if TYPE_CHECKING:
@@ -247,6 +248,11 @@ class StateConfig:
             raise ConfigurationError("StateConfig.ttl must be a positive number of seconds")
         if self.name is not None and not (self.name.isidentifier() and self.name.isascii()):
             raise ConfigurationError(f"state name {self.name!r} must be a Python-style identifier")
+
+    @property
+    def auth(self) -> AuthRule:
+        """The state-wide authorization rule."""
+        return AuthRule(self.requires_auth, self.permissions, self.roles)
 
     @property
     def rule(self) -> ScopeRule:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import functools
 import json
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from typing import Any, ClassVar, Self
 from pydantic import BaseModel, ConfigDict, PrivateAttr
 from starlette.requests import Request
 
+from .auth import resolve_owner_field
 from .context import RequestContext, _current, current_context
 from .events import ActionSet, EventDescriptor, EventSpec, build_spec
 from .exceptions import ConfigurationError
@@ -83,6 +85,10 @@ class State(BaseModel):
                 if isinstance(value, EventDescriptor):
                     value.spec.name = attr if value.spec.setter_field is None else value.spec.name
                     events[value.spec.name] = value.spec
+        for spec in events.values():
+            if spec.auth.owner_only:
+                owner = resolve_owner_field(cls, spec.auth, spec.name)
+                spec.auth = dataclasses.replace(spec.auth, owner_field=owner)
         for name in public:
             setter = f"set_{name}"
             if name in owned or setter in events or hasattr(cls, setter):
@@ -156,7 +162,7 @@ class State(BaseModel):
     def actions(self) -> ActionSet:
         """Action strings aimed at this very instance: ``widget.actions.increment(1)``
         (carries the component or record id; the same as ``Cls.increment`` otherwise)."""
-        return ActionSet(type(self), self._fs_ident)
+        return ActionSet(self)
 
     # -- signals --------------------------------------------------------------------------------
     @classmethod
