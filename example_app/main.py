@@ -40,11 +40,13 @@ from faststate_mw import (
     State,
     StateConfig,
     StateScope,
+    UserContext,
     bind,
     datastar_script,
     error_attrs,
     event,
     on,
+    requires_auth,
     show,
     state_registry,
     text,
@@ -90,8 +92,30 @@ class Profile(State):
     """One per signed-in user, shared by all of their sessions and devices."""
 
     __faststate__ = StateConfig(scope=StateScope.USER, requires_auth=True)
+    user_id: str = ""  # filled with the signed-in user's id when the profile is created
     display_name: str = ""
     bio: str = ""
+
+    @event(owner_only=True)
+    def save_bio(self, bio: str) -> None:
+        self.bio = bio.strip()[:500]
+
+
+class Settings(State):
+    """Site-wide settings: every signed-in user may read them, only admins may change them."""
+
+    __faststate__ = StateConfig(scope=StateScope.GLOBAL, requires_auth=True)
+    theme: str = "light"
+    maintenance: bool = False
+
+    @event
+    @requires_auth(permissions=["admin"])
+    def toggle_maintenance(self) -> None:
+        self.maintenance = not self.maintenance
+
+    @event(permissions=["admin"])
+    def toggle_theme(self) -> None:
+        self.theme = "dark" if self.theme == "light" else "light"
 
 
 class Widget(State):
@@ -148,12 +172,35 @@ class Wizard(State):
         self.done = True
 
 
+#: The app's own user store: who has which roles and permissions (the admin role would grant
+#: every permission anyway; "admin" is spelled out to show permissions).
+USERS: dict[str, dict[str, list[str]]] = {
+    "admin": {"roles": ["admin"], "permissions": ["admin"]},
+}
+
+
+async def load_user(scope: Any) -> UserContext | None:
+    """faststate user_loader: the name the beforeware (pages) or the session (events) carries,
+    with roles and permissions from the app's store (async, as a database lookup would be)."""
+    name = scope.get("auth") or (scope.get("session") or {}).get("auth")
+    if not name:
+        return None
+    record = USERS.get(name, {})
+    return UserContext(
+        id=name,
+        username=name,
+        roles=record.get("roles", []),
+        permissions=record.get("permissions", []),
+    )
+
+
 def auth_beforeware(req, sess):  # type: ignore[no-untyped-def]  # FastHTML injects by name
     """The seeds' pattern: copy the signed-in user from the session to scope["auth"]."""
     req.scope["auth"] = sess.get("auth")
 
 
 async def to_login(request: Request, exc: Exception) -> RedirectResponse:
+    """Pages that need a user send anonymous visitors to the login page."""
     return RedirectResponse("/login", status_code=303)
 
 
@@ -169,6 +216,7 @@ app, rt = fast_app(
 app.add_middleware(
     FastStateMiddleware,
     secret_key=SECRET,
+    user_loader=load_user,
     datastar_js=os.environ.get("FASTSTATE_DATASTAR_JS") or None,
 )
 
@@ -182,6 +230,7 @@ NAV = Nav(
         Li(A("Widgets", href="/widgets")),
         Li(A("Products", href="/product/1")),
         Li(A("Wizard", href="/wizard")),
+        Li(A("Admin", href="/admin")),
         Li(A("Log in", href="/login")),
     )
 )
@@ -258,6 +307,37 @@ def profile_page(profile: Profile, req: Request) -> Any:
         Label("Display name ", Input(bind(Profile, "display_name"), id="display-name")),
         Button("Save name", on("click", Profile.set_display_name()), id="save-name"),
         P("Shown as: ", Span(text(Profile, "display_name"), id="shown-name")),
+        Label("Bio ", Input(bind(Profile, "bio"), id="bio")),
+        Button("Save bio", on("click", profile.actions.save_bio()), id="save-bio"),
+        P("Bio: ", Span(text(Profile, "bio"), id="shown-bio")),
+    )
+
+
+@rt("/admin")
+def admin_page(settings: Settings) -> Any:
+    can_change = Settings.toggle_maintenance.allowed
+    return layout(
+        "Site settings",
+        settings,
+        P("Maintenance mode: ", Span(text(Settings, "maintenance"), id="maintenance")),
+        P("Theme: ", Span(text(Settings, "theme"), id="theme")),
+        Button(
+            "Toggle maintenance",
+            on("click", Settings.toggle_maintenance()),
+            id="toggle-maintenance",
+            disabled=not can_change,
+        ),
+        Button(
+            "Toggle theme",
+            on("click", Settings.toggle_theme()),
+            id="toggle-theme",
+            disabled=not can_change,
+        ),
+        P(
+            "Only users with the admin permission can change these settings.",
+            id="why",
+            hidden=can_change,
+        ),
     )
 
 
