@@ -126,7 +126,16 @@ _UNSET: Any = object()
 class RequestContext:
     """The faststate view of one HTTP request."""
 
-    __slots__ = ("_request", "_sid", "_user", "new_session_id", "owner", "scope")
+    __slots__ = (
+        "_request",
+        "_sid",
+        "_user",
+        "new_session_id",
+        "owner",
+        "page_states",
+        "scope",
+        "stream_rendered",
+    )
 
     def __init__(self, scope: Scope, owner: ContextOwner) -> None:
         self.scope = scope
@@ -136,6 +145,9 @@ class RequestContext:
         self._user: UserContext | None = _UNSET
         #: set when this request minted a session id the response must carry as a cookie
         self.new_session_id: str | None = None
+        #: states rendered on this page (key -> token entry), for the page's live stream
+        self.page_states: dict[str, list[Any]] = {}
+        self.stream_rendered = False
 
     @property
     def request(self) -> Request:

@@ -25,7 +25,18 @@ from .exceptions import (
 )
 from .state import ERROR_SIGNAL, State
 
+#: the signal that tells the server which tab sent an event (see stream.py)
+TAB_SIGNAL = "faststate"
+
+
+def tab_of(signals: dict[str, Any]) -> str | None:
+    block = signals.get(TAB_SIGNAL)
+    tab = block.get("tab") if isinstance(block, dict) else None
+    return tab if isinstance(tab, str) else None
+
+
 if TYPE_CHECKING:
+    from .broadcast import Hub
     from .context import RequestContext, UserContext
     from .events import EventSpec
     from .types import Receive, Scope, Send
@@ -238,53 +249,29 @@ def to_html(value: Any) -> str:
     return str(to_xml(value))
 
 
-def patch_events(inst: State, changed: list[str], returned: Any) -> str:
-    """The SSE text for one step of an event: changed signals, then returned HTML."""
-    out = ""
-    if changed:
-        data = inst.model_dump(mode="json", include=set(changed))
-        out += SSE.patch_signals(inst.signals(data))
-    if returned is not None:
-        if isinstance(returned, (list, tuple)) and all(is_html(r) for r in returned):
-            out += "".join(SSE.patch_elements(to_html(r)) for r in returned)
-        elif is_html(returned):
-            out += SSE.patch_elements(to_html(returned))
-    return out
+def elements_events(returned: Any) -> str:
+    """``datastar-patch-elements`` events for HTML an event returned (or yielded)."""
+    if returned is None:
+        return ""
+    if isinstance(returned, (list, tuple)) and all(is_html(r) for r in returned):
+        return "".join(SSE.patch_elements(to_html(r)) for r in returned)
+    if is_html(returned):
+        return str(SSE.patch_elements(to_html(returned)))
+    return ""
 
 
-async def run_event(
-    inst: State,
-    spec: EventSpec,
-    kwargs: dict[str, Any],
-    reply: Reply,
-    user: UserContext | None = None,
-) -> tuple[str, list[str]]:
-    """Run the event under the instance's lock. Returns (final SSE text, changed fields); a
-    generator event streams its intermediate patches through ``reply``. On an exception the
-    state is rolled back and the exception re-raised."""
-    lock = inst._fs_lock
-    if lock is None:
-        lock = inst._fs_lock = asyncio.Lock()
-    async with lock:
-        if spec.auth.owner_only:  # under the lock: the owner cannot change before the event runs
-            spec.auth.check(user, state=inst, key=inst.key or "", event=spec.name)
-        before = inst._snapshot()
-        try:
-            if spec.is_async_gen or spec.is_gen:
-                text, changed = await _run_generator(inst, spec, kwargs, reply, before)
-                if changed:
-                    await save(inst)
-                return text, changed
-            result = spec.func(inst, **kwargs)
-            if inspect.isawaitable(result):
-                result = await result
-            changed = inst._changed_since(before)
-            if changed:
-                await save(inst)
-        except BaseException:
-            inst._restore(before)
-            raise
-        return patch_events(inst, changed, result), changed
+async def commit(inst: State, changed: list[str]) -> str:
+    """A change is final: save it (``save`` hook), bump the key's version, serialize the patch
+    once and hand it to every live subscriber. Returns the patch for the caller's own reply."""
+    from .registry import state_registry
+
+    await save(inst)
+    inst._fs_version += 1
+    data = inst.model_dump(mode="json", include=set(changed))
+    text = str(SSE.patch_signals(inst.signals(data)))
+    if inst._fs_key is not None:
+        state_registry.hub.publish(inst._fs_key, inst._fs_version, text[:-1].encode())
+    return text
 
 
 async def save(inst: State) -> None:
@@ -298,11 +285,45 @@ async def save(inst: State) -> None:
             await result
 
 
+async def run_event(
+    inst: State,
+    spec: EventSpec,
+    kwargs: dict[str, Any],
+    reply: Reply,
+    user: UserContext | None = None,
+    live: bool = False,
+) -> str:
+    """Run the event under the instance's lock and return the SSE text of its reply; a
+    generator event streams its steps through ``reply``. On an exception the state is rolled
+    back and the exception re-raised. ``live``: the sender's tab gets signal patches through
+    its stream, so the reply carries only elements (never the same patch twice)."""
+    lock = inst._fs_lock
+    if lock is None:
+        lock = inst._fs_lock = asyncio.Lock()
+    async with lock:
+        if spec.auth.owner_only:  # under the lock: the owner cannot change before the event runs
+            spec.auth.check(user, state=inst, key=inst.key or "", event=spec.name)
+        before = inst._snapshot()
+        try:
+            if spec.is_async_gen or spec.is_gen:
+                return await _run_generator(inst, spec, kwargs, reply, live)
+            result = spec.func(inst, **kwargs)
+            if inspect.isawaitable(result):
+                result = await result
+            changed = inst._changed_since(before)
+            signals = await commit(inst, changed) if changed else ""
+        except BaseException:
+            inst._restore(before)
+            raise
+        return ("" if live else signals) + elements_events(result)
+
+
 async def _run_generator(
-    inst: State, spec: EventSpec, kwargs: dict[str, Any], reply: Reply, first: dict[str, Any]
-) -> tuple[str, list[str]]:
-    before = first
-    all_changed: set[str] = set()
+    inst: State, spec: EventSpec, kwargs: dict[str, Any], reply: Reply, live: bool
+) -> str:
+    """Each step between yields is committed (saved, versioned, broadcast) on its own; an
+    exception rolls back only the step that raised it."""
+    before = inst._snapshot()
     gen = spec.func(inst, **kwargs)
     try:
         while True:
@@ -310,20 +331,27 @@ async def _run_generator(
                 item = await gen.__anext__() if spec.is_async_gen else next(gen)
             except (StopAsyncIteration, StopIteration):
                 break
-            changed = inst._changed_since(before)
-            all_changed.update(changed)
-            text = patch_events(inst, changed, item)
+            text = await _step(inst, before, live) + elements_events(item)
             if text:
                 await reply.chunk(text.encode())
             before = inst._snapshot()
+    except BaseException:
+        inst._restore(before)
+        raise
     finally:
         if spec.is_async_gen:
             await gen.aclose()
         else:
             gen.close()
+    return await _step(inst, before, live)
+
+
+async def _step(inst: State, before: dict[str, Any], live: bool) -> str:
     changed = inst._changed_since(before)
-    all_changed.update(changed)
-    return patch_events(inst, changed, None), sorted(all_changed)
+    if not changed:
+        return ""
+    signals = await commit(inst, changed)
+    return "" if live else signals
 
 
 async def finish(reply: Reply, text: str) -> None:
@@ -362,6 +390,7 @@ async def serve_event(
     cls: type[State],
     spec: EventSpec,
     max_body: int,
+    hub: Hub,
 ) -> None:
     reply = Reply(send)
     try:
@@ -377,8 +406,9 @@ async def serve_event(
             rule.check(user, key=cls.__name__, event=spec.name)
         inst = await resolve_for_event(cls, ctx, query)
         kwargs = bind_arguments(cls, spec, query, signals)
+        live = hub.live_tab(tab_of(signals), ctx.session_id(create=False), inst.key or "")
         try:
-            text, _changed = await run_event(inst, spec, kwargs, reply, user)
+            text = await run_event(inst, spec, kwargs, reply, user, live)
         except Exception as exc:
             raise event_failure(exc, spec, cls) from exc
         await finish(reply, text)

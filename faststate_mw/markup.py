@@ -84,6 +84,7 @@ def signals(*states: State) -> dict[str, str]:
     merged: dict[str, Any] = {ERROR_SIGNAL: dict(ERROR_SIGNAL_INITIAL)}
     for s in states:
         merged.update(s.signals())
+        s._rendered()
     return {"data-signals": json.dumps(merged, separators=(",", ":"))}
 
 

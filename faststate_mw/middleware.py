@@ -10,10 +10,11 @@ from typing import Any
 
 from itsdangerous import BadSignature, Signer
 
-from .context import RequestContext, UserLoader, _current, default_user_loader
+from .context import RequestContext, UserContext, UserLoader, _current, default_user_loader
 from .dispatch import Reply, send_error, serve_event
 from .exceptions import ConfigurationError, FastStateError, UnknownEvent
 from .registry import StateRegistry, state_registry
+from .stream import StreamSettings, TokenSigner, reauthorize, serve_stream, stream_element
 from .types import ASGIApp, Message, Receive, Scope, Send
 
 _VERIFIED_CACHE_SIZE = 10_000
@@ -31,7 +32,10 @@ class FastStateMiddleware:
     ``session_cookie`` name, ``max_age``, ``https_only`` and ``same_site`` of the signed cookie
     that identifies a browser session; ``datastar_js``, a file to self-host the Datastar client
     at ``<prefix>/datastar.js`` (see :func:`faststate_mw.datastar_script`); ``sweep_interval``,
-    seconds between sweeps that drop instances idle past their ttl.
+    seconds between sweeps that drop instances idle past their ttl; ``heartbeat`` (seconds
+    between keep-alive comments on live streams), ``write_timeout`` (a stream whose write stalls
+    longer is dropped) and ``max_queue`` (changes queued per stream before it falls back to one
+    resync snapshot).
 
     A FastStateError raised by a page handler (say, ``Profile.current()`` with nobody signed in)
     becomes a clean 4xx reply unless the app maps it with its own exception handler.
@@ -52,6 +56,9 @@ class FastStateMiddleware:
         same_site: str = "lax",
         datastar_js: str | Path | None = None,
         sweep_interval: float = 30.0,
+        heartbeat: float = 15.0,
+        write_timeout: float = 10.0,
+        max_queue: int = 64,
     ) -> None:
         if not secret_key or not isinstance(secret_key, str):
             raise ConfigurationError("FastStateMiddleware needs a non-empty secret_key")
@@ -67,6 +74,10 @@ class FastStateMiddleware:
         registry.prefix = prefix
         self.user_loader = user_loader
         self.sweep_interval = sweep_interval
+        self.hub = registry.hub
+        self.hub.max_queue = max_queue
+        self.signer = TokenSigner(secret_key)
+        self.streams = StreamSettings(heartbeat=heartbeat, write_timeout=write_timeout)
         self.max_body_size = max_body_size
         self.session_cookie = session_cookie
         self._cookie_prefix = session_cookie.encode() + b"="
@@ -132,11 +143,16 @@ class FastStateMiddleware:
         token = _current.set(ctx)
         self.registry.ensure_sweeper(self.sweep_interval)
         started = False
+        inject = b""
 
         async def send_with_cookie(message: Message) -> None:
-            nonlocal started
+            nonlocal started, inject
             if message["type"] == "http.response.start":
                 started = True
+                if ctx.page_states and not ctx.stream_rendered and _is_html(message):
+                    # the page rendered states: open its live stream
+                    inject = stream_element(ctx, self.prefix, self.signer).encode()
+                    message = _grow_content_length(message, len(inject))
                 if ctx.new_session_id is not None:
                     message = dict(message)
                     message["headers"] = [
@@ -144,6 +160,16 @@ class FastStateMiddleware:
                         self._set_cookie_header(ctx.new_session_id),
                     ]
                     ctx.new_session_id = None
+            elif (
+                inject
+                and message["type"] == "http.response.body"
+                and not message.get("more_body", False)
+            ):
+                body: bytes = message.get("body", b"")
+                at = body.rfind(b"</body>")
+                body = body + inject if at < 0 else body[:at] + inject + body[at:]
+                message = {**message, "body": body}
+                inject = b""
             await send(message)
 
         try:
@@ -159,8 +185,34 @@ class FastStateMiddleware:
                     if started:
                         raise
                     await send_error(scope, Reply(send_with_cookie), err)
+                await self._recheck_streams(ctx)
         finally:
             _current.reset(token)
+
+    async def _recheck_streams(self, ctx: RequestContext) -> None:
+        """After a request of a session with open streams: if its user changed (a logout, a
+        new role), those streams stop delivering what the user may no longer see."""
+        sid = ctx.session_id(create=False)
+        conns = self.hub.sessions.get(sid) if sid is not None else None
+        if not conns:
+            return
+        ctx.forget_user()
+        try:
+            user = await ctx.load_user()
+        except Exception:
+            return
+        for conn in list(conns):
+            if conn.user != user:
+                reauthorize(self.registry, self.hub, conn, user)
+
+    def refresh_user(self, user_id: str, user: UserContext | None) -> int:
+        """Tell open streams that ``user_id`` changed (roles, permissions, logged out
+        elsewhere): they stop delivering what the user may no longer see. Returns how many
+        streams were re-checked."""
+        conns = [c for c in list(self.hub.tabs.values()) if c.user and c.user.id == user_id]
+        for conn in conns:
+            reauthorize(self.registry, self.hub, conn, user)
+        return len(conns)
 
     def _inner_app(self, scope: Scope) -> ASGIApp:
         """The event endpoint wrapped in the middlewares the app runs inside this one, so that
@@ -199,6 +251,11 @@ class FastStateMiddleware:
                 self._datastar_js,
             )
             return
+        if path == self._event_prefix + "stream":
+            await serve_stream(
+                scope, receive, send, ctx, self.registry, self.hub, self.signer, self.streams
+            )
+            return
         found = None
         if path.startswith(self._event_prefix):
             parts = path[len(self._event_prefix) :].split("/")
@@ -210,7 +267,23 @@ class FastStateMiddleware:
             await send_error(scope, Reply(send), UnknownEvent(f"no event at {path}"))
             return
         cls, spec = found
-        await serve_event(scope, receive, send, ctx, cls, spec, self.max_body_size)
+        await serve_event(scope, receive, send, ctx, cls, spec, self.max_body_size, self.hub)
+
+
+def _is_html(message: Message) -> bool:
+    for k, v in message.get("headers", []):
+        if k.lower() == b"content-type":
+            return bytes(v).startswith(b"text/html")
+    return False
+
+
+def _grow_content_length(message: Message, extra: int) -> Message:
+    headers = []
+    for k, v in message.get("headers", []):
+        if k.lower() == b"content-length":
+            v = str(int(v) + extra).encode()
+        headers.append((k, v))
+    return {**message, "headers": headers}
 
 
 __all__ = ["FastStateMiddleware"]

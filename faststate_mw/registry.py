@@ -18,6 +18,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .auth import OWNER_FIELDS
+from .broadcast import Hub
 from .exceptions import ConfigurationError, FastStateError, NoRequestContextError
 from .scopes import StateConfig, StateScope
 
@@ -45,6 +46,8 @@ class StateRegistry:
         self._create_lock = threading.Lock()
         self._custom_routes: dict[str, tuple[type[State], EventSpec]] | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        #: live streams subscribed to keys of this registry
+        self.hub = Hub()
 
     # -- classes and configuration -------------------------------------------------------
     def register(self, state_cls: type[State], config: StateConfig | None = None) -> StateConfig:

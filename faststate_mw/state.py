@@ -63,6 +63,8 @@ class State(BaseModel):
     _fs_ident: str | None = PrivateAttr(default=None)
     _fs_ttl: float | None = PrivateAttr(default=None)
     _fs_lock: asyncio.Lock | None = PrivateAttr(default=None)
+    _fs_version: int = PrivateAttr(default=0)
+    _fs_last_changed: list[str] = PrivateAttr(default_factory=list)
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -226,7 +228,18 @@ class State(BaseModel):
         """Attributes that put this state's signals on the page: ``{"data-signals": "..."}``."""
         signals = self.signals()
         signals[ERROR_SIGNAL] = dict(ERROR_SIGNAL_INITIAL)
+        self._rendered()
         return {"data-signals": json.dumps(signals, separators=(",", ":"))}
+
+    def _rendered(self) -> None:
+        """This state is on the page being rendered: the page's live stream subscribes to it."""
+        ctx = _current.get()
+        if ctx is not None and self._fs_key is not None:
+            from .stream import page_entry
+
+            entry = page_entry(self)
+            if entry is not None:
+                ctx.page_states[self._fs_key] = entry
 
     def to_html(self, tag: str = "div", **attrs: str) -> str:
         """An HTML element carrying the signals, for Jinja or plain Starlette pages."""
@@ -239,6 +252,29 @@ class State(BaseModel):
         from fastcore.xml import ft
 
         return ft("div", **self.signal_attrs(), style="display:none")
+
+    @property
+    def version(self) -> int:
+        """How many changes this instance has had (the per-key version live streams carry)."""
+        return self._fs_version
+
+    # -- changes from outside events ----------------------------------------------------------
+    async def update(self, **fields: Any) -> list[str]:
+        """Change fields from anywhere (a background task, another route, a worker): validated,
+        serialized with events, saved, and pushed to every live subscriber. Returns the names
+        of the fields that changed."""
+        unknown = set(fields) - set(type(self).model_fields)
+        if unknown:
+            raise AttributeError(f"{type(self).__name__} has no field(s) {sorted(unknown)}")
+        async with self.mutate() as state:
+            for name, value in fields.items():
+                setattr(state, name, value)
+        return self._fs_last_changed
+
+    def mutate(self) -> _Mutation:
+        """``async with state.mutate(): state.x = 1`` changes the state like an event does:
+        under its lock, rolled back on an exception, then saved and broadcast."""
+        return _Mutation(self)
 
     # -- change tracking ------------------------------------------------------------------------
     def _snapshot(self) -> dict[str, Any]:
@@ -255,6 +291,42 @@ class State(BaseModel):
 
     def _restore(self, before: dict[str, Any]) -> None:
         self.__dict__.update(before)
+
+
+class _Mutation:
+    __slots__ = ("before", "state")
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.before: dict[str, Any] = {}
+
+    async def __aenter__(self) -> State:
+        state = self.state
+        if state._fs_lock is None:
+            state._fs_lock = asyncio.Lock()
+        await state._fs_lock.acquire()
+        self.before = state._snapshot()
+        return state
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        from .dispatch import commit
+
+        state = self.state
+        try:
+            if exc_type is not None:
+                state._restore(self.before)
+                return
+            changed = state._changed_since(self.before)
+            state._fs_last_changed = changed
+            if changed:
+                try:
+                    await commit(state, changed)
+                except BaseException:
+                    state._restore(self.before)
+                    raise
+        finally:
+            assert state._fs_lock is not None
+            state._fs_lock.release()
 
 
 def _is_component(cls: type[State]) -> bool:

@@ -1,0 +1,287 @@
+"""Per-tab live streams: the signed subscription token, the SSE endpoint, heartbeats and resync.
+
+A page that renders states gets one hidden element (injected by the middleware before
+``</body>``, or placed by hand with :func:`stream_element`) whose ``data-init`` opens
+``GET <prefix>/stream?t=<token>`` with ``retry: 'always'``. The token is signed with the
+middleware's secret and names the session, the tab and the keys (with the versions the page was
+rendered at), so a client can neither subscribe to keys it was not given nor use another
+session's token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from datastar_py import ServerSentEventGenerator as SSE
+from itsdangerous import BadSignature, URLSafeTimedSerializer
+
+from .broadcast import Connection, Hub
+from .dispatch import SSE_HEADERS, TAB_SIGNAL, Reply, header
+from .exceptions import FastStateError
+from .scopes import StateScope, escape_id
+
+if TYPE_CHECKING:
+    from .context import RequestContext, UserContext
+    from .registry import StateRegistry
+    from .state import State
+    from .types import Receive, Scope, Send
+
+
+class StreamSettings:
+    """Timing of live streams (FastStateMiddleware options of the same names)."""
+
+    def __init__(
+        self, heartbeat: float = 15.0, write_timeout: float = 10.0, token_max_age: int = 86400
+    ) -> None:
+        self.heartbeat = heartbeat
+        self.write_timeout = write_timeout
+        self.token_max_age = token_max_age
+
+
+class TokenSigner:
+    def __init__(self, secret: str) -> None:
+        self._s = URLSafeTimedSerializer(secret, salt="faststate.stream")
+
+    def dumps(self, session_id: str | None, tab: str, entries: list[list[Any]]) -> str:
+        return str(self._s.dumps({"s": session_id, "t": tab, "k": entries}))
+
+    def loads(self, token: str, max_age: int) -> dict[str, Any] | None:
+        try:
+            data = self._s.loads(token, max_age=max_age)
+        except (BadSignature, ValueError, TypeError):
+            return None
+        return data if isinstance(data, dict) else None
+
+
+def page_entry(inst: State) -> list[Any] | None:
+    """What the token records of a rendered state: [state name, key, id, version]."""
+    from .registry import state_registry
+
+    if inst._fs_key is None:
+        return None
+    return [state_registry.name_of(type(inst)), inst._fs_key, inst._fs_ident, inst._fs_version]
+
+
+def stream_element(ctx: RequestContext, prefix: str, signer: TokenSigner) -> str:
+    """The hidden element that opens this page's stream (empty when nothing was rendered)."""
+    entries = list(ctx.page_states.values())
+    if not entries:
+        return ""
+    ctx.stream_rendered = True
+    tab = secrets.token_urlsafe(12)
+    token = signer.dumps(ctx.session_id(create=bool(entries)), tab, entries)
+    action = (
+        f"@get('{prefix}/stream?t={token}', {{openWhenHidden: true, retry: 'always', "
+        "retryInterval: 500, retryScaler: 1.5, retryMaxWait: 5000, retryMaxCount: 100000})"
+    )
+    signals = json.dumps({TAB_SIGNAL: {"tab": tab}}, separators=(",", ":"))
+    return (
+        f'<div id="faststate-stream" style="display:none" data-signals=\'{signals}\' '
+        f'data-init="{action}"></div>'
+    )
+
+
+def parse_event_id(raw: bytes | None, epoch: str, count: int) -> list[int] | None:
+    """Versions a reconnecting tab reports in Last-Event-ID (None if unusable)."""
+    if not raw:
+        return None
+    try:
+        text = raw.decode("ascii")
+        got_epoch, _, vector = text.partition(":")
+        versions = [int(v) for v in vector.split(".")] if vector else []
+    except (UnicodeDecodeError, ValueError):
+        return None
+    if got_epoch != epoch or len(versions) != count:
+        return None
+    return versions
+
+
+async def allowed_entries(
+    registry: StateRegistry, ctx: RequestContext, user: UserContext | None, entries: list[Any]
+) -> list[tuple[str, str, str | None, int]]:
+    """The token's entries this user may still see (checked when the stream opens)."""
+    out = []
+    for entry in entries:
+        if not (isinstance(entry, list) and len(entry) == 4):
+            continue
+        name, key, ident, version = entry
+        if may_see(registry, name, key, ident, ctx, user):
+            out.append((name, key, ident, int(version)))
+    return out
+
+
+def may_see(
+    registry: StateRegistry,
+    name: str,
+    key: str,
+    ident: str | None,
+    ctx: RequestContext,
+    user: UserContext | None,
+) -> bool:
+    cls = registry.class_named(name)
+    if cls is None:
+        return False
+    config = registry.config_for(cls)
+    if config.auth.failure(user) is not None:
+        return False
+    try:
+        # the key this request would reach must be the token's key: same session, same user
+        return config.rule.key(name, ctx, ident) == key
+    except FastStateError:
+        return False
+
+
+async def serve_stream(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    ctx: RequestContext,
+    registry: StateRegistry,
+    hub: Hub,
+    signer: TokenSigner,
+    settings: StreamSettings,
+) -> None:
+    reply = Reply(send)
+    query = scope.get("query_string", b"").decode("latin-1")
+    token = next((p[2:] for p in query.split("&") if p.startswith("t=")), "")
+    payload = signer.loads(token, settings.token_max_age)
+    sid = ctx.session_id(create=False)
+    if payload is None or payload.get("s") != sid or not isinstance(payload.get("k"), list):
+        # 204 tells Datastar not to retry: this token will never work for this browser
+        await reply.full(204, [(b"x-faststate-error", b"invalid_stream_token")], b"")
+        return
+    user = await ctx.load_user()
+    entries = await allowed_entries(registry, ctx, user, payload["k"])
+    keys = [e[1] for e in entries]
+    reported = parse_event_id(header(scope, b"last-event-id"), hub.epoch, len(keys))
+    versions = reported if reported is not None else [e[3] for e in entries]
+    names = [e[0] for e in entries]
+    conn = Connection(sid, user, str(payload.get("t", "")), keys, versions, names)
+    hub.add(conn)
+    for index, (_name, key, _ident, _v) in enumerate(entries):
+        inst = registry.get(key)
+        if inst is None or inst._fs_version != versions[index]:
+            conn.resync.add(index)  # it changed (or the server restarted) since the tab knew it
+    watcher = asyncio.ensure_future(_watch_disconnect(receive, conn))
+    try:
+        await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+        await _pump(conn, registry, ctx, entries, hub, send, settings)
+    except (TimeoutError, OSError, RuntimeError):
+        pass  # the client went away or stalled: drop the connection
+    finally:
+        hub.remove(conn)
+        watcher.cancel()
+
+
+async def _watch_disconnect(receive: Receive, conn: Connection) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            conn.closed = True
+            conn.wakeup.set()
+            return
+
+
+async def _pump(
+    conn: Connection,
+    registry: StateRegistry,
+    ctx: RequestContext,
+    entries: list[tuple[str, str, str | None, int]],
+    hub: Hub,
+    send: Send,
+    settings: StreamSettings,
+) -> None:
+    async def write(body: bytes) -> None:
+        await asyncio.wait_for(
+            send({"type": "http.response.body", "body": body, "more_body": True}),
+            settings.write_timeout,
+        )
+
+    while not conn.closed:
+        if not conn.queue and not conn.resync:
+            conn.wakeup.clear()
+            try:
+                await asyncio.wait_for(conn.wakeup.wait(), settings.heartbeat)
+            except TimeoutError:
+                await write(b": keep-alive\n\n")
+            continue
+        out = bytearray()
+        if conn.resync:
+            out += await _snapshot(conn, registry, ctx, entries, hub)
+        while conn.queue:
+            index, version, data = conn.queue.popleft()
+            if version <= conn.versions[index]:
+                continue
+            conn.versions[index] = version
+            out += data
+            out += f"id: {hub.epoch}:{conn.event_id()}\n\n".encode()
+        if out:
+            await write(bytes(out))
+
+
+async def _snapshot(
+    conn: Connection,
+    registry: StateRegistry,
+    ctx: RequestContext,
+    entries: list[tuple[str, str, str | None, int]],
+    hub: Hub,
+) -> bytes:
+    """One patch with the full signals of every state this tab must resync."""
+    merged: dict[str, Any] = {}
+    for index in sorted(conn.resync):
+        name, key, ident, _v = entries[index]
+        inst = registry.get(key)
+        if inst is None:
+            cls = registry.class_named(name)
+            if cls is None:
+                continue
+            try:
+                inst = await registry.aresolve(cls, ctx, ident)
+            except FastStateError:
+                continue
+            if inst.key != key:
+                continue
+        _deep_merge(merged, inst.signals())
+        conn.versions[index] = conn.queued[index] = inst._fs_version
+    conn.resync.clear()
+    # anything queued for the resynced keys is older than the snapshot
+    conn.queue = deque(item for item in conn.queue if item[1] > conn.versions[item[0]])
+    if not merged:
+        return b""
+    return str(SSE.patch_signals(merged, event_id=f"{hub.epoch}:{conn.event_id()}")).encode()
+
+
+def _deep_merge(into: dict[str, Any], new: dict[str, Any]) -> None:
+    for k, v in new.items():
+        if isinstance(v, dict) and isinstance(into.get(k), dict):
+            _deep_merge(into[k], v)
+        else:
+            into[k] = v
+
+
+def reauthorize(
+    registry: StateRegistry, hub: Hub, conn: Connection, user: UserContext | None
+) -> None:
+    """Re-check a connection after its user logged out or changed: stop delivering what the
+    user may no longer see."""
+    conn.user = user
+    for key, name in zip(conn.keys, conn.names, strict=True):
+        if conn not in hub.subscribers.get(key, {}):
+            continue
+        cls = registry.class_named(name)
+        if cls is None:
+            hub.unsubscribe(conn, key)
+            continue
+        config = registry.config_for(cls)
+        owner_ok = True
+        if config.scope == StateScope.USER:
+            owner_ok = user is not None and key == f"user:{escape_id(user.id)}:{name}"
+        if config.auth.failure(user) is not None or not owner_ok:
+            hub.unsubscribe(conn, key)
+
+
+__all__ = ["StreamSettings", "stream_element"]

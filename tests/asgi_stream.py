@@ -1,0 +1,139 @@
+"""A tiny in-process client for long-lived SSE streams: it calls the ASGI app directly, so a test
+can hold many streams open, read events as they arrive, stall a reader, and disconnect."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+STREAM_URL = re.compile(r"@get\('([^']+)'")
+TAB = re.compile(r"&quot;tab&quot;:&quot;([^&]+)&quot;|\"tab\":\"([^\"]+)\"")
+
+
+class Stream:
+    def __init__(self, app: Any, url: str, cookies: httpx.Cookies, headers: dict[str, str]) -> None:
+        self.app = app
+        self.url = url
+        self.cookies = cookies
+        self.headers = headers
+        self.status: int | None = None
+        self.response_headers: dict[str, str] = {}
+        self.buffer = b""
+        self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.comments = 0
+        self.disconnected = asyncio.Event()
+        self.started = asyncio.Event()
+        self.finished = asyncio.Event()
+        #: while set, writes block (a stalled consumer)
+        self.stall = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+    async def open(self) -> Stream:
+        parts = urlsplit(self.url)
+        cookie = "; ".join(f"{k}={v}" for k, v in self.cookies.items())
+        headers = [(b"host", b"test"), (b"accept", b"text/event-stream")]
+        headers += [(b"datastar-request", b"true")]
+        if cookie:
+            headers.append((b"cookie", cookie.encode()))
+        headers += [(k.encode(), v.encode()) for k, v in self.headers.items()]
+        scope = {
+            "type": "http",
+            "asgi": {"version": "3.0"},
+            "http_version": "1.1",
+            "method": "GET",
+            "scheme": "http",
+            "path": parts.path,
+            "raw_path": parts.path.encode(),
+            "query_string": parts.query.encode(),
+            "headers": headers,
+            "client": ("127.0.0.1", 1),
+            "server": ("test", 80),
+        }
+        sent_request = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal sent_request
+            if not sent_request:
+                sent_request = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await self.disconnected.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.start":
+                self.status = message["status"]
+                self.response_headers = {
+                    k.decode(): v.decode() for k, v in message.get("headers", [])
+                }
+                self.started.set()
+                return
+            while self.stall.is_set():
+                await asyncio.sleep(0.005)
+            self.buffer += message.get("body", b"")
+            self._parse()
+            if not message.get("more_body", False):
+                self.finished.set()
+
+        async def run() -> None:
+            try:
+                await self.app(scope, receive, send)
+            finally:
+                self.finished.set()
+                self.started.set()
+
+        self.task = asyncio.ensure_future(run())
+        await asyncio.wait_for(self.started.wait(), 5)
+        return self
+
+    def _parse(self) -> None:
+        while b"\n\n" in self.buffer:
+            block, self.buffer = self.buffer.split(b"\n\n", 1)
+            event: dict[str, Any] = {"event": "", "id": None, "data": []}
+            for line in block.decode().split("\n"):
+                if line.startswith(":"):
+                    self.comments += 1
+                elif line.startswith("event: "):
+                    event["event"] = line[7:]
+                elif line.startswith("id: "):
+                    event["id"] = line[4:]
+                elif line.startswith("data: "):
+                    event["data"].append(line[6:])
+            if event["event"]:
+                if event["event"] == "datastar-patch-signals":
+                    event["signals"] = json.loads(
+                        "\n".join(d.removeprefix("signals ") for d in event["data"])
+                    )
+                self.events.put_nowait(event)
+
+    async def next(self, timeout: float = 2.0) -> dict[str, Any]:
+        return await asyncio.wait_for(self.events.get(), timeout)
+
+    async def none_within(self, seconds: float = 0.1) -> bool:
+        """True when no event arrives within ``seconds`` (for 'nobody else' assertions)."""
+        try:
+            await asyncio.wait_for(self.events.get(), seconds)
+        except TimeoutError:
+            return True
+        return False
+
+    async def close(self) -> None:
+        self.disconnected.set()
+        if self.task is not None:
+            await asyncio.wait_for(self.task, 5)
+
+
+def stream_url(html: str) -> str:
+    match = STREAM_URL.search(html)
+    assert match, "the page has no live stream element"
+    return match.group(1)
+
+
+def tab_id(html: str) -> str:
+    match = TAB.search(html)
+    assert match
+    return match.group(1) or match.group(2)
