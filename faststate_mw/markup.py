@@ -9,7 +9,6 @@ template (``<button {{ attrs_html(on("click", ...)) }}>``).
 
 from __future__ import annotations
 
-import json
 from html import escape
 from typing import TYPE_CHECKING, Any
 
@@ -79,13 +78,13 @@ def init(action: Any) -> dict[str, str]:
 
 def signals(*states: State) -> dict[str, str]:
     """One ``data-signals`` attribute for several states."""
-    from .state import ERROR_SIGNAL, ERROR_SIGNAL_INITIAL
+    from .state import ERROR_SIGNAL, ERROR_SIGNAL_INITIAL, signals_attribute
 
     merged: dict[str, Any] = {ERROR_SIGNAL: dict(ERROR_SIGNAL_INITIAL)}
     for s in states:
         merged.update(s.signals())
         s._rendered()
-    return {"data-signals": json.dumps(merged, separators=(",", ":"))}
+    return {"data-signals": signals_attribute(merged)}
 
 
 def _is_path(s: str) -> bool:

@@ -229,7 +229,7 @@ class State(BaseModel):
         signals = self.signals()
         signals[ERROR_SIGNAL] = dict(ERROR_SIGNAL_INITIAL)
         self._rendered()
-        return {"data-signals": json.dumps(signals, separators=(",", ":"))}
+        return {"data-signals": signals_attribute(signals)}
 
     def _rendered(self) -> None:
         """This state is on the page being rendered: the page's live stream subscribes to it."""
@@ -349,6 +349,12 @@ def _request_ident(cls: type[State], ctx: RequestContext) -> str | None:
     if rule.identity == "component_id":
         return new_component_id()
     return None
+
+
+def signals_attribute(signals: dict[str, Any]) -> str:
+    """JSON for a ``data-signals`` attribute. Datastar evaluates that attribute as an expression
+    and rewrites ``@name(`` even inside strings, so ``@`` is written as its JSON escape."""
+    return json.dumps(signals, separators=(",", ":")).replace("@", "\\u0040")
 
 
 def _make_setter(cls: type[State], field: str) -> Any:

@@ -11,6 +11,8 @@ session's token.
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import json
 import secrets
 from collections import deque
@@ -43,11 +45,19 @@ class StreamSettings:
 
 
 class TokenSigner:
+    """Signs stream tokens. A token names states (name, id, version), never keys, and binds
+    to the session through a keyed hash: the page never shows the session id."""
+
     def __init__(self, secret: str) -> None:
         self._s = URLSafeTimedSerializer(secret, salt="faststate.stream")
+        self._bind_key = hashlib.sha256(b"faststate.stream.bind:" + secret.encode()).digest()
+
+    def binding(self, session_id: str | None) -> str:
+        digest = hmac.new(self._bind_key, (session_id or "").encode(), hashlib.sha256)
+        return digest.hexdigest()[:32]
 
     def dumps(self, session_id: str | None, tab: str, entries: list[list[Any]]) -> str:
-        return str(self._s.dumps({"s": session_id, "t": tab, "k": entries}))
+        return str(self._s.dumps({"b": self.binding(session_id), "t": tab, "k": entries}))
 
     def loads(self, token: str, max_age: int) -> dict[str, Any] | None:
         try:
@@ -58,12 +68,13 @@ class TokenSigner:
 
 
 def page_entry(inst: State) -> list[Any] | None:
-    """What the token records of a rendered state: [state name, key, id, version]."""
+    """What the token records of a rendered state: [state name, id, version]. The key is
+    rebuilt from the stream request (same session, same user) when the stream opens."""
     from .registry import state_registry
 
     if inst._fs_key is None:
         return None
-    return [state_registry.name_of(type(inst)), inst._fs_key, inst._fs_ident, inst._fs_version]
+    return [state_registry.name_of(type(inst)), inst._fs_ident, inst._fs_version]
 
 
 def stream_element(ctx: RequestContext, prefix: str, signer: TokenSigner) -> str:
@@ -106,33 +117,36 @@ async def allowed_entries(
     """The token's entries this user may still see (checked when the stream opens)."""
     out = []
     for entry in entries:
-        if not (isinstance(entry, list) and len(entry) == 4):
+        if not (isinstance(entry, list) and len(entry) == 3):
             continue
-        name, key, ident, version = entry
-        if may_see(registry, name, key, ident, ctx, user):
-            out.append((name, key, ident, int(version)))
+        name, ident, version = entry
+        if not isinstance(name, str) or not isinstance(version, int):
+            continue
+        key = key_if_allowed(registry, name, ident, ctx, user)
+        if key is not None:
+            out.append((name, key, ident, version))
     return out
 
 
-def may_see(
+def key_if_allowed(
     registry: StateRegistry,
     name: str,
-    key: str,
     ident: str | None,
     ctx: RequestContext,
     user: UserContext | None,
-) -> bool:
+) -> str | None:
+    """The key this stream request reaches for state ``name`` (its own session and user), or
+    None when the user may not see that state."""
     cls = registry.class_named(name)
     if cls is None:
-        return False
+        return None
     config = registry.config_for(cls)
     if config.auth.failure(user) is not None:
-        return False
+        return None
     try:
-        # the key this request would reach must be the token's key: same session, same user
-        return config.rule.key(name, ctx, ident) == key
+        return config.rule.key(name, ctx, ident)
     except FastStateError:
-        return False
+        return None
 
 
 async def serve_stream(
@@ -150,7 +164,11 @@ async def serve_stream(
     token = next((p[2:] for p in query.split("&") if p.startswith("t=")), "")
     payload = signer.loads(token, settings.token_max_age)
     sid = ctx.session_id(create=False)
-    if payload is None or payload.get("s") != sid or not isinstance(payload.get("k"), list):
+    if (
+        payload is None
+        or not hmac.compare_digest(str(payload.get("b", "")), signer.binding(sid))
+        or not isinstance(payload.get("k"), list)
+    ):
         # 204 tells Datastar not to retry: this token will never work for this browser
         await reply.full(204, [(b"x-faststate-error", b"invalid_stream_token")], b"")
         return

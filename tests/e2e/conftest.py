@@ -1,0 +1,171 @@
+"""Fixtures for the real-browser tests: example_app under uvicorn and a Debian chromium.
+
+Every test in this directory is marked ``e2e``. When chromium or the cached Datastar client is
+missing the tests are skipped locally, and fail under CI (``CI=true``), where they must run.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, NoReturn
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHROMIUM = Path("/usr/bin/chromium")
+SECRET = "e2e-test-secret-5f0c1d9a7b3e42a8"
+STARTUP_TIMEOUT = 20.0
+E2E_DIR = Path(__file__).resolve().parent
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark the tests of this directory ``e2e`` and run them after every other test.
+
+    While a sync Playwright is started, the main thread has a "running" asyncio loop, so any
+    anyio/asyncio test that ran while the session-scoped browser is alive would fail with
+    "Cannot run the event loop while another loop is running". Running e2e tests last means the
+    browser only starts once the other tests are done.
+    """
+    e2e: list[pytest.Item] = []
+    other: list[pytest.Item] = []
+    for item in items:
+        if E2E_DIR in Path(str(item.path)).resolve().parents:
+            item.add_marker(pytest.mark.e2e)
+            e2e.append(item)
+        else:
+            other.append(item)
+    items[:] = other + e2e
+
+
+def _datastar_js() -> Path:
+    env = os.environ.get("FASTSTATE_DATASTAR_JS")
+    return Path(env) if env else ROOT / ".cache" / "datastar" / "datastar-core.js"
+
+
+def _unavailable(reason: str) -> NoReturn:
+    """Skip locally; under CI a missing prerequisite is a failure, never a skip."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"e2e prerequisite missing under CI: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _wait_for_port(port: int, proc: subprocess.Popen[bytes], deadline: float) -> None:
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"uvicorn exited early with code {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"uvicorn did not answer on port {port} within {STARTUP_TIMEOUT}s")
+
+
+@pytest.fixture(scope="session")
+def secret() -> str:
+    return SECRET
+
+
+@pytest.fixture(scope="session")
+def datastar_js() -> Path:
+    path = _datastar_js()
+    if not path.is_file():
+        _unavailable(f"Datastar client not found at {path} (run `make datastar-js`)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def server(datastar_js: Path) -> Iterator[str]:
+    """example_app.main:app served by a real uvicorn process; yields its base URL."""
+    port = _free_port()
+    env = {**os.environ, "FASTSTATE_DATASTAR_JS": str(datastar_js), "FASTSTATE_SECRET": SECRET}
+    cmd = [
+        sys.executable,
+        "-m",
+        "uvicorn",
+        "example_app.main:app",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+    ]
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
+    try:
+        _wait_for_port(port, proc, time.monotonic() + STARTUP_TIMEOUT)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    """A headless Debian chromium driven by Playwright."""
+    if not CHROMIUM.is_file():
+        _unavailable(f"{CHROMIUM} not found (run `make system-deps`)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("the playwright package is not installed")
+    pw = sync_playwright().start()
+    try:
+        browser = pw.chromium.launch(
+            executable_path=str(CHROMIUM),
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            yield browser
+        finally:
+            browser.close()
+    finally:
+        pw.stop()
+
+
+@pytest.fixture
+def js_errors() -> list[str]:
+    """Uncaught JavaScript errors of the test's pages; the test fails if any are left at the end
+    (a test that expects some takes them out of this list)."""
+    return []
+
+
+@pytest.fixture
+def new_page(browser: Any, server: str, js_errors: list[str]) -> Iterator[Any]:
+    """Factory of pages, each in a fresh browser context (a new cookie jar = a new session)."""
+    contexts: list[Any] = []
+
+    def make() -> Any:
+        context = browser.new_context(base_url=server)
+        context.set_default_timeout(5000)
+        contexts.append(context)
+        page = context.new_page()
+        page.on("pageerror", lambda exc: js_errors.append(str(exc)))
+        return page
+
+    yield make
+    for context in contexts:
+        context.close()
+    assert not js_errors, f"uncaught JavaScript errors in the page: {js_errors}"
+
+
+@pytest.fixture
+def page(new_page: Any) -> Any:
+    """A page in its own fresh browser context (its own session)."""
+    return new_page()
