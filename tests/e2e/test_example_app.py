@@ -12,7 +12,6 @@ import uuid
 from typing import Any
 from urllib.parse import urlsplit
 
-import pytest
 from playwright.sync_api import expect
 
 TIMEOUT = 5000
