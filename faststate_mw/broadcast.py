@@ -84,11 +84,33 @@ class Hub:
         self.metrics = {"published": 0, "delivered": 0, "dropped_to_resync": 0, "connections": 0}
         #: called with (key, version, data) for every local change (a backend relays it)
         self.relay: Callable[[str, int, bytes], Any] | None = None
+        self._on_first: Callable[[str], Any] | None = None
+        self._on_last: Callable[[str], Any] | None = None
+
+    def watch(self, on_first: Callable[[str], Any], on_last: Callable[[str], Any]) -> None:
+        """Call ``on_first(key)`` when a key gets its first local subscriber and
+        ``on_last(key)`` when it loses its last one (a backend subscribes once per key)."""
+        self._on_first, self._on_last = on_first, on_last
+        for key in self.subscribers:
+            on_first(key)
+
+    def resync_keys(self, keys: list[str]) -> None:
+        """Every connection watching these keys gets a fresh snapshot of them (they may have
+        changed while we could not hear about it)."""
+        for key in keys:
+            for conn, index in list(self.subscribers.get(key, {}).items()):
+                conn.resync.add(index)
+                conn.wakeup.set()
 
     # -- connections ----------------------------------------------------------------------------
     def add(self, conn: Connection) -> None:
         for index, key in enumerate(conn.keys):
-            self.subscribers.setdefault(key, {})[conn] = index
+            subs = self.subscribers.get(key)
+            if subs is None:
+                subs = self.subscribers[key] = {}
+                if self._on_first is not None:
+                    self._on_first(key)
+            subs[conn] = index
         old = self.tabs.get(conn.tab)
         if old is not None and old is not conn:
             self.remove(old)  # the tab reconnected: the old stream is dead
@@ -101,11 +123,7 @@ class Hub:
         conn.closed = True
         conn.wakeup.set()
         for key in conn.keys:
-            subs = self.subscribers.get(key)
-            if subs is not None:
-                subs.pop(conn, None)
-                if not subs:
-                    del self.subscribers[key]
+            self.unsubscribe(conn, key)
         if self.tabs.get(conn.tab) is conn:
             del self.tabs[conn.tab]
         if conn.session_id is not None:
@@ -122,6 +140,8 @@ class Hub:
         subs = self.subscribers.get(key)
         if subs is not None and subs.pop(conn, None) is not None and not subs:
             del self.subscribers[key]
+            if self._on_last is not None:
+                self._on_last(key)
 
     def live_tab(self, tab: str | None, session_id: str | None, key: str) -> bool:
         """Whether ``tab`` (of this session) has an open stream subscribed to ``key``."""

@@ -13,8 +13,10 @@ from urllib.parse import parse_qsl
 from datastar_py import ServerSentEventGenerator as SSE
 from pydantic import ValidationError
 
+from .backends.base import Stored
 from .exceptions import (
     ArgumentError,
+    BackendUnavailable,
     CSRFError,
     EventFailed,
     FastStateError,
@@ -232,7 +234,8 @@ async def resolve_for_event(cls: type[State], ctx: RequestContext, query: dict[s
     ident = query.get(ident_name) if ident_name is not None else None
     if ident_name is not None and not ident:
         raise MissingIdentifier(f"this event needs a {ident_name} in its URL")
-    return await state_registry.aresolve(cls, ctx, ident)
+    # no refresh from a shared backend here: the commit's version check catches a stale copy
+    return await state_registry.aresolve(cls, ctx, ident, refresh=False)
 
 
 def is_html(value: Any) -> bool:
@@ -260,17 +263,44 @@ def elements_events(returned: Any) -> str:
     return ""
 
 
+class Conflict(Exception):
+    """Another worker changed the state first (shared backends): re-run on what it stored."""
+
+    def __init__(self, stored: Stored) -> None:
+        self.stored = stored
+
+
+#: how often an event is re-run when other workers keep changing its state first
+MAX_CONFLICT_RETRIES = 100
+
+
 async def commit(inst: State, changed: list[str]) -> str:
-    """A change is final: save it (``save`` hook), bump the key's version, serialize the patch
-    once and hand it to every live subscriber. Returns the patch for the caller's own reply."""
+    """A change is final: run the ``save`` hook, store it in the backend (a shared backend
+    checks the version and publishes to other workers in the same step), bump the key's
+    version, serialize the patch once and hand it to every local subscriber. Returns the patch
+    for the caller's own reply. Raises Conflict when another worker won the race."""
     from .registry import state_registry
 
     await save(inst)
-    inst._fs_version += 1
+    key = inst._fs_key
+    version = inst._fs_version + 1
     data = inst.model_dump(mode="json", include=set(changed))
     text = str(SSE.patch_signals(inst.signals(data)))
-    if inst._fs_key is not None:
-        state_registry.hub.publish(inst._fs_key, inst._fs_version, text[:-1].encode())
+    sse = text[:-1].encode()
+    if key is not None:
+        backend = state_registry.backend
+        config = state_registry.config_for(type(inst))
+        if backend.shared:
+            current = await backend.commit(
+                key, inst._fs_version, version, inst.model_dump_json(), config.effective_ttl, sse
+            )
+            if current is not None:
+                raise Conflict(current)
+        elif backend.durable and config.auto_persist:
+            await backend.save(key, version, inst.model_dump_json(), config.effective_ttl)
+    inst._fs_version = version
+    if key is not None:
+        state_registry.hub.publish(key, version, sse)
     return text
 
 
@@ -303,19 +333,34 @@ async def run_event(
     async with lock:
         if spec.auth.owner_only:  # under the lock: the owner cannot change before the event runs
             spec.auth.check(user, state=inst, key=inst.key or "", event=spec.name)
-        before = inst._snapshot()
-        try:
-            if spec.is_async_gen or spec.is_gen:
-                return await _run_generator(inst, spec, kwargs, reply, live)
-            result = spec.func(inst, **kwargs)
-            if inspect.isawaitable(result):
-                result = await result
-            changed = inst._changed_since(before)
-            signals = await commit(inst, changed) if changed else ""
-        except BaseException:
-            inst._restore(before)
-            raise
-        return ("" if live else signals) + elements_events(result)
+        if spec.is_async_gen or spec.is_gen:
+            return await _run_generator(inst, spec, kwargs, reply, live)
+        for _attempt in range(MAX_CONFLICT_RETRIES):
+            before = inst._snapshot()
+            try:
+                result = spec.func(inst, **kwargs)
+                if inspect.isawaitable(result):
+                    result = await result
+                changed = inst._changed_since(before)
+                signals = await commit(inst, changed) if changed else ""
+            except Conflict as conflict:
+                # another worker changed it first: run again on what it stored
+                inst._restore(before)
+                _adopt(inst, conflict.stored)
+                continue
+            except BaseException:
+                inst._restore(before)
+                raise
+            return ("" if live else signals) + elements_events(result)
+        raise BackendUnavailable(f"{inst.key}: too many concurrent changes, try again")
+
+
+def _adopt(inst: State, stored: Stored) -> None:
+    from .registry import from_stored
+
+    fresh = from_stored(type(inst), inst._fs_key or "", stored.data)
+    inst.__dict__.update({k: fresh.__dict__[k] for k in type(inst).model_fields})
+    inst._fs_version = stored.version
 
 
 async def _run_generator(
@@ -369,6 +414,8 @@ def event_failure(exc: BaseException, spec: EventSpec, cls: type[State]) -> Fast
     """Map an exception raised by the event body to a client-safe error."""
     if isinstance(exc, FastStateError):
         return exc
+    if isinstance(exc, Conflict):  # a generator step lost a race: its step was rolled back
+        return BackendUnavailable(f"event {spec.name!r} raced another worker; try again")
     if isinstance(exc, ValidationError):
         errors: Iterable[Any] = exc.errors(include_url=False, include_input=False)
         detail = [{"field": ".".join(map(str, e["loc"])), "error": e["msg"]} for e in errors]

@@ -17,7 +17,9 @@ middleware turns them into replies (see README, "Errors") and never into a 500 o
     ├── CSRFError (403)             a state-changing event without Datastar's header or same origin
     ├── AuthenticationError (401)   no user where one is required
     ├── AuthorizationError (403)    a user without the required right
-    └── EventFailed (500)           the event itself raised; the state was rolled back
+    ├── EventFailed (500)           the event itself raised; the state was rolled back
+    ├── StoredStateError (500)      a stored state cannot be read back (names the key)
+    └── BackendUnavailable (503)    the storage / pub-sub backend is down; nothing was written
 """
 
 from __future__ import annotations
@@ -138,10 +140,25 @@ class EventFailed(FastStateError):
     code = "event_failed"
 
 
+class StoredStateError(FastStateError):
+    """A stored state could not be read back (corrupt JSON); the message names its key."""
+
+    status = 500
+    code = "stored_state_invalid"
+
+
+class BackendUnavailable(FastStateError):
+    """The backend (e.g. Redis) cannot be reached; the request changed nothing."""
+
+    status = 503
+    code = "backend_unavailable"
+
+
 __all__ = [
     "ArgumentError",
     "AuthenticationError",
     "AuthorizationError",
+    "BackendUnavailable",
     "CSRFError",
     "ConfigurationError",
     "EventFailed",
@@ -153,5 +170,6 @@ __all__ = [
     "PayloadTooLarge",
     "RecordNotFound",
     "RequestError",
+    "StoredStateError",
     "UnknownEvent",
 ]

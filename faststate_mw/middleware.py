@@ -10,6 +10,7 @@ from typing import Any
 
 from itsdangerous import BadSignature, Signer
 
+from .backends.base import Backend
 from .context import RequestContext, UserContext, UserLoader, _current, default_user_loader
 from .dispatch import Reply, send_error, serve_event
 from .exceptions import ConfigurationError, FastStateError, UnknownEvent
@@ -35,7 +36,8 @@ class FastStateMiddleware:
     seconds between sweeps that drop instances idle past their ttl; ``heartbeat`` (seconds
     between keep-alive comments on live streams), ``write_timeout`` (a stream whose write stalls
     longer is dropped) and ``max_queue`` (changes queued per stream before it falls back to one
-    resync snapshot).
+    resync snapshot); ``backend``, a URL (``memory://``, ``sqlite:///path.db``,
+    ``redis://host:6379/0``) or a Backend object (see README, "Scaling out").
 
     A FastStateError raised by a page handler (say, ``Profile.current()`` with nobody signed in)
     becomes a clean 4xx reply unless the app maps it with its own exception handler.
@@ -59,6 +61,7 @@ class FastStateMiddleware:
         heartbeat: float = 15.0,
         write_timeout: float = 10.0,
         max_queue: int = 64,
+        backend: Backend | str | None = None,
     ) -> None:
         if not secret_key or not isinstance(secret_key, str):
             raise ConfigurationError("FastStateMiddleware needs a non-empty secret_key")
@@ -74,6 +77,8 @@ class FastStateMiddleware:
         registry.prefix = prefix
         self.user_loader = user_loader
         self.sweep_interval = sweep_interval
+        if backend is not None:
+            registry.use_backend(backend)
         self.hub = registry.hub
         self.hub.max_queue = max_queue
         self.signer = TokenSigner(secret_key)
@@ -141,7 +146,7 @@ class FastStateMiddleware:
             return
         ctx = RequestContext(scope, self)
         token = _current.set(ctx)
-        self.registry.ensure_sweeper(self.sweep_interval)
+        self.registry.ensure_running(self.sweep_interval)
         started = False
         inject = b""
 

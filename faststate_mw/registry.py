@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import json
 import logging
 import threading
 import time
@@ -18,8 +19,14 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from .auth import OWNER_FIELDS
+from .backends.base import Backend, MemoryBackend, Stored
 from .broadcast import Hub
-from .exceptions import ConfigurationError, FastStateError, NoRequestContextError
+from .exceptions import (
+    ConfigurationError,
+    FastStateError,
+    NoRequestContextError,
+    StoredStateError,
+)
 from .scopes import StateConfig, StateScope
 
 if TYPE_CHECKING:
@@ -48,6 +55,10 @@ class StateRegistry:
         self._sweeper: asyncio.Task[None] | None = None
         #: live streams subscribed to keys of this registry
         self.hub = Hub()
+        #: where states are stored and how changes reach other workers (default: memory)
+        self.backend: Backend = MemoryBackend()
+        self._backend_started = False
+        self._backend_task: asyncio.Task[None] | None = None
 
     # -- classes and configuration -------------------------------------------------------
     def register(self, state_cls: type[State], config: StateConfig | None = None) -> StateConfig:
@@ -132,16 +143,26 @@ class StateRegistry:
         return config.rule.key(name, ctx, ident)
 
     def resolve(
-        self, state_cls: type[State], ctx: RequestContext | None, ident: str | None = None
+        self,
+        state_cls: type[State],
+        ctx: RequestContext | None,
+        ident: str | None = None,
+        refresh: bool = True,
     ) -> State:
-        """The instance of ``state_cls`` for this request (and id), created on first use."""
+        """The instance of ``state_cls`` for this request (and id), created on first use: read
+        from the backend if stored there, else from the ``load`` hook, else defaults. With a
+        shared backend (Redis) a cached instance is refreshed when ``refresh``."""
         key = self.key_for(state_cls, ctx, ident)
         inst = self._hit(key, state_cls)
+        backend = self.backend
         if inst is not None:
+            if refresh and backend.shared:
+                self._apply_stored(inst, backend.load_sync(key))
             return inst
+        stored = backend.load_sync(key) if backend.durable else None
+        data: Any = None
         config = self.config_for(state_cls)
-        data = None
-        if config.load is not None:
+        if stored is None and config.load is not None:
             data = config.load(ident)
             if inspect.isawaitable(data):
                 close = getattr(data, "close", None)
@@ -151,23 +172,31 @@ class StateRegistry:
                     f"{state_cls.__name__} has an async load hook: use `await "
                     f"{state_cls.__name__}.dependency()` (or FastHTML injection) instead"
                 )
-        return self._store(key, state_cls, ident, data, ctx)
+        return self._store(key, state_cls, ident, data, ctx, stored)
 
     async def aresolve(
-        self, state_cls: type[State], ctx: RequestContext | None, ident: str | None = None
+        self,
+        state_cls: type[State],
+        ctx: RequestContext | None,
+        ident: str | None = None,
+        refresh: bool = True,
     ) -> State:
-        """:meth:`resolve` for async code: awaits an async ``load`` hook."""
+        """:meth:`resolve` for async code: awaits the backend and an async ``load`` hook."""
         key = self.key_for(state_cls, ctx, ident)
         inst = self._hit(key, state_cls)
+        backend = self.backend
         if inst is not None:
+            if refresh and backend.shared:
+                self._apply_stored(inst, await backend.load(key))
             return inst
+        stored = await backend.load(key) if backend.durable else None
+        data: Any = None
         config = self.config_for(state_cls)
-        data = None
-        if config.load is not None:
+        if stored is None and config.load is not None:
             data = config.load(ident)
             if inspect.isawaitable(data):
                 data = await data
-        return self._store(key, state_cls, ident, data, ctx)
+        return self._store(key, state_cls, ident, data, ctx, stored)
 
     def _hit(self, key: str, state_cls: type[State]) -> State | None:
         inst = self._instances.get(key)
@@ -187,12 +216,16 @@ class StateRegistry:
         ident: str | None,
         data: Any,
         ctx: RequestContext | None,
+        stored: Stored | None = None,
     ) -> State:
         with self._create_lock:  # sync handlers resolve from worker threads
             inst = self._instances.get(key)
             if inst is not None and type(inst) is state_cls:
                 return inst
-            if data is None:
+            if stored is not None:
+                inst = from_stored(state_cls, key, stored.data)
+                inst._fs_version = stored.version
+            elif data is None:
                 inst = state_cls()
             elif isinstance(data, state_cls):
                 inst = data
@@ -209,6 +242,57 @@ class StateRegistry:
             if ttl is not None:
                 self._expiry.setdefault(ttl, OrderedDict())[key] = self.clock()
         return inst
+
+    def _apply_stored(self, inst: State, stored: Stored | None) -> bool:
+        """Bring a cached instance up to a newer stored version (in place: holders of the
+        instance see it). Skipped while an event runs on it: its commit will notice."""
+        if stored is None or stored.version <= inst._fs_version:
+            return False
+        if inst._fs_lock is not None and inst._fs_lock.locked():
+            return False
+        fresh = from_stored(type(inst), inst._fs_key or "", stored.data)
+        inst.__dict__.update({k: fresh.__dict__[k] for k in type(inst).model_fields})
+        inst._fs_version = stored.version
+        return True
+
+    def apply_remote(self, key: str, version: int, data: str, sse: bytes) -> None:
+        """A change made by another worker: update the cached copy, tell local streams."""
+        inst = self._instances.get(key)
+        if inst is not None:
+            self._apply_stored(inst, Stored(version, data))
+        self.hub.publish(key, version, sse, relay=False)
+
+    async def refreshed(self, key: str) -> State | None:
+        """The cached instance under ``key``, brought up to date from a shared backend."""
+        inst = self._instances.get(key)
+        if inst is not None and self.backend.shared:
+            self._apply_stored(inst, await self.backend.load(key))
+        return inst
+
+    # -- backend ------------------------------------------------------------------------------
+    def use_backend(self, backend: Backend | str | None) -> Backend:
+        """Store states in ``backend`` (a URL or a Backend); call before serving requests."""
+        from .backends import backend_from_url
+
+        self.backend = backend_from_url(backend)
+        self._backend_started = False
+        return self.backend
+
+    def ensure_running(self, sweep_interval: float) -> None:
+        """Start the ttl sweeper and the backend's listener in the running loop (once)."""
+        self.ensure_sweeper(sweep_interval)
+        if not self._backend_started:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:
+                return
+            self._backend_started = True
+            backend = self.backend
+            resubscribed = getattr(backend, "on_resubscribed", None)
+            if resubscribed is not None:
+                resubscribed(self.hub.resync_keys)
+            self.hub.watch(backend.subscribe, backend.unsubscribe)
+            self._backend_task = loop.create_task(backend.start(self.apply_remote, self.hub.epoch))
 
     def get(self, key: str) -> State | None:
         """The live instance stored under ``key``, if any."""
@@ -263,22 +347,32 @@ class StateRegistry:
                 if inst._fs_lock is not None and inst._fs_lock.locked():
                     order[key] = now  # an event is running on it: keep it for another ttl
                     continue
-                config = self.config_for(type(inst))
-                hook = config.on_evict or config.save
-                if hook is not None:
-                    try:
-                        result = hook(inst)
-                        if inspect.isawaitable(result):
-                            await result
-                    except Exception:
-                        log.exception("on_evict hook of %s failed; instance kept", key)
-                        order[key] = now
-                        continue
+                try:
+                    await self._before_evict(inst)
+                except Exception:
+                    log.exception("saving %s before eviction failed; instance kept", key)
+                    order[key] = now
+                    continue
                 self._instances.pop(key, None)
                 evicted.append(key)
                 if len(evicted) % batch == 0:
                     await asyncio.sleep(0)
         return evicted
+
+    async def _before_evict(self, inst: State) -> None:
+        """Save an idle instance before it is dropped: its hooks, and a durable backend that
+        does not already hold every change (sqlite without auto_persist)."""
+        config = self.config_for(type(inst))
+        hook = config.on_evict or config.save
+        if hook is not None:
+            result = hook(inst)
+            if inspect.isawaitable(result):
+                await result
+        backend = self.backend
+        if backend.durable and not backend.shared and not config.auto_persist:
+            await backend.save(
+                inst._fs_key or "", inst._fs_version, inst.model_dump_json(), config.effective_ttl
+            )
 
     def ensure_sweeper(self, interval: float = 30.0) -> None:
         """Start the periodic sweep in the running event loop, once (the middleware calls it)."""
@@ -313,6 +407,44 @@ class StateRegistry:
             scope = key.split(":", 1)[0]
             by_scope[scope] = by_scope.get(scope, 0) + 1
         return {"instances": len(self._instances), "by_scope": by_scope}
+
+
+def from_stored(state_cls: type[State], key: str, data: str) -> State:
+    """Rebuild a state from its stored JSON, tolerating a class that changed since: unknown
+    fields are dropped, fields that no longer validate (or are new) take their defaults, with a
+    warning naming the key. Unreadable JSON is a StoredStateError naming the key."""
+    from pydantic import ValidationError
+
+    try:
+        return state_cls.model_validate_json(data)
+    except ValidationError:
+        pass
+    try:
+        raw = json.loads(data)
+    except ValueError:
+        raise StoredStateError(f"stored state {key!r} is not valid JSON") from None
+    if not isinstance(raw, dict):
+        raise StoredStateError(f"stored state {key!r} is not a JSON object")
+    kept = {k: v for k, v in raw.items() if k in state_cls.model_fields}
+    dropped: list[str] = []
+    while True:
+        try:
+            inst = state_cls.model_validate(kept)
+            break
+        except ValidationError as exc:
+            bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+            if not bad & set(kept):
+                raise StoredStateError(f"stored state {key!r} cannot be loaded: {exc}") from None
+            for name in bad & set(kept):
+                kept.pop(name)
+                dropped.append(name)
+    log.warning(
+        "stored state %s no longer matches %s: reset to defaults: %s",
+        key,
+        state_cls.__name__,
+        ", ".join(sorted(dropped)) or "-",
+    )
+    return inst
 
 
 def _fill_owner(inst: State, user_id: str) -> None:

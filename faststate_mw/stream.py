@@ -11,6 +11,7 @@ session's token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -230,6 +231,12 @@ async def _pump(
         out = bytearray()
         if conn.resync:
             out += await _snapshot(conn, registry, ctx, entries, hub)
+            if conn.resync and not out and not conn.queue:
+                # the backend is unreachable: wait (heartbeats go on) and try again
+                conn.wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(conn.wakeup.wait(), 0.5)
+                continue
         while conn.queue:
             index, version, data = conn.queue.popleft()
             if version <= conn.versions[index]:
@@ -250,9 +257,14 @@ async def _snapshot(
 ) -> bytes:
     """One patch with the full signals of every state this tab must resync."""
     merged: dict[str, Any] = {}
+    pending: set[int] = set()
     for index in sorted(conn.resync):
         name, key, ident, _v = entries[index]
-        inst = registry.get(key)
+        try:
+            inst = await registry.refreshed(key)
+        except FastStateError:
+            pending.add(index)  # the backend is down: try again when it is back
+            continue
         if inst is None:
             cls = registry.class_named(name)
             if cls is None:
@@ -265,7 +277,7 @@ async def _snapshot(
                 continue
         _deep_merge(merged, inst.signals())
         conn.versions[index] = conn.queued[index] = inst._fs_version
-    conn.resync.clear()
+    conn.resync = pending
     # anything queued for the resynced keys is older than the snapshot
     conn.queue = deque(item for item in conn.queue if item[1] > conn.versions[item[0]])
     if not merged:

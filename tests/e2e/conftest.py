@@ -86,11 +86,19 @@ def datastar_js() -> Path:
     return path
 
 
-@pytest.fixture(scope="session")
-def server(datastar_js: Path) -> Iterator[str]:
-    """example_app.main:app served by a real uvicorn process; yields its base URL."""
-    port = _free_port()
-    env = {**os.environ, "FASTSTATE_DATASTAR_JS": str(datastar_js), "FASTSTATE_SECRET": SECRET}
+def _server_env(datastar_js: Path, db: Path) -> dict[str, str]:
+    """The app's environment: the cached client, the test secret and a SQLite file of the
+    test's own (EXAMPLE_DB), so tests never touch example_app/example.db."""
+    return {
+        **os.environ,
+        "FASTSTATE_DATASTAR_JS": str(datastar_js),
+        "FASTSTATE_SECRET": SECRET,
+        "EXAMPLE_DB": str(db),
+    }
+
+
+def _start_uvicorn(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
+    """example_app.main:app in a uvicorn process, once it accepts connections on ``port``."""
     cmd = [
         sys.executable,
         "-m",
@@ -102,18 +110,77 @@ def server(datastar_js: Path) -> Iterator[str]:
         str(port),
         "--log-level",
         "warning",
+        # live streams never end by themselves: do not wait long for them on shutdown
+        "--timeout-graceful-shutdown",
+        "1",
     ]
     proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
     try:
         _wait_for_port(port, proc, time.monotonic() + STARTUP_TIMEOUT)
+    except BaseException:
+        _stop_uvicorn(proc)
+        raise
+    return proc
+
+
+def _stop_uvicorn(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout=grace)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def server(datastar_js: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """example_app.main:app served by a real uvicorn process; yields its base URL."""
+    port = _free_port()
+    db = tmp_path_factory.mktemp("example-db") / "example.db"
+    proc = _start_uvicorn(port, _server_env(datastar_js, db))
+    try:
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=10)
+        _stop_uvicorn(proc)
+
+
+class RestartableServer:
+    """A uvicorn process of one test's own (own port, own SQLite file) that the test may kill
+    and start again: same port, same EXAMPLE_DB, same FASTSTATE_SECRET. In-memory states start
+    over in the new process; the products table persists."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.port = _free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        self.proc = _start_uvicorn(self.port, self.env)
+
+    def kill(self) -> None:
+        """SIGKILL, like a crash: every open stream drops at once."""
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            _stop_uvicorn(self.proc, grace=3.0)
+
+
+@pytest.fixture
+def restartable_server(datastar_js: Path, tmp_path: Path) -> Iterator[RestartableServer]:
+    """A function-scoped server of its own, so that restarting it disturbs no other test."""
+    srv = RestartableServer(_server_env(datastar_js, tmp_path / "example.db"))
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
 
 
 @pytest.fixture(scope="session")
@@ -148,16 +215,19 @@ def js_errors() -> list[str]:
 
 @pytest.fixture
 def new_page(browser: Any, server: str, js_errors: list[str]) -> Iterator[Any]:
-    """Factory of pages, each in a fresh browser context (a new cookie jar = a new session)."""
+    """Factory of pages, each in a fresh browser context (a new cookie jar = a new session).
+
+    ``new_page(base_url)`` targets another server (by default the session's). A second tab of
+    the same session is ``page.context.new_page()``: every page of these contexts reports its
+    uncaught errors to ``js_errors``."""
     contexts: list[Any] = []
 
-    def make() -> Any:
-        context = browser.new_context(base_url=server)
+    def make(base_url: str | None = None) -> Any:
+        context = browser.new_context(base_url=base_url or server)
         context.set_default_timeout(5000)
+        context.on("page", lambda p: p.on("pageerror", lambda exc: js_errors.append(str(exc))))
         contexts.append(context)
-        page = context.new_page()
-        page.on("pageerror", lambda exc: js_errors.append(str(exc)))
-        return page
+        return context.new_page()
 
     yield make
     for context in contexts:

@@ -1,0 +1,146 @@
+"""Backends chosen by URL; SQLite durability across a hard kill; stored states whose class
+changed; ttl eviction saves first."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from faststate_mw import (
+    ConfigurationError,
+    FastStateMiddleware,
+    State,
+    StateConfig,
+    StateScope,
+    state_registry,
+)
+from faststate_mw.backends import MemoryBackend, backend_from_url
+from faststate_mw.backends.sqlite import SQLiteBackend
+from tests.conftest import DS
+from tests.servers import Uvicorn
+
+
+@pytest.fixture(autouse=True)
+def _memory_afterwards() -> Iterator[None]:
+    yield
+    state_registry.use_backend(None)
+
+
+def test_backends_by_url(tmp_path: Path) -> None:
+    assert isinstance(backend_from_url(None), MemoryBackend)
+    assert isinstance(backend_from_url("memory://"), MemoryBackend)
+    sq = backend_from_url(f"sqlite:///{tmp_path}/x.db")
+    assert isinstance(sq, SQLiteBackend) and sq.path == tmp_path / "x.db"
+    assert backend_from_url("sqlite:///rel.db").path == Path("rel.db")  # type: ignore[attr-defined]
+    for bad in ("nope", "ftp://x", "sqlite://", 42):
+        with pytest.raises(ConfigurationError):
+            backend_from_url(bad)  # type: ignore[arg-type]
+
+
+def test_sqlite_survives_a_hard_kill(tmp_path: Path) -> None:
+    env = {"FS_BACKEND": f"sqlite:///{tmp_path}/state.db", "FS_SECRET": "k"}
+    server = Uvicorn("tests.apps.shared_app:app", env).start()
+    try:
+        with httpx.Client(base_url=server.url) as client:
+            client.get("/")
+            for _ in range(3):
+                r = client.post("/_faststate/Tally/increment", headers=DS, content=b"{}")
+                assert r.status_code == 200
+            r = client.post(
+                "/_faststate/Memo/set_text", headers=DS, json={"memo": {"text": "kept"}}
+            )
+            assert r.status_code == 200
+            server.kill()  # SIGKILL: no shutdown code runs
+            server.start()
+            assert client.get("/values").json() == {"count": 3, "text": "kept"}
+    finally:
+        server.stop()
+
+
+class Evolving(State):
+    __faststate__ = StateConfig(scope=StateScope.RECORD, auto_persist=True)
+    title: str = "untitled"
+    stars: int = 0
+    tags: list[str] = []
+
+
+def _app_with(backend: SQLiteBackend) -> TestClient:
+    async def page(request: Request) -> JSONResponse:
+        return JSONResponse(Evolving.current().public_data())
+
+    app = Starlette(routes=[Route("/r/{record_id}", page)])
+    app.add_middleware(FastStateMiddleware, secret_key="evo", backend=backend)
+    return TestClient(app)
+
+
+def test_a_state_whose_class_changed_loads_with_defaults(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    backend = SQLiteBackend(tmp_path / "evo.db")
+    old = {"title": "kept", "stars": "not a number", "removed_field": 1}
+    backend.save_sync("record:Evolving:1", 4, json.dumps(old), None)
+    client = _app_with(backend)
+    with caplog.at_level(logging.WARNING, logger="faststate_mw"):
+        r = client.get("/r/1")
+    assert r.status_code == 200
+    assert r.json() == {"title": "kept", "stars": 0, "tags": []}
+    assert "record:Evolving:1" in caplog.text and "stars" in caplog.text
+    assert state_registry.get("record:Evolving:1").version == 4  # type: ignore[union-attr]
+
+
+def test_a_corrupt_stored_state_is_a_clear_error_naming_the_key(tmp_path: Path) -> None:
+    backend = SQLiteBackend(tmp_path / "bad.db")
+    backend.save_sync("record:Evolving:2", 1, "{not json", None)
+    client = _app_with(backend)
+    r = client.get("/r/2")
+    assert r.status_code == 500
+    assert r.json()["error"]["code"] == "stored_state_invalid"
+    assert "record:Evolving:2" in r.json()["error"]["message"]
+    assert "Traceback" not in r.text
+    assert client.get("/r/3").status_code == 200  # other records are fine
+
+
+@pytest.mark.anyio
+async def test_sqlite_without_auto_persist_saves_on_eviction(tmp_path: Path) -> None:
+    class Scratch(State):
+        __faststate__ = StateConfig(ttl=60)
+        n: int = 0
+
+    path = tmp_path / "evict.db"
+    now = [0.0]
+    old_clock = state_registry.clock
+    state_registry.clock = lambda: now[0]
+    try:
+        state_registry.use_backend(SQLiteBackend(path))
+
+        async def page(request: Request) -> JSONResponse:
+            s = Scratch.current()
+            return JSONResponse({"n": s.n, "key": s.key})
+
+        app = Starlette(routes=[Route("/", page)])
+        app.add_middleware(FastStateMiddleware, secret_key="ev")
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            key = (await c.get("/")).json()["key"]
+            await c.post("/_faststate/Scratch/set_n", headers=DS, json={"scratch": {"n": 7}})
+            with sqlite3.connect(path) as db:  # not saved yet: no auto_persist
+                assert db.execute("select count(*) from faststate_states").fetchone() == (0,)
+            now[0] += 61
+            assert await state_registry.sweep() == [key]
+            with sqlite3.connect(path) as db:
+                row = db.execute("select version, data from faststate_states").fetchone()
+            assert row[0] == 1 and json.loads(row[1]) == {"n": 7}
+            assert (await c.get("/")).json()["n"] == 7  # read back after eviction
+    finally:
+        state_registry.clock = old_clock
