@@ -156,7 +156,7 @@ class FastStateMiddleware:
                 started = True
                 if ctx.page_states and not ctx.stream_rendered and _is_html(message):
                     # the page rendered states: open its live stream
-                    inject = stream_element(ctx, self.prefix, self.signer).encode()
+                    inject = stream_element(ctx, self.prefix, self.signer, self.hub.epoch).encode()
                     message = _grow_content_length(message, len(inject))
                 if ctx.new_session_id is not None:
                     message = dict(message)

@@ -357,7 +357,16 @@ class StateRegistry:
                 evicted.append(key)
                 if len(evicted) % batch == 0:
                     await asyncio.sleep(0)
+        if len(evicted) > 1000 and len(evicted) > len(self._instances):
+            self._compact()
         return evicted
+
+    def _compact(self) -> None:
+        """Dicts never shrink their tables: after a large eviction, copy them so the memory of
+        the dropped entries is returned."""
+        with self._create_lock:
+            self._instances = dict(self._instances)
+            self._expiry = {ttl: OrderedDict(order) for ttl, order in self._expiry.items()}
 
     async def _before_evict(self, inst: State) -> None:
         """Save an idle instance before it is dropped: its hooks, and a durable backend that

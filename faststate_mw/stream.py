@@ -57,8 +57,11 @@ class TokenSigner:
         digest = hmac.new(self._bind_key, (session_id or "").encode(), hashlib.sha256)
         return digest.hexdigest()[:32]
 
-    def dumps(self, session_id: str | None, tab: str, entries: list[list[Any]]) -> str:
-        return str(self._s.dumps({"b": self.binding(session_id), "t": tab, "k": entries}))
+    def dumps(
+        self, session_id: str | None, tab: str, entries: list[list[Any]], epoch: str = ""
+    ) -> str:
+        payload = {"b": self.binding(session_id), "t": tab, "k": entries, "e": epoch}
+        return str(self._s.dumps(payload))
 
     def loads(self, token: str, max_age: int) -> dict[str, Any] | None:
         try:
@@ -78,14 +81,14 @@ def page_entry(inst: State) -> list[Any] | None:
     return [state_registry.name_of(type(inst)), inst._fs_ident, inst._fs_version]
 
 
-def stream_element(ctx: RequestContext, prefix: str, signer: TokenSigner) -> str:
+def stream_element(ctx: RequestContext, prefix: str, signer: TokenSigner, epoch: str) -> str:
     """The hidden element that opens this page's stream (empty when nothing was rendered)."""
     entries = list(ctx.page_states.values())
     if not entries:
         return ""
     ctx.stream_rendered = True
     tab = secrets.token_urlsafe(12)
-    token = signer.dumps(ctx.session_id(create=bool(entries)), tab, entries)
+    token = signer.dumps(ctx.session_id(create=bool(entries)), tab, entries, epoch)
     action = (
         f"@get('{prefix}/stream?t={token}', {{openWhenHidden: true, retry: 'always', "
         "retryInterval: 500, retryScaler: 1.5, retryMaxWait: 5000, retryMaxCount: 100000})"
@@ -177,7 +180,12 @@ async def serve_stream(
     entries = await allowed_entries(registry, ctx, user, payload["k"])
     keys = [e[1] for e in entries]
     reported = parse_event_id(header(scope, b"last-event-id"), hub.epoch, len(keys))
-    versions = reported if reported is not None else [e[3] for e in entries]
+    if reported is not None:
+        versions = reported
+    elif payload.get("e") == hub.epoch:
+        versions = [e[3] for e in entries]  # the versions the page was rendered at
+    else:
+        versions = [-1] * len(keys)  # rendered by another process (a restart): resync all
     names = [e[0] for e in entries]
     conn = Connection(sid, user, str(payload.get("t", "")), keys, versions, names)
     hub.add(conn)

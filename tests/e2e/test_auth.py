@@ -54,11 +54,13 @@ def test_a_plain_user_can_read_but_not_change_the_settings(page: Any) -> None:
     reply = page.evaluate(
         FETCH_JS, {"url": "/_faststate/Settings/toggle_maintenance", "headers": DATASTAR_HEADERS}
     )
-    assert reply["status"] == 200, reply
+    assert reply["status"] == 200, reply  # Datastar only reads errors from a 200 SSE reply
+    assert reply["error"] == "forbidden", reply
     assert "datastar-patch-signals" in reply["text"], reply
     assert re.search(r'"status":\s*403', reply["text"]), reply
-    assert "maintenance" not in reply["text"].replace("toggle_maintenance", ""), reply
+    assert '"settings"' not in reply["text"], reply  # no patch of the state itself
 
+    expect_text(page, "#maintenance", str(before).lower())
     page.reload()
     expect_text(page, "#maintenance", str(before).lower())
 
@@ -84,3 +86,31 @@ def test_an_admins_change_reaches_every_open_tab_live(new_page: Any) -> None:
     click_and_wait(to_front(admin_tab2), "#toggle-maintenance")  # and back, from the other tab
     for tab in (admin, admin_tab2, plain):
         expect_text(tab, "#maintenance", str(before).lower())
+
+
+def test_a_tab_left_open_after_logout_stops_receiving_the_profile(new_page: Any) -> None:
+    name = unique("erin")
+    left_open = new_page()
+    login(left_open, name)
+    old_name = "before logout"
+    left_open.fill("#display-name", old_name)
+    click_and_wait(left_open, "#save-name")
+    expect_text(left_open, "#shown-name", old_name)
+
+    # the same browser logs out in another tab; the profile tab stays open
+    logout_tab = left_open.context.new_page()
+    logout_tab.goto("/login")
+    logout_tab.click("#logout-button")
+    expect(logout_tab.locator("#who")).to_have_text("Not signed in.", timeout=TIMEOUT)
+
+    # the user, signed in elsewhere, changes the profile; a second tab there is the witness
+    elsewhere = new_page()
+    login(elsewhere, name)
+    witness = elsewhere.context.new_page()
+    open_live(witness, "/profile")
+    to_front(elsewhere).fill("#display-name", "secret new name")
+    click_and_wait(elsewhere, "#save-name")
+    expect_text(witness, "#shown-name", "secret new name")
+    # the change went out to every subscriber at once: the logged-out tab did not get it
+    expect_text(left_open, "#shown-name", old_name)
+    assert "secret new name" not in left_open.content()
