@@ -1,11 +1,12 @@
 """Fan-out of state changes to the live streams that subscribed to them.
 
 Every change of a state bumps its per-key version and is serialized once into the SSE ``data``
-lines of a ``datastar-patch-signals`` event; the same bytes go to every connection subscribed to
-the key, each behind its own ``id:`` line (the versions that connection has seen, so a
-reconnecting tab can tell what it missed). Each connection has a bounded queue: a consumer that
-falls behind is reduced to a single resync snapshot, so it never blocks the broadcast or other
-tabs.
+lines of a ``datastar-patch-signals`` event, appended to that key's bounded log, and the
+subscribed connections are woken; each writer takes from the log what it has not sent yet, behind
+its own ``id:`` line (the versions that connection has seen, so a reconnecting tab can tell what
+it missed). Publishing costs one wake-up per connection and nothing else. A consumer that falls
+further behind than the log is long (``max_queue`` changes) is reduced to a single resync
+snapshot, so it never blocks the broadcast or other tabs.
 """
 
 from __future__ import annotations
@@ -13,9 +14,10 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
+import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from .context import UserContext
@@ -28,17 +30,20 @@ class Connection:
 
     __slots__ = (
         "closed",
+        "heartbeat_due",
         "id",
         "keys",
+        "last_write",
         "names",
-        "queue",
-        "queued",
         "resync",
         "session_id",
+        "stalled",
         "tab",
+        "task",
         "user",
         "versions",
-        "wakeup",
+        "waiter",
+        "writing_since",
     )
 
     def __init__(
@@ -59,16 +64,36 @@ class Connection:
         self.keys = keys
         #: the version of each key this tab has (what its page showed, then what we sent)
         self.versions = versions
-        #: the newest version of each key accepted into the queue (or sent)
-        self.queued = list(versions)
-        self.queue: deque[tuple[int, int, bytes]] = deque()
         #: keys (by index) that need a full snapshot instead of patches
         self.resync: set[int] = set()
-        self.wakeup = asyncio.Event()
+        #: resolved to wake the writer (no per-wake task or timer: 10,000 streams stay cheap)
+        self.waiter: asyncio.Future[None] | None = None
         self.closed = False
+        self.stalled = False
+        self.heartbeat_due = False
+        self.last_write = time.monotonic()
+        #: when the pending write began (0: none); the hub's ticker drops stalled writers
+        self.writing_since = 0.0
+        self.task: asyncio.Task[Any] | None = None
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def event_id(self) -> str:
         return ".".join(map(str, self.versions))
+
+
+_BODY = {"type": "http.response.body", "more_body": True}
+
+
+class LogEntry(NamedTuple):
+    version: int
+    #: the event's ``event:``/``data:`` lines
+    data: bytes
+    #: the complete ASGI message a stream watching only this key sends
+    message: dict[str, Any]
 
 
 class Hub:
@@ -76,9 +101,17 @@ class Hub:
 
     def __init__(self, max_queue: int = 64) -> None:
         self.max_queue = max_queue
+        #: seconds between keep-alive comments, and before a stalled write drops its stream
+        self.heartbeat = 15.0
+        self.write_timeout = 10.0
+        self._ticker: asyncio.Task[None] | None = None
+        #: a coarse clock the ticker advances (streams stamp writes with it for free)
+        self.now = time.monotonic()
         #: a new value every process start: clients of an older process always resync
         self.epoch = secrets.token_hex(4)
         self.subscribers: dict[str, dict[Connection, int]] = {}
+        #: the recent changes of each watched key, oldest first (at most ``max_queue``)
+        self.logs: dict[str, deque[LogEntry]] = {}
         self.tabs: dict[str, Connection] = {}
         self.sessions: dict[str, set[Connection]] = {}
         self.metrics = {"published": 0, "delivered": 0, "dropped_to_resync": 0, "connections": 0}
@@ -100,7 +133,7 @@ class Hub:
         for key in keys:
             for conn, index in list(self.subscribers.get(key, {}).items()):
                 conn.resync.add(index)
-                conn.wakeup.set()
+                conn.wake()
 
     # -- connections ----------------------------------------------------------------------------
     def add(self, conn: Connection) -> None:
@@ -121,7 +154,7 @@ class Hub:
 
     def remove(self, conn: Connection) -> None:
         conn.closed = True
-        conn.wakeup.set()
+        conn.wake()
         for key in conn.keys:
             self.unsubscribe(conn, key)
         if self.tabs.get(conn.tab) is conn:
@@ -132,7 +165,6 @@ class Hub:
                 conns.discard(conn)
                 if not conns:
                     del self.sessions[conn.session_id]
-        conn.queue.clear()
         self.metrics["connections"] = len(self.tabs)
 
     def unsubscribe(self, conn: Connection, key: str) -> None:
@@ -140,6 +172,7 @@ class Hub:
         subs = self.subscribers.get(key)
         if subs is not None and subs.pop(conn, None) is not None and not subs:
             del self.subscribers[key]
+            self.logs.pop(key, None)
             if self._on_last is not None:
                 self._on_last(key)
 
@@ -157,7 +190,7 @@ class Hub:
 
     # -- publishing -----------------------------------------------------------------------------
     def publish(self, key: str, version: int, data: bytes, relay: bool = True) -> int:
-        """Queue a change for every subscriber of ``key``; returns how many were reached.
+        """Record a change of ``key`` and wake its subscribers; returns how many there are.
 
         ``data`` is the serialized ``event:`` and ``data:`` lines, without the blank line that
         ends an SSE event (each connection adds its own ``id:``)."""
@@ -167,28 +200,73 @@ class Hub:
         subs = self.subscribers.get(key)
         if not subs:
             return 0
-        limit = self.max_queue
-        for conn, index in list(subs.items()):
-            known = conn.queued[index]
-            if version <= known:
-                continue  # already has it (e.g. a snapshot was newer)
-            if version > known + 1 or len(conn.queue) >= limit:
-                # a gap, or a consumer too slow to keep up: one snapshot later instead
-                if index not in conn.resync:
-                    self.metrics["dropped_to_resync"] += 1
-                conn.resync.add(index)
-                conn.queued[index] = version
-                conn.queue = deque(item for item in conn.queue if item[0] != index)
-            else:
-                conn.queue.append((index, version, data))
-                conn.queued[index] = version
-            conn.wakeup.set()
+        log = self.logs.get(key)
+        if log is None:
+            log = self.logs[key] = deque(maxlen=self.max_queue)
+        # what a one-key stream writes, built once for all of them
+        single = data + b"id: " + f"{self.epoch}:{version}".encode() + b"\n\n"
+        log.append(LogEntry(version, data, {**_BODY, "body": single}))
+        # no await in this loop, so ``subs`` cannot change under it: no copy needed
+        for conn in subs:
+            waiter = conn.waiter
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
         self.metrics["delivered"] += len(subs)
         return len(subs)
+
+    def ensure_ticker(self) -> None:
+        """One task for all streams: heartbeats for idle ones, and dropping stalled writers."""
+        loop = asyncio.get_running_loop()
+        task = self._ticker
+        if task is not None and not task.done() and task.get_loop() is loop:
+            return
+        self._ticker = loop.create_task(self._tick())
+
+    async def _tick(self) -> None:
+        while True:
+            await asyncio.sleep(max(0.005, min(self.heartbeat, self.write_timeout) / 4))
+            now = self.now = time.monotonic()
+            for conn in list(self.tabs.values()):
+                if conn.writing_since:
+                    if now - conn.writing_since > self.write_timeout and conn.task is not None:
+                        conn.stalled = conn.closed = True
+                        conn.task.cancel()
+                elif now - conn.last_write >= self.heartbeat:
+                    conn.heartbeat_due = True
+                    conn.wake()
 
     def stats(self) -> dict[str, int]:
         """Counters for metrics: connections, published changes, deliveries, resync drops."""
         return {**self.metrics, "subscribed_keys": len(self.subscribers)}
+
+    def pending(self, conn: Connection) -> list[bytes] | dict[str, Any] | None:
+        """What ``conn`` has not sent yet, in version order per key: the shared message of a
+        one-key stream one change behind (the common case), else the pieces to join. Keys it
+        fell too far behind on go to ``conn.resync``."""
+        versions = conn.versions
+        if len(versions) == 1:
+            log = self.logs.get(conn.keys[0])
+            if log:
+                last = log[-1]
+                if last.version == versions[0] + 1 and 0 not in conn.resync:
+                    versions[0] = last.version
+                    return last.message
+        parts: list[bytes] = []
+        for index, key in enumerate(conn.keys):
+            log = self.logs.get(key)
+            known = versions[index]
+            if not log or log[-1].version <= known or index in conn.resync:
+                continue
+            if log[0].version > known + 1:  # fell further behind than the log: resync
+                conn.resync.add(index)
+                self.metrics["dropped_to_resync"] += 1
+                continue
+            for entry in log:
+                if entry.version > known:
+                    versions[index] = entry.version
+                    parts.append(entry.data)
+                    parts.append(b"id: " + f"{self.epoch}:{conn.event_id()}".encode() + b"\n\n")
+        return parts or None
 
 
 __all__ = ["Connection", "Hub"]

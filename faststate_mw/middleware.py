@@ -81,6 +81,8 @@ class FastStateMiddleware:
             registry.use_backend(backend)
         self.hub = registry.hub
         self.hub.max_queue = max_queue
+        self.hub.heartbeat = heartbeat
+        self.hub.write_timeout = write_timeout
         self.signer = TokenSigner(secret_key)
         self.streams = StreamSettings(heartbeat=heartbeat, write_timeout=write_timeout)
         self.max_body_size = max_body_size
@@ -95,6 +97,7 @@ class FastStateMiddleware:
             attrs += "; secure"
         self._cookie_attrs = attrs
         self._event_prefix = prefix + "/"
+        self._stream_path = prefix + "/stream"
         self._datastar_js: bytes | None = None
         if datastar_js is not None:
             path = Path(datastar_js)
@@ -179,7 +182,10 @@ class FastStateMiddleware:
 
         try:
             path: str = scope["path"]
-            if path.startswith(self._event_prefix) or path in self.registry.custom_routes():
+            if path == self._stream_path:
+                # a stream never mints a session, so it needs no cookie-setting send wrapper
+                await self._inner_app(scope)(scope, receive, send)
+            elif path.startswith(self._event_prefix) or path in self.registry.custom_routes():
                 await self._inner_app(scope)(scope, receive, send_with_cookie)
             else:
                 try:

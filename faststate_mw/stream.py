@@ -11,12 +11,10 @@ session's token.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import hmac
 import json
 import secrets
-from collections import deque
 from typing import TYPE_CHECKING, Any
 
 from datastar_py import ServerSentEventGenerator as SSE
@@ -193,12 +191,21 @@ async def serve_stream(
         inst = registry.get(key)
         if inst is None or inst._fs_version != versions[index]:
             conn.resync.add(index)  # it changed (or the server restarted) since the tab knew it
+    conn.task = asyncio.current_task()
+    hub.ensure_ticker()
     watcher = asyncio.ensure_future(_watch_disconnect(receive, conn))
     try:
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        await _pump(conn, registry, ctx, entries, hub, send, settings)
-    except (TimeoutError, OSError, RuntimeError):
-        pass  # the client went away or stalled: drop the connection
+        await _pump(conn, registry, ctx, entries, hub, send)
+    except asyncio.CancelledError:
+        if not conn.stalled:
+            raise
+        # the ticker cancelled a write that stalled past write_timeout: end this stream only
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+    except (OSError, RuntimeError):
+        pass  # the client went away: drop the connection
     finally:
         hub.remove(conn)
         watcher.cancel()
@@ -209,7 +216,7 @@ async def _watch_disconnect(receive: Receive, conn: Connection) -> None:
         message = await receive()
         if message["type"] == "http.disconnect":
             conn.closed = True
-            conn.wakeup.set()
+            conn.wake()
             return
 
 
@@ -220,40 +227,41 @@ async def _pump(
     entries: list[tuple[str, str, str | None, int]],
     hub: Hub,
     send: Send,
-    settings: StreamSettings,
 ) -> None:
-    async def write(body: bytes) -> None:
-        await asyncio.wait_for(
-            send({"type": "http.response.body", "body": body, "more_body": True}),
-            settings.write_timeout,
-        )
-
+    loop = asyncio.get_running_loop()
     while not conn.closed:
-        if not conn.queue and not conn.resync:
-            conn.wakeup.clear()
-            try:
-                await asyncio.wait_for(conn.wakeup.wait(), settings.heartbeat)
-            except TimeoutError:
-                await write(b": keep-alive\n\n")
+        pending = hub.pending(conn)
+        if pending is None and not conn.resync and not conn.heartbeat_due:
+            conn.waiter = loop.create_future()
+            await conn.waiter
             continue
-        out = bytearray()
-        if conn.resync:
-            out += await _snapshot(conn, registry, ctx, entries, hub)
-            if conn.resync and not out and not conn.queue:
-                # the backend is unreachable: wait (heartbeats go on) and try again
-                conn.wakeup.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(conn.wakeup.wait(), 0.5)
+        conn.waiter = None
+        if isinstance(pending, dict) and not conn.resync:
+            message = pending  # the shared, prebuilt message (a one-key stream)
+        else:
+            out = bytearray()
+            if conn.resync:
+                out += await _snapshot(conn, registry, ctx, entries, hub)
+                if conn.resync and not out:
+                    # the backend is unreachable: try again shortly (heartbeats go on)
+                    conn.heartbeat_due = True
+                    await asyncio.sleep(0.5)
+            if isinstance(pending, dict):
+                out += pending["body"]
+            elif pending:
+                out += b"".join(pending)
+            if not out and conn.heartbeat_due:
+                out += b": keep-alive\n\n"
+            if not out:
+                conn.heartbeat_due = False
                 continue
-        while conn.queue:
-            index, version, data = conn.queue.popleft()
-            if version <= conn.versions[index]:
-                continue
-            conn.versions[index] = version
-            out += data
-            out += f"id: {hub.epoch}:{conn.event_id()}\n\n".encode()
-        if out:
-            await write(bytes(out))
+            message = {"type": "http.response.body", "body": bytes(out), "more_body": True}
+        conn.heartbeat_due = False
+        # the hub's coarse clock: no clock call per write (the ticker keeps it current)
+        conn.writing_since = hub.now
+        await send(message)
+        conn.last_write = hub.now
+        conn.writing_since = 0.0
 
 
 async def _snapshot(
@@ -284,10 +292,8 @@ async def _snapshot(
             if inst.key != key:
                 continue
         _deep_merge(merged, inst.signals())
-        conn.versions[index] = conn.queued[index] = inst._fs_version
+        conn.versions[index] = inst._fs_version
     conn.resync = pending
-    # anything queued for the resynced keys is older than the snapshot
-    conn.queue = deque(item for item in conn.queue if item[1] > conn.versions[item[0]])
     if not merged:
         return b""
     return str(SSE.patch_signals(merged, event_id=f"{hub.epoch}:{conn.event_id()}")).encode()
