@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import secrets
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
@@ -182,11 +183,19 @@ _RULES: dict[str, ScopeRule] = {}
 
 
 def register_scope(rule: ScopeRule) -> ScopeRule:
-    """Add a custom scope. Its name must be new and a lower-case identifier."""
+    """Add a custom scope, named by a lower-case identifier that is not a built-in scope's.
+    Registering a name again replaces its rule (with a warning when the class differs)."""
     if not rule.name or not re.fullmatch(r"[a-z][a-z0-9_]*", rule.name):
         raise ConfigurationError("a scope name must be a lower-case identifier")
-    if rule.name in _RULES and type(_RULES[rule.name]) is not type(rule):
-        raise ConfigurationError(f"scope {rule.name!r} is already registered")
+    if rule.name in set(StateScope):
+        raise ConfigurationError(f"{rule.name!r} is a built-in scope")
+    old = _RULES.get(rule.name)
+    if old is not None and type(old) is not type(rule):
+        warnings.warn(
+            f"scope {rule.name!r} re-registered: {type(rule).__qualname__} replaces "
+            f"{type(old).__module__}.{type(old).__qualname__}",
+            stacklevel=2,
+        )
     _RULES[rule.name] = rule
     return rule
 

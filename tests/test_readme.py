@@ -3,17 +3,32 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
+from faststate_mw import state_registry
 from tests.conftest import DS
 from tests.helpers import patched_signals
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SNIPPETS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_registry() -> Iterator[None]:
+    """Snippets define classes like Product or Counter: give the names back afterwards."""
+    classes = dict(state_registry._classes)
+    configs = dict(state_registry._configs)
+    yield
+    state_registry._classes.clear()
+    state_registry._classes.update(classes)
+    state_registry._configs.clear()
+    state_registry._configs.update(configs)
+    state_registry._custom_routes = None
 
 
 def test_readme_has_snippets() -> None:
