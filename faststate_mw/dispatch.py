@@ -120,15 +120,13 @@ def _error_event(err: FastStateError) -> str:
     )
 
 
-def check_csrf(scope: Scope, method: str, origin_ok: bool) -> None:
+def check_csrf(scope: Scope, hdrs: dict[bytes, bytes], method: str) -> None:
     """State-changing events need Datastar's header with a JSON body, or a same-origin request."""
     if method in _SAFE_METHODS:
         return
-    if header(scope, b"datastar-request") is not None:
-        ctype = header(scope, b"content-type") or b""
-        if ctype.split(b";")[0].strip() == b"application/json":
-            return
-    if origin_ok:
+    if b"datastar-request" in hdrs and _content_type(hdrs) == b"application/json":
+        return
+    if same_origin(scope, hdrs):
         return
     raise CSRFError(
         "cross-site request rejected: send the 'Datastar-Request' header with a JSON body, "
@@ -136,19 +134,23 @@ def check_csrf(scope: Scope, method: str, origin_ok: bool) -> None:
     )
 
 
-def same_origin(scope: Scope) -> bool:
-    origin = header(scope, b"origin")
+def _content_type(hdrs: dict[bytes, bytes]) -> bytes:
+    return hdrs.get(b"content-type", b"").split(b";")[0].strip()
+
+
+def same_origin(scope: Scope, hdrs: dict[bytes, bytes]) -> bool:
+    origin = hdrs.get(b"origin")
     if origin is None:
-        return header(scope, b"sec-fetch-site") == b"same-origin"
-    host = header(scope, b"host")
+        return hdrs.get(b"sec-fetch-site") == b"same-origin"
+    host = hdrs.get(b"host")
     if host is None:
         return False
     scheme = scope.get("scheme", "http")
     return origin.decode("latin-1") == f"{scheme}://{host.decode('latin-1')}"
 
 
-async def read_body(receive: Receive, scope: Scope, limit: int) -> bytes:
-    length = header(scope, b"content-length")
+async def read_body(receive: Receive, hdrs: dict[bytes, bytes], limit: int) -> bytes:
+    length = hdrs.get(b"content-length")
     if length is not None:
         try:
             if int(length) > limit:
@@ -171,15 +173,16 @@ async def read_body(receive: Receive, scope: Scope, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def parse_signals(scope: Scope, method: str, body: bytes, query: dict[str, str]) -> dict[str, Any]:
+def parse_signals(
+    hdrs: dict[bytes, bytes], method: str, body: bytes, query: dict[str, str]
+) -> dict[str, Any]:
     """The Datastar signals a request carries (JSON body, or ``?datastar=`` for GET/DELETE)."""
     if method in ("GET", "DELETE"):
         raw: bytes | str | None = query.pop("datastar", None)
     else:
-        ctype = (header(scope, b"content-type") or b"").split(b";")[0].strip()
         if not body.strip():
             return {}
-        if ctype != b"application/json":
+        if _content_type(hdrs) != b"application/json":
             raise InvalidPayload("the request body must be JSON (Content-Type: application/json)")
         raw = body
     if not raw:
@@ -194,11 +197,19 @@ def parse_signals(scope: Scope, method: str, body: bytes, query: dict[str, str])
 
 
 def parse_query(scope: Scope) -> dict[str, str]:
-    qs = scope.get("query_string", b"")
+    qs: bytes = scope.get("query_string", b"")
     if not qs:
         return {}
+    text = qs.decode("latin-1")
+    if "%" not in text and "+" not in text:  # the common case: plain ids and numbers
+        out = {}
+        for part in text.split("&"):
+            if part:
+                name, _, value = part.partition("=")
+                out[name] = value
+        return out
     try:
-        return dict(parse_qsl(qs.decode("latin-1"), keep_blank_values=True))
+        return dict(parse_qsl(text, keep_blank_values=True))
     except ValueError:
         raise InvalidPayload("malformed query string") from None
 
@@ -282,8 +293,8 @@ async def commit(inst: State, changed: list[str]) -> str:
     from .registry import state_registry
 
     await save(inst)
-    key = inst._fs_key
-    version = inst._fs_version + 1
+    key = inst._fs.key
+    version = inst._fs.version + 1
     data = inst.model_dump(mode="json", include=set(changed))
     text = str(SSE.patch_signals(inst.signals(data)))
     sse = text[:-1].encode()
@@ -292,13 +303,13 @@ async def commit(inst: State, changed: list[str]) -> str:
         config = state_registry.config_for(type(inst))
         if backend.shared:
             current = await backend.commit(
-                key, inst._fs_version, version, inst.model_dump_json(), config.effective_ttl, sse
+                key, inst._fs.version, version, inst.model_dump_json(), config.effective_ttl, sse
             )
             if current is not None:
                 raise Conflict(current)
         elif backend.durable and config.auto_persist:
             await backend.save(key, version, inst.model_dump_json(), config.effective_ttl)
-    inst._fs_version = version
+    inst._fs.version = version
     if key is not None:
         state_registry.hub.publish(key, version, sse)
     return text
@@ -327,9 +338,9 @@ async def run_event(
     generator event streams its steps through ``reply``. On an exception the state is rolled
     back and the exception re-raised. ``live``: the sender's tab gets signal patches through
     its stream, so the reply carries only elements (never the same patch twice)."""
-    lock = inst._fs_lock
+    lock = inst._fs.lock
     if lock is None:
-        lock = inst._fs_lock = asyncio.Lock()
+        lock = inst._fs.lock = asyncio.Lock()
     async with lock:
         if spec.auth.owner_only:  # under the lock: the owner cannot change before the event runs
             spec.auth.check(user, state=inst, key=inst.key or "", event=spec.name)
@@ -339,7 +350,7 @@ async def run_event(
             before = inst._snapshot()
             try:
                 result = spec.func(inst, **kwargs)
-                if inspect.isawaitable(result):
+                if spec.is_coroutine or (result is not None and inspect.isawaitable(result)):
                     result = await result
                 changed = inst._changed_since(before)
                 signals = await commit(inst, changed) if changed else ""
@@ -358,9 +369,9 @@ async def run_event(
 def _adopt(inst: State, stored: Stored) -> None:
     from .registry import from_stored
 
-    fresh = from_stored(type(inst), inst._fs_key or "", stored.data)
+    fresh = from_stored(type(inst), inst._fs.key or "", stored.data)
     inst.__dict__.update({k: fresh.__dict__[k] for k in type(inst).model_fields})
-    inst._fs_version = stored.version
+    inst._fs.version = stored.version
 
 
 async def _run_generator(
@@ -443,10 +454,11 @@ async def serve_event(
     try:
         method = scope["method"]
         method_allowed(spec, method)
-        check_csrf(scope, method, same_origin(scope))
-        body = await read_body(receive, scope, max_body)
+        hdrs = dict(scope["headers"])
+        check_csrf(scope, hdrs, method)
+        body = await read_body(receive, hdrs, max_body)
         query = parse_query(scope)
-        signals = parse_signals(scope, method, body, query)
+        signals = parse_signals(hdrs, method, body, query)
         user = await ctx.load_user()
         rule = spec.auth
         if rule.active:  # sign-in, permissions, roles: before any instance is made

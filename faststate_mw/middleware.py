@@ -110,27 +110,31 @@ class FastStateMiddleware:
 
     # -- session identity (ContextOwner) ---------------------------------------------------
     def read_session_id(self, scope: Scope) -> str | None:
-        raw = None
+        """The session id of the request's signed cookie (None if absent or tampered with).
+        Verified Cookie headers are cached, so a returning browser costs one dict lookup."""
+        header = None
         for k, v in scope["headers"]:
             if k == b"cookie" and self._cookie_prefix in v:
-                cookie: SimpleCookie = SimpleCookie()
-                try:
-                    cookie.load(v.decode("latin-1"))
-                except Exception:
-                    return None
-                morsel = cookie.get(self.session_cookie)
-                raw = morsel.value.encode("latin-1") if morsel is not None else None
+                header = bytes(v)
                 break
-        if not raw:
+        if header is None:
             return None
-        sid = self._verified.get(raw)
+        sid = self._verified.get(header)
         if sid is not None:
             return sid
+        cookie: SimpleCookie = SimpleCookie()
         try:
-            sid = self._signer.unsign(raw).decode("ascii")
+            cookie.load(header.decode("latin-1"))
+        except Exception:
+            return None
+        morsel = cookie.get(self.session_cookie)
+        if morsel is None or not morsel.value:
+            return None
+        try:
+            sid = self._signer.unsign(morsel.value.encode("latin-1")).decode("ascii")
         except (BadSignature, UnicodeDecodeError):
             return None  # a tampered cookie quietly means a new session
-        self._verified[raw] = sid
+        self._verified[header] = sid
         if len(self._verified) > _VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)
         return sid

@@ -47,6 +47,7 @@ class StateRegistry:
         #: the clock ttls are measured with (tests substitute their own)
         self.clock = clock
         self._configs: dict[type[State], StateConfig] = {}
+        self._namespaces: dict[type[State], str | None] = {}
         self._classes: dict[str, type[State]] = {}
         self._instances: dict[str, State] = {}
         self._expiry: dict[float, OrderedDict[str, float]] = {}
@@ -70,6 +71,7 @@ class StateRegistry:
         config = config or StateConfig()
         _validate(state_cls, config)
         self._configs[state_cls] = config
+        self._namespaces.pop(state_cls, None)
         self._add_class(state_cls, config)
         return config
 
@@ -102,6 +104,23 @@ class StateRegistry:
             _validate(state_cls, config)
             self._configs[state_cls] = config
         return config
+
+    def namespace_of(self, state_cls: type[State]) -> str | None:
+        """The signal namespace of ``state_cls`` (cached; None when its signals are flat)."""
+        try:
+            return self._namespaces[state_cls]
+        except KeyError:
+            pass
+        config = self.config_for(state_cls)
+        if config.flat_signals:
+            ns = None
+        elif config.namespace:
+            ns = config.namespace
+        else:
+            name = self.name_of(state_cls)
+            ns = name[:1].lower() + name[1:]
+        self._namespaces[state_cls] = ns
+        return ns
 
     def name_of(self, state_cls: type[State]) -> str:
         return self.config_for(state_cls).name or state_cls.__name__
@@ -201,7 +220,7 @@ class StateRegistry:
     def _hit(self, key: str, state_cls: type[State]) -> State | None:
         inst = self._instances.get(key)
         if inst is not None and type(inst) is state_cls:
-            ttl = inst._fs_ttl
+            ttl = inst._fs.ttl
             if ttl is not None:
                 order = self._expiry[ttl]
                 order[key] = self.clock()
@@ -224,20 +243,20 @@ class StateRegistry:
                 return inst
             if stored is not None:
                 inst = from_stored(state_cls, key, stored.data)
-                inst._fs_version = stored.version
+                inst._fs.version = stored.version
             elif data is None:
                 inst = state_cls()
             elif isinstance(data, state_cls):
                 inst = data
             else:
                 inst = state_cls.model_validate(data)
-            inst._fs_key = key
-            inst._fs_ident = ident
+            inst._fs.key = key
+            inst._fs.ident = ident
             config = self.config_for(state_cls)
             if config.scope == StateScope.USER and ctx is not None and ctx.user is not None:
                 _fill_owner(inst, ctx.user.id)
             ttl = config.effective_ttl
-            inst._fs_ttl = ttl
+            inst._fs.ttl = ttl
             self._instances[key] = inst
             if ttl is not None:
                 self._expiry.setdefault(ttl, OrderedDict())[key] = self.clock()
@@ -246,13 +265,13 @@ class StateRegistry:
     def _apply_stored(self, inst: State, stored: Stored | None) -> bool:
         """Bring a cached instance up to a newer stored version (in place: holders of the
         instance see it). Skipped while an event runs on it: its commit will notice."""
-        if stored is None or stored.version <= inst._fs_version:
+        if stored is None or stored.version <= inst._fs.version:
             return False
-        if inst._fs_lock is not None and inst._fs_lock.locked():
+        if inst._fs.lock is not None and inst._fs.lock.locked():
             return False
-        fresh = from_stored(type(inst), inst._fs_key or "", stored.data)
+        fresh = from_stored(type(inst), inst._fs.key or "", stored.data)
         inst.__dict__.update({k: fresh.__dict__[k] for k in type(inst).model_fields})
-        inst._fs_version = stored.version
+        inst._fs.version = stored.version
         return True
 
     def apply_remote(self, key: str, version: int, data: str, sse: bytes) -> None:
@@ -315,8 +334,8 @@ class StateRegistry:
     def discard(self, key: str) -> State | None:
         """Forget the instance under ``key`` (no hooks run); returns it."""
         inst = self._instances.pop(key, None)
-        if inst is not None and inst._fs_ttl is not None:
-            self._expiry.get(inst._fs_ttl, OrderedDict()).pop(key, None)
+        if inst is not None and inst._fs.ttl is not None:
+            self._expiry.get(inst._fs.ttl, OrderedDict()).pop(key, None)
         return inst
 
     def clear(self) -> None:
@@ -344,7 +363,7 @@ class StateRegistry:
                 inst = self._instances.get(key)
                 if inst is None:
                     continue
-                if inst._fs_lock is not None and inst._fs_lock.locked():
+                if inst._fs.lock is not None and inst._fs.lock.locked():
                     order[key] = now  # an event is running on it: keep it for another ttl
                     continue
                 try:
@@ -380,7 +399,7 @@ class StateRegistry:
         backend = self.backend
         if backend.durable and not backend.shared and not config.auto_persist:
             await backend.save(
-                inst._fs_key or "", inst._fs_version, inst.model_dump_json(), config.effective_ttl
+                inst._fs.key or "", inst._fs.version, inst.model_dump_json(), config.effective_ttl
             )
 
     def ensure_sweeper(self, interval: float = 30.0) -> None:

@@ -74,9 +74,9 @@ def page_entry(inst: State) -> list[Any] | None:
     rebuilt from the stream request (same session, same user) when the stream opens."""
     from .registry import state_registry
 
-    if inst._fs_key is None:
+    if inst._fs.key is None:
         return None
-    return [state_registry.name_of(type(inst)), inst._fs_ident, inst._fs_version]
+    return [state_registry.name_of(type(inst)), inst._fs.ident, inst._fs.version]
 
 
 def stream_element(ctx: RequestContext, prefix: str, signer: TokenSigner, epoch: str) -> str:
@@ -189,7 +189,7 @@ async def serve_stream(
     hub.add(conn)
     for index, (_name, key, _ident, _v) in enumerate(entries):
         inst = registry.get(key)
-        if inst is None or inst._fs_version != versions[index]:
+        if inst is None or inst._fs.version != versions[index]:
             conn.resync.add(index)  # it changed (or the server restarted) since the tab knew it
     conn.task = asyncio.current_task()
     hub.ensure_ticker()
@@ -292,7 +292,7 @@ async def _snapshot(
             if inst.key != key:
                 continue
         _deep_merge(merged, inst.signals())
-        conn.versions[index] = inst._fs_version
+        conn.versions[index] = inst._fs.version
     conn.resync = pending
     if not merged:
         return b""

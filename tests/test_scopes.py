@@ -339,12 +339,12 @@ async def test_ttl_eviction_saves_first_and_skips_busy_instances(clock: list[flo
         _current.reset(token)
     busy = state_registry.get("session:s2:Note")
     assert busy is not None
-    busy._fs_lock = asyncio.Lock()
-    await busy._fs_lock.acquire()
+    busy._fs.lock = asyncio.Lock()
+    await busy._fs.lock.acquire()
     clock[0] += 11
     assert await state_registry.sweep() == ["session:s1:Note"]
     assert saved == [6]
-    busy._fs_lock.release()
+    busy._fs.lock.release()
     clock[0] += 11
     assert await state_registry.sweep() == ["session:s2:Note"]
     assert len(state_registry) == 0
