@@ -1,0 +1,276 @@
+"""Fan-out: one GLOBAL change delivered to N open live streams.
+
+In-process (N = 100, 1,000, 10,000): streams are opened against the ASGI app directly, the change
+is made with ``State.update``, and we time until the last stream has written the patch. The
+baseline pushes the same bytes into N asyncio queues read by N tasks. Also: memory per idle
+connection, measured with tracemalloc over 10,000 open streams.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import statistics
+import time
+import tracemalloc
+from typing import Any
+
+from starlette.applications import Starlette
+
+from faststate_mw import FastStateMiddleware, State, StateConfig, StateScope, state_registry
+
+ROUNDS = 15
+SIZES = (100, 1_000, 10_000)
+
+
+class Broadcasted(State):
+    __faststate__ = StateConfig(scope=StateScope.GLOBAL)
+    value: int = 0
+
+
+def _app() -> tuple[Starlette, FastStateMiddleware]:
+    app = Starlette()
+    app.add_middleware(FastStateMiddleware, secret_key="bench", heartbeat=3600)
+    stack = app.build_middleware_stack()
+    mw = stack
+    while not isinstance(mw, FastStateMiddleware):
+        mw = mw.app
+    app.middleware_stack = stack
+    return app, mw
+
+
+class Round:
+    """Counts arrivals of one change; the last one sets ``done`` (one waiter, not N)."""
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+        self.count = 0
+        self.last = 0.0
+        self.done = asyncio.Event()
+
+    def arrive(self) -> None:
+        self.count += 1
+        if self.count == self.n:
+            self.last = time.perf_counter()
+            self.done.set()
+
+
+class Tab:
+    __slots__ = ("disconnect", "round", "task")
+
+    def __init__(self) -> None:
+        self.round: Round | None = None
+        self.disconnect = asyncio.Event()
+        self.task: asyncio.Task[None] | None = None
+
+
+async def open_tabs(app: Any, mw: FastStateMiddleware, n: int) -> list[Tab]:
+    tabs = []
+    for i in range(n):
+        token = mw.signer.dumps(None, f"tab{i}", [["Broadcasted", None, 0]])
+        tab = Tab()
+        scope = {
+            "type": "http",
+            "method": "GET",
+            "path": "/_faststate/stream",
+            "query_string": f"t={token}".encode(),
+            "headers": [(b"accept", b"text/event-stream")],
+            "app": app,
+        }
+
+        async def receive(tab: Tab = tab) -> dict[str, Any]:
+            await tab.disconnect.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any], tab: Tab = tab) -> None:
+            if tab.round is not None and b"datastar-patch-signals" in message.get("body", b""):
+                tab.round.arrive()
+
+        tab.task = asyncio.ensure_future(app(scope, receive, send))
+        tabs.append(tab)
+    while len(state_registry.hub.tabs) < n:
+        await asyncio.sleep(0.01)
+    return tabs
+
+
+async def close_tabs(tabs: list[Tab]) -> None:
+    for tab in tabs:
+        tab.disconnect.set()
+    await asyncio.gather(*(t.task for t in tabs if t.task is not None))
+
+
+async def faststate_round(tabs: list[Tab], inst: Broadcasted) -> float:
+    current = Round(len(tabs))
+    for tab in tabs:
+        tab.round = current
+    start = time.perf_counter()
+    await inst.update(value=inst.value + 1)
+    await current.done.wait()
+    return current.last - start
+
+
+async def baseline_round(n: int, payload: bytes) -> float:
+    queues: list[asyncio.Queue[bytes]] = [asyncio.Queue() for _ in range(n)]
+    current = Round(n)
+
+    async def consume(i: int) -> None:
+        await queues[i].get()
+        current.arrive()
+
+    tasks = [asyncio.ensure_future(consume(i)) for i in range(n)]
+    await asyncio.sleep(0)
+    start = time.perf_counter()
+    for q in queues:
+        q.put_nowait(payload)
+    await current.done.wait()
+    await asyncio.gather(*tasks)
+    return current.last - start
+
+
+def _stats(samples: list[float]) -> tuple[float, float]:
+    ordered = sorted(samples)
+    p99 = ordered[min(len(ordered) - 1, round(0.99 * (len(ordered) - 1)))]
+    return statistics.median(ordered), p99
+
+
+async def _run_size(n: int) -> tuple[float, float, float, float]:
+    state_registry.clear()
+    app, mw = _app()
+    inst = state_registry.resolve(Broadcasted, None)
+    assert isinstance(inst, Broadcasted)
+    tabs = await open_tabs(app, mw, n)
+    ours = [await faststate_round(tabs, inst) for _ in range(ROUNDS)]
+    await close_tabs(tabs)
+    payload = b'event: datastar-patch-signals\ndata: signals {"broadcasted":{"value":1}}\n\n'
+    base = [await baseline_round(n, payload) for _ in range(ROUNDS)]
+    return (*_stats(ours), *_stats(base))
+
+
+async def _idle_memory(n: int) -> float:
+    state_registry.clear()
+    app, mw = _app()
+    state_registry.resolve(Broadcasted, None)
+    gc.collect()
+    tracemalloc.start()
+    before = tracemalloc.get_traced_memory()[0]
+    tabs = await open_tabs(app, mw, n)
+    await asyncio.sleep(0.05)
+    gc.collect()
+    after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    await close_tabs(tabs)
+    return (after - before) / n
+
+
+LOOPBACK_STREAMS = 1_000
+LOOPBACK_ROUNDS = 10
+
+
+async def _open_http_streams(port: int, paths: list[tuple[str, str]]) -> list[Any]:
+    conns = []
+    for path, cookie in paths:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        headers = "Accept: text/event-stream\r\nDatastar-Request: true\r\n"
+        if cookie:
+            headers += f"Cookie: {cookie}\r\n"
+        writer.write(f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{headers}\r\n".encode())
+        conns.append((reader, writer))
+    for _reader, writer in conns:
+        await writer.drain()
+    return conns
+
+
+async def _loopback_rounds(
+    port: int, conns: list[Any], trigger: Any, marker: bytes, rounds: int
+) -> list[float]:
+    """Each round: trigger one change, time until every connection has read ``marker % n``."""
+    times = []
+    for n in range(1, rounds + 1):
+        want = marker % n
+        start = time.perf_counter()
+        await trigger()
+
+        async def wait(reader: asyncio.StreamReader, want: bytes = want) -> float:
+            buf = b""
+            while want not in buf:
+                buf = buf[-64:] + await asyncio.wait_for(reader.read(65536), 30)
+            return time.perf_counter()
+
+        done = await asyncio.gather(*(wait(r) for r, _w in conns))
+        times.append(max(done) - start)
+    for _r, w in conns:
+        w.close()
+    return times
+
+
+def _loopback() -> tuple[float, float, float, float]:
+    import re
+
+    from .servers import cookie_header, request, running
+
+    async def ours(server: Any) -> list[float]:
+        paths = []
+        for _ in range(LOOPBACK_STREAMS):
+            page = request("GET", server.base_url + "/live")
+            path = re.search(rb"@get\('([^']+)'", page.body).group(1).decode()  # type: ignore[union-attr]
+            paths.append((path, cookie_header(page)))
+        conns = await _open_http_streams(server.port, paths)
+        await asyncio.sleep(1.0)  # let every stream open (not measured)
+        post_reader, post_writer = await asyncio.open_connection("127.0.0.1", server.port)
+        body = (
+            b"POST /_faststate/Shared/bump HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Datastar-Request: true\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 2\r\n\r\n{}"
+        )
+
+        async def trigger() -> None:
+            post_writer.write(body)
+            await post_writer.drain()
+            await post_reader.readuntil(b"\r\n\r\n")
+            await post_reader.read(4096)
+
+        return await _loopback_rounds(
+            server.port, conns, trigger, b'"shared":{"n":%d}', LOOPBACK_ROUNDS
+        )
+
+    async def bare(server: Any) -> list[float]:
+        conns = await _open_http_streams(server.port, [("/sse", "")] * LOOPBACK_STREAMS)
+        await asyncio.sleep(1.0)
+
+        async def trigger() -> None:
+            request("POST", server.base_url + "/push")
+
+        return await _loopback_rounds(
+            server.port, conns, trigger, b'"shared":{"n":%d}', LOOPBACK_ROUNDS
+        )
+
+    with running("bench.backend_app:app", "bench.fanout_bare:app") as (ours_srv, bare_srv):
+        a = asyncio.run(ours(ours_srv))
+        b = asyncio.run(bare(bare_srv))
+    return (*_stats(a), *_stats(b))
+
+
+def run() -> None:
+    print("\n== fan-out: one GLOBAL change to N live streams (in-process) ==")
+    print(f"  {'N':>7}  {'median':>9} {'p99':>9}   {'baseline median':>15} {'p99':>9}   ratio")
+    for n in SIZES:
+        med, p99, bmed, bp99 = asyncio.run(_run_size(n))
+        print(
+            f"  {n:>7,}  {med * 1000:7.2f}ms {p99 * 1000:7.2f}ms   {bmed * 1000:13.2f}ms"
+            f" {bp99 * 1000:7.2f}ms   {med / bmed:5.2f}x"
+        )
+        if n == 10_000:
+            verdict = "PASS" if med <= 0.100 else "MISS"
+            print(f"  10,000 streams median {med * 1000:.1f} ms (target <= 100 ms)  {verdict}")
+            verdict = "PASS" if med / bmed <= 2.0 else "MISS"
+            print(f"  ratio to bare asyncio {med / bmed:.2f}x (target <= 2.0x)  {verdict}")
+    med, p99, bmed, bp99 = _loopback()
+    print(
+        f"  {LOOPBACK_STREAMS:>7,} over loopback (uvicorn): {med * 1000:7.2f}ms {p99 * 1000:7.2f}ms"
+        f"   bare Starlette SSE + queues {bmed * 1000:7.2f}ms {bp99 * 1000:7.2f}ms"
+        f"   ratio {med / bmed:5.2f}x"
+    )
+    per_conn = asyncio.run(_idle_memory(10_000))
+    verdict = "PASS" if per_conn < 10 * 1024 else "MISS"
+    print(f"  memory per idle stream {per_conn / 1024:.2f} KiB (target < 10 KiB)  {verdict}")
+    state_registry.clear()
