@@ -62,6 +62,8 @@ class Measured:
     warnings: list[str]
     #: requests/sec of every round, in order
     rounds: list[float]
+    #: server CPU seconds per event (user + system), best round; None where unknown
+    cpu_per_event: float | None = None
 
 
 def _post_event(server: Server, cookie: str) -> HttpReply:
@@ -107,16 +109,29 @@ def _check_event(server: Server, cookie: str, expected: int) -> None:
 
 def _measure(
     server: Server, cookie: str, seconds: float, warmup: float, conns: int
-) -> tuple[WrkResult, list[str]]:
-    """A warm-up run (if ``warmup``), then the measured one; returns the latter and every
-    problem wrk saw."""
+) -> tuple[WrkResult, float | None, list[str]]:
+    """A warm-up run (if ``warmup``), then the measured one. Returns the latter, the server's
+    CPU time per event served during it, and every problem seen."""
     url = server.base_url + EVENT_PATH
     problems = []
     if warmup:
         warm = run_wrk(url, seconds=warmup, connections=conns, script_args=(cookie,))
         problems += [f"warm-up: {p}" for p in warm.problems]
+    before = _count(server, cookie)
+    cpu_before = server.cpu_seconds()
     result = run_wrk(url, seconds=seconds, connections=conns, script_args=(cookie,))
-    return result, problems + result.problems
+    cpu_after = server.cpu_seconds()
+    served = _count(server, cookie) - before
+    problems += result.problems
+    if served < result.requests:
+        problems.append(
+            f"the session's count rose by {served}, fewer than the {result.requests} "
+            "requests wrk counted: events were not all served"
+        )
+    cpu = None
+    if cpu_before is not None and cpu_after is not None and served > 0:
+        cpu = (cpu_after - cpu_before) / served
+    return result, cpu, problems
 
 
 def run() -> dict[str, float]:
@@ -141,22 +156,18 @@ def run() -> dict[str, float]:
             cookies[key] = cookie
         for i in range(rounds):
             for (key, label, _), server in zip(SERVERS, servers, strict=True):
-                before = _count(server, cookies[key])
                 warm = warmup if i == 0 else 0
-                result, warnings = _measure(server, cookies[key], seconds, warm, conns)
-                after = _count(server, cookies[key])
-                if after - before < result.requests:
-                    warnings.append(
-                        f"the session's count rose by {after - before}, fewer than the "
-                        f"{result.requests} requests wrk counted: events were not all served"
-                    )
+                result, cpu, warnings = _measure(server, cookies[key], seconds, warm, conns)
                 rps = [result.requests_per_sec]
-                if key in best:
-                    warnings = best[key].warnings + warnings
-                    rps = best[key].rounds + rps
-                    if result.requests_per_sec <= best[key].result.requests_per_sec:
-                        result = best[key].result
-                best[key] = Measured(key, label, result, warnings, rps)
+                prev = best.get(key)
+                if prev is not None:
+                    warnings = prev.warnings + warnings
+                    rps = prev.rounds + rps
+                    if result.requests_per_sec <= prev.result.requests_per_sec:
+                        result = prev.result
+                    if cpu is None or (prev.cpu_per_event is not None and prev.cpu_per_event < cpu):
+                        cpu = prev.cpu_per_event
+                best[key] = Measured(key, label, result, warnings, rps, cpu)
     _report(best)
     return {key: m.result.requests_per_sec for key, m in best.items()}
 
@@ -166,9 +177,10 @@ def _report(best: dict[str, Measured]) -> None:
     for m in best.values():
         name = f"({m.key}) {m.label}"
         rounds = " / ".join(f"{r:,.0f}" for r in m.rounds)
+        cpu = f"; server CPU {m.cpu_per_event * 1e6:.0f} us/event" if m.cpu_per_event else ""
         print(
             f"  events/s  {name:<{width}} {m.result.requests_per_sec:>9,.0f}"
-            f"   (rounds {rounds}; avg latency {m.result.latency_avg})"
+            f"   (rounds {rounds}; avg latency {m.result.latency_avg}{cpu})"
         )
     for m in best.values():
         for w in m.warnings:
@@ -182,3 +194,11 @@ def _report(best: dict[str, Measured]) -> None:
         if best[num].warnings or best[den].warnings:
             verdict += " (unreliable: see the warnings above)"
         print(f"  time/event {num}/{den} = {ratio:.2f} (target <= {target:g})  {verdict}")
+    cpu_ratios = [
+        f"{num}/{den} = {best[num].cpu_per_event / best[den].cpu_per_event:.2f}"
+        for num, den, _ in TARGETS
+        if num in best and den in best and best[num].cpu_per_event and best[den].cpu_per_event
+    ]
+    if cpu_ratios:
+        # CPU time per event barely moves when other work shares the machine; throughput does
+        print(f"  server CPU/event {', '.join(cpu_ratios)} (cross-check, less sensitive to load)")

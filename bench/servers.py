@@ -73,6 +73,18 @@ class Server:
                 )
             time.sleep(0.05)
 
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time the server process has used so far (Linux ``/proc``)."""
+        if self.proc is None:
+            return None
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            return None
+        # after the command name: state is field 3, utime and stime are fields 14 and 15
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def output(self) -> str:
         if self.log is None:
             return ""
