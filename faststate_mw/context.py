@@ -115,6 +115,8 @@ class ContextOwner(Protocol):
     """What a RequestContext needs from the middleware that made it."""
 
     user_loader: UserLoader
+    #: whether ``user_loader`` is a coroutine function (it must then be awaited up front)
+    async_user_loader: bool
 
     def read_session_id(self, scope: Scope) -> str | None: ...
     def new_session_id(self) -> str: ...

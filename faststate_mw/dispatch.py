@@ -25,6 +25,7 @@ from .exceptions import (
     MissingIdentifier,
     PayloadTooLarge,
 )
+from .scopes import StateScope
 from .state import ERROR_SIGNAL, State
 
 #: the signal that tells the server which tab sent an event (see stream.py)
@@ -249,6 +250,20 @@ async def resolve_for_event(cls: type[State], ctx: RequestContext, query: dict[s
     return await state_registry.aresolve(cls, ctx, ident, refresh=False)
 
 
+_USERLESS_SCOPES = frozenset(
+    {StateScope.GLOBAL, StateScope.SESSION, StateScope.COMPONENT, StateScope.RECORD}
+    | {StateScope.TEMPORARY}
+)
+
+
+def _needs_user(cls: type[State]) -> bool:
+    """Whether resolving ``cls`` may ask for the user (its rule, or a user-keyed scope)."""
+    from .registry import state_registry
+
+    config = state_registry.config_for(cls)
+    return config.auth.active or config.scope not in _USERLESS_SCOPES
+
+
 def is_html(value: Any) -> bool:
     return isinstance(value, str) or hasattr(value, "__html__") or hasattr(value, "__ft__")
 
@@ -459,8 +474,12 @@ async def serve_event(
         body = await read_body(receive, hdrs, max_body)
         query = parse_query(scope)
         signals = parse_signals(hdrs, method, body, query)
-        user = await ctx.load_user()
         rule = spec.auth
+        # Load the user up front when anything may need it; otherwise a sync loader runs only
+        # if the event asks (current_user()), which keeps anonymous public events cheap.
+        user = None
+        if ctx.owner.async_user_loader or rule.active or _needs_user(cls):
+            user = await ctx.load_user()
         if rule.active:  # sign-in, permissions, roles: before any instance is made
             rule.check(user, key=cls.__name__, event=spec.name)
         inst = await resolve_for_event(cls, ctx, query)

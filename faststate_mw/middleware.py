@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import secrets
 from collections import OrderedDict
 from http.cookies import SimpleCookie
@@ -76,6 +77,9 @@ class FastStateMiddleware:
         self.registry = registry
         registry.prefix = prefix
         self.user_loader = user_loader
+        self.async_user_loader = inspect.iscoroutinefunction(user_loader) or (
+            inspect.iscoroutinefunction(getattr(user_loader, "__call__", None))  # noqa: B004
+        )
         self.sweep_interval = sweep_interval
         if backend is not None:
             registry.use_backend(backend)

@@ -17,6 +17,7 @@ owner's key. Component ids are validated instead (they also name signals on the 
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 import warnings
@@ -258,9 +259,9 @@ class StateConfig:
         if self.name is not None and not (self.name.isidentifier() and self.name.isascii()):
             raise ConfigurationError(f"state name {self.name!r} must be a Python-style identifier")
 
-    @property
+    @functools.cached_property
     def auth(self) -> AuthRule:
-        """The state-wide authorization rule."""
+        """The state-wide authorization rule (built once)."""
         return AuthRule(self.requires_auth, self.permissions, self.roles)
 
     @property
