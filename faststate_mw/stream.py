@@ -229,7 +229,22 @@ async def _pump(
     send: Send,
 ) -> None:
     loop = asyncio.get_running_loop()
+    logs = hub.logs
+    versions = conn.versions
+    only_key = conn.keys[0] if len(conn.keys) == 1 else None
     while not conn.closed:
+        if only_key is not None and not conn.resync and not conn.heartbeat_due:
+            # the hot path of a fan-out: a one-key stream exactly one change behind
+            log = logs.get(only_key)
+            if log:
+                last = log[-1]
+                if last.version == versions[0] + 1:
+                    versions[0] = last.version
+                    conn.writing_since = hub.now
+                    await send(last.message)
+                    conn.last_write = hub.now
+                    conn.writing_since = 0.0
+                    continue
         pending = hub.pending(conn)
         if pending is None and not conn.resync and not conn.heartbeat_due:
             conn.waiter = loop.create_future()

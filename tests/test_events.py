@@ -251,3 +251,29 @@ def test_event_signature_errors_at_definition() -> None:
             @event(method="BREW")
             def f(self) -> None:
                 pass
+
+
+def test_flat_and_custom_namespaces() -> None:
+    from faststate_mw import StateConfig, signals
+
+    class Flat(State):
+        __faststate__ = StateConfig(flat_signals=True)
+        myInt: int = 0
+
+        @event
+        def bump(self) -> None:
+            self.myInt += 1
+
+    class Named(State):
+        __faststate__ = StateConfig(namespace="n1")
+        myInt: int = 0
+
+    assert Flat.ref("myInt") == "$myInt"  # the seeds' flat style
+    assert Named.ref("myInt") == "$n1.myInt"
+    merged = signals(Flat(), Named())["data-signals"]
+    assert '"myInt":0' in merged and '"n1":{"myInt":0}' in merged
+    client = make_client()
+    r = client.post("/_faststate/Flat/bump", headers=DS, json={"myInt": 5})
+    assert patched_signals(r.text) == [{"myInt": 1}]
+    r = client.post("/_faststate/Flat/set_myInt", headers=DS, json={"myInt": 7})
+    assert patched_signals(r.text) == [{"myInt": 7}]
