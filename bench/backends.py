@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import shutil
 import socket
@@ -22,7 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .roundtrip import EVENT_PATH, _env_float
-from .servers import Server, cookie_header, free_port, request
+from .servers import Server, cookie_header, free_port, request, running
 from .wrk import run_wrk
 
 APP = "bench.backend_app:app"
@@ -54,25 +53,9 @@ def redis_server(workdir: Path) -> Iterator[str]:
         proc.wait(5)
 
 
-@contextlib.contextmanager
-def servers(backend: str, count: int = 1) -> Iterator[list[Server]]:
-    old = os.environ.get("FS_BACKEND")
-    os.environ["FS_BACKEND"] = backend
-    started = [Server(APP) for _ in range(count)]
-    try:
-        for s in started:
-            s.start()
-        deadline = time.monotonic() + 20
-        for s in started:
-            s.wait_ready(deadline)
-        yield started
-    finally:
-        for s in started:
-            s.stop()
-        if old is None:
-            os.environ.pop("FS_BACKEND", None)
-        else:
-            os.environ["FS_BACKEND"] = old
+def servers(backend: str, count: int = 1) -> contextlib.AbstractContextManager[list[Server]]:
+    """``count`` workers of the bench app, storing states in ``backend``."""
+    return running(*[APP] * count, env={"FS_BACKEND": backend})
 
 
 #: what faststate_mw's Redis backend sends: a script run, a read, a pipelined write (one

@@ -36,6 +36,8 @@ class Server:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     log: IO[bytes] | None = None
+    #: extra environment for the server process
+    env: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def base_url(self) -> str:
@@ -48,7 +50,7 @@ class Server:
             "--host", HOST, "--port", str(self.port),
             "--workers", "1", "--log-level", "warning", "--no-access-log",
         ]  # fmt: skip
-        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1"}
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **self.env}
         self.proc = subprocess.Popen(
             cmd, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT
         )
@@ -106,9 +108,11 @@ class Server:
 
 
 @contextlib.contextmanager
-def running(*apps: str, timeout: float = START_TIMEOUT) -> Iterator[list[Server]]:
+def running(
+    *apps: str, timeout: float = START_TIMEOUT, env: Mapping[str, str] | None = None
+) -> Iterator[list[Server]]:
     """Start one server per app (in parallel), wait until all answer; always stop them."""
-    servers = [Server(app) for app in apps]
+    servers = [Server(app, env=dict(env or {})) for app in apps]
     try:
         for s in servers:
             s.start()
