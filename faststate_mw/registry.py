@@ -404,12 +404,12 @@ class StateRegistry:
 
     def ensure_sweeper(self, interval: float = 30.0) -> None:
         """Start the periodic sweep in the running event loop, once (the middleware calls it)."""
-        task = self._sweeper
-        if task is not None and not task.done():
-            return
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
+            return
+        task = self._sweeper
+        if task is not None and not task.done() and task.get_loop() is loop:
             return
         self._sweeper = loop.create_task(self._sweep_forever(interval))
 

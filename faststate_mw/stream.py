@@ -89,7 +89,9 @@ def stream_element(ctx: RequestContext, prefix: str, signer: TokenSigner, epoch:
     token = signer.dumps(ctx.session_id(create=bool(entries)), tab, entries, epoch)
     action = (
         f"@get('{prefix}/stream?t={token}', {{openWhenHidden: true, retry: 'always', "
-        "retryInterval: 500, retryScaler: 1.5, retryMaxWait: 5000, retryMaxCount: 100000})"
+        "retryInterval: 500, retryScaler: 1.5, retryMaxWait: 5000, retryMaxCount: 100000, "
+        # the stream needs none of the page's signals: keep its URL short
+        "filterSignals: {include: /^$/}})"
     )
     signals = json.dumps({TAB_SIGNAL: {"tab": tab}}, separators=(",", ":"))
     return (
