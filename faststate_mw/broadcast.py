@@ -115,8 +115,6 @@ class Hub:
         self.tabs: dict[str, Connection] = {}
         self.sessions: dict[str, set[Connection]] = {}
         self.metrics = {"published": 0, "delivered": 0, "dropped_to_resync": 0, "connections": 0}
-        #: called with (key, version, data) for every local change (a backend relays it)
-        self.relay: Callable[[str, int, bytes], Any] | None = None
         self._on_first: Callable[[str], Any] | None = None
         self._on_last: Callable[[str], Any] | None = None
 
@@ -189,14 +187,12 @@ class Hub:
         )
 
     # -- publishing -----------------------------------------------------------------------------
-    def publish(self, key: str, version: int, data: bytes, relay: bool = True) -> int:
+    def publish(self, key: str, version: int, data: bytes) -> int:
         """Record a change of ``key`` and wake its subscribers; returns how many there are.
 
         ``data`` is the serialized ``event:`` and ``data:`` lines, without the blank line that
         ends an SSE event (each connection adds its own ``id:``)."""
         self.metrics["published"] += 1
-        if relay and self.relay is not None:
-            self.relay(key, version, data)
         subs = self.subscribers.get(key)
         if not subs:
             return 0

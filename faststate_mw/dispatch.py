@@ -371,22 +371,16 @@ async def run_event(
                 signals = await commit(inst, changed) if changed else ""
             except Conflict as conflict:
                 # another worker changed it first: run again on what it stored
+                from .registry import load_into
+
                 inst._restore(before)
-                _adopt(inst, conflict.stored)
+                load_into(inst, conflict.stored)
                 continue
             except BaseException:
                 inst._restore(before)
                 raise
             return ("" if live else signals) + elements_events(result)
         raise BackendUnavailable(f"{inst.key}: too many concurrent changes, try again")
-
-
-def _adopt(inst: State, stored: Stored) -> None:
-    from .registry import from_stored
-
-    fresh = from_stored(type(inst), inst._fs.key or "", stored.data)
-    inst.__dict__.update({k: fresh.__dict__[k] for k in type(inst).model_fields})
-    inst._fs.version = stored.version
 
 
 async def _run_generator(

@@ -88,7 +88,7 @@ class FastStateMiddleware:
         self.hub.heartbeat = heartbeat
         self.hub.write_timeout = write_timeout
         self.signer = TokenSigner(secret_key)
-        self.streams = StreamSettings(heartbeat=heartbeat, write_timeout=write_timeout)
+        self.streams = StreamSettings()
         self.max_body_size = max_body_size
         self.session_cookie = session_cookie
         self._cookie_prefix = session_cookie.encode() + b"="

@@ -269,9 +269,7 @@ class StateRegistry:
             return False
         if inst._fs.lock is not None and inst._fs.lock.locked():
             return False
-        fresh = from_stored(type(inst), inst._fs.key or "", stored.data)
-        inst.__dict__.update({k: fresh.__dict__[k] for k in type(inst).model_fields})
-        inst._fs.version = stored.version
+        load_into(inst, stored)
         return True
 
     def apply_remote(self, key: str, version: int, data: str, sse: bytes) -> None:
@@ -279,7 +277,7 @@ class StateRegistry:
         inst = self._instances.get(key)
         if inst is not None:
             self._apply_stored(inst, Stored(version, data))
-        self.hub.publish(key, version, sse, relay=False)
+        self.hub.publish(key, version, sse)
 
     async def refreshed(self, key: str) -> State | None:
         """The cached instance under ``key``, brought up to date from a shared backend."""
@@ -435,6 +433,13 @@ class StateRegistry:
             scope = key.split(":", 1)[0]
             by_scope[scope] = by_scope.get(scope, 0) + 1
         return {"instances": len(self._instances), "by_scope": by_scope}
+
+
+def load_into(inst: State, stored: Stored) -> None:
+    """Replace ``inst``'s fields and version with a stored state's, in place."""
+    fresh = from_stored(type(inst), inst._fs.key or "", stored.data)
+    inst.__dict__.update({k: fresh.__dict__[k] for k in type(inst).model_fields})
+    inst._fs.version = stored.version
 
 
 def from_stored(state_cls: type[State], key: str, data: str) -> State:

@@ -33,13 +33,9 @@ if TYPE_CHECKING:
 
 
 class StreamSettings:
-    """Timing of live streams (FastStateMiddleware options of the same names)."""
+    """Settings of the stream endpoint (heartbeat and write timeout live on the Hub)."""
 
-    def __init__(
-        self, heartbeat: float = 15.0, write_timeout: float = 10.0, token_max_age: int = 86400
-    ) -> None:
-        self.heartbeat = heartbeat
-        self.write_timeout = write_timeout
+    def __init__(self, token_max_age: int = 86400) -> None:
         self.token_max_age = token_max_age
 
 
