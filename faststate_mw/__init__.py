@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from .auth import requires_auth
-from .context import (
+from ._config import StateConfig, server_owned
+from ._context import (
     UserContext,
     current_request,
     current_session,
@@ -13,11 +13,12 @@ from .context import (
     default_user_loader,
     load_user,
 )
-from .events import EventAction, event
-from .exceptions import (
+from ._events import EventAction, event, requires_auth
+from ._exceptions import (
     ArgumentError,
     AuthenticationError,
     AuthorizationError,
+    BackendUnavailable,
     ConfigurationError,
     CSRFError,
     EventFailed,
@@ -29,9 +30,10 @@ from .exceptions import (
     PayloadTooLarge,
     RecordNotFound,
     RequestError,
+    StoredStateError,
     UnknownEvent,
 )
-from .markup import (
+from ._markup import (
     DATASTAR_CDN,
     attr,
     attrs_html,
@@ -44,17 +46,18 @@ from .markup import (
     signals,
     text,
 )
-from .middleware import FastStateMiddleware
-from .registry import StateRegistry, state_registry
-from .scopes import ScopeRule, StateConfig, StateScope, register_scope
-from .state import State, server_owned
+from ._middleware import FastStateMiddleware
+from ._scopes import DEFAULT_TTLS, ScopeRule, StateScope, register_scope
+from ._state import State
+from ._store import StateStore, current_store
+from .backends import Backend
 
 __version__ = "0.1.0"
 
-S = TypeVar("S", bound=State)
+_S = TypeVar("_S", bound=State)
 
 
-def _get_state(request: Any, state_cls: type[S]) -> S:
+def _get_state(request: Any, state_cls: type[_S]) -> _S:
     """The seeds' helper, kept as a thin alias of ``state_cls.current()``. ``request`` is unused:
     the middleware's context already knows the request."""
     return state_cls.current()
@@ -62,9 +65,12 @@ def _get_state(request: Any, state_cls: type[S]) -> S:
 
 __all__ = [
     "DATASTAR_CDN",
+    "DEFAULT_TTLS",
     "ArgumentError",
     "AuthenticationError",
     "AuthorizationError",
+    "Backend",
+    "BackendUnavailable",
     "CSRFError",
     "ConfigurationError",
     "EventAction",
@@ -81,16 +87,17 @@ __all__ = [
     "ScopeRule",
     "State",
     "StateConfig",
-    "StateRegistry",
     "StateScope",
+    "StateStore",
+    "StoredStateError",
     "UnknownEvent",
     "UserContext",
-    "_get_state",
     "attr",
     "attrs_html",
     "bind",
     "current_request",
     "current_session",
+    "current_store",
     "current_user",
     "datastar_script",
     "default_user_loader",
@@ -104,6 +111,5 @@ __all__ = [
     "server_owned",
     "show",
     "signals",
-    "state_registry",
     "text",
 ]

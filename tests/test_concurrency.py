@@ -27,7 +27,6 @@ class Shared(State):
         self.count = value + 1
 
 
-@pytest.mark.anyio
 @pytest.mark.parametrize("event_name", ["increment", "slow_increment"])
 async def test_200_concurrent_increments_end_at_exactly_200(event_name: str) -> None:
     app = Starlette()

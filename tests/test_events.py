@@ -17,8 +17,8 @@ from faststate_mw import (
     FastStateMiddleware,
     State,
     event,
+    StateStore,
     server_owned,
-    state_registry,
 )
 from tests.conftest import API, DS
 from tests.helpers import patched_signals, sse_events
@@ -85,17 +85,17 @@ def page(request: Any) -> HTMLResponse:
     return HTMLResponse(Shop.current().to_html())
 
 
-def make_client() -> TestClient:
+def make_client(store: StateStore) -> TestClient:
     app = Starlette(routes=[Route("/", page)])
-    app.add_middleware(FastStateMiddleware, secret_key="test-secret")
+    app.add_middleware(FastStateMiddleware, secret_key="test-secret", store=store)
     client = TestClient(app)
     client.get("/")  # receive a session cookie
     return client
 
 
-def shop(client: TestClient) -> Shop:
-    key = next(iter(state_registry.keys(state_cls=Shop)))
-    inst = state_registry.get(key)
+def shop(store: StateStore) -> Shop:
+    key = next(iter(store.keys(state_cls=Shop)))
+    inst = store.get(key)
     assert isinstance(inst, Shop)
     return inst
 
@@ -129,71 +129,71 @@ def test_setters_generated_except_server_owned() -> None:
     assert not hasattr(Shop, "set_stock")
 
 
-def test_event_replies_only_changed_fields() -> None:
-    client = make_client()
+def test_event_replies_only_changed_fields(store: StateStore) -> None:
+    client = make_client(store)
     r = client.post("/_faststate/Shop/increment?amount=5", headers=DS, content=b"{}")
     assert r.status_code == 200
     assert r.headers["content-type"].startswith("text/event-stream")
     assert patched_signals(r.text) == [{"shop": {"count": 5}}]
-    assert shop(client).count == 5
+    assert shop(store).count == 5
 
 
-def test_arguments_from_signals_and_url() -> None:
-    client = make_client()
+def test_arguments_from_signals_and_url(store: StateStore) -> None:
+    client = make_client(store)
     r = client.post("/_faststate/Shop/add_tag?times=2", headers=DS, json={"shop": {"tag": "x"}})
     assert patched_signals(r.text) == [{"shop": {"tags": ["x", "x"]}}]
     # top-level signals work too, the URL wins over signals
     r = client.post("/_faststate/Shop/add_tag?tag=u", headers=DS, json={"tag": "no", "times": 1})
-    assert shop(client).tags == ["x", "x", "u"]
+    assert shop(store).tags == ["x", "x", "u"]
 
 
-def test_setter_reads_the_bound_signal() -> None:
-    client = make_client()
+def test_setter_reads_the_bound_signal(store: StateStore) -> None:
+    client = make_client(store)
     r = client.post("/_faststate/Shop/set_name", headers=DS, json={"shop": {"name": "new"}})
     assert patched_signals(r.text) == [{"shop": {"name": "new"}}]
     r = client.post("/_faststate/Shop/set_count", headers=DS, json={"shop": {"count": "oops"}})
     assert patched_signals(r.text)[0]["_faststate"]["status"] == 422
-    assert shop(client).count == 0
+    assert shop(store).count == 0
 
 
-def test_server_owned_field_never_written_from_client() -> None:
-    client = make_client()
+def test_server_owned_field_never_written_from_client(store: StateStore) -> None:
+    client = make_client(store)
     r = client.post("/_faststate/Shop/set_stock", headers=API, json={"shop": {"stock": 0}})
     assert r.status_code == 404
     # an argument named like a server-owned field is not read from its signal
     r = client.post("/_faststate/Shop/take_stock", headers=DS, json={"shop": {"stock": 77}})
-    assert shop(client).count == 0
-    assert shop(client).stock == 10
+    assert shop(store).count == 0
+    assert shop(store).stock == 10
 
 
-def test_no_change_is_an_empty_204() -> None:
-    client = make_client()
+def test_no_change_is_an_empty_204(store: StateStore) -> None:
+    client = make_client(store)
     r = client.get("/_faststate/Shop/peek", headers={"datastar-request": "true"})
     assert r.status_code == 204
     assert r.content == b""
 
 
-def test_get_event_rejects_post_and_vice_versa() -> None:
-    client = make_client()
+def test_get_event_rejects_post_and_vice_versa(store: StateStore) -> None:
+    client = make_client(store)
     assert client.post("/_faststate/Shop/peek", headers=API, content=b"{}").status_code == 405
     assert client.get("/_faststate/Shop/increment", headers=API).status_code == 405
 
 
-def test_custom_path() -> None:
-    client = make_client()
+def test_custom_path(store: StateStore) -> None:
+    client = make_client(store)
     r = client.post("/custom/shop/rename?name=zed", headers=DS, content=b"{}")
     assert patched_signals(r.text) == [{"shop": {"name": "zed"}}]
 
 
-def test_html_return_is_patch_elements() -> None:
-    client = make_client()
+def test_html_return_is_patch_elements(store: StateStore) -> None:
+    client = make_client(store)
     r = client.post("/_faststate/Shop/fragment", headers=DS, content=b"{}")
     events = sse_events(r.text)
     assert [e for e, _ in events] == ["datastar-patch-signals", "datastar-patch-elements"]
     assert events[1][1] == 'elements <div id="frag">hello</div>'
 
 
-def test_fasthtml_ft_return_is_rendered() -> None:
+def test_fasthtml_ft_return_is_rendered(store: StateStore) -> None:
     from fasthtml.common import Div
 
     class FtWidget(State):
@@ -203,13 +203,13 @@ def test_fasthtml_ft_return_is_rendered() -> None:
         def show(self) -> Any:
             return Div("hi", id="w")
 
-    client = make_client()
+    client = make_client(store)
     r = client.post("/_faststate/FtWidget/show", headers=DS, content=b"{}")
     assert sse_events(r.text) == [("datastar-patch-elements", 'elements <div id="w">hi</div>')]
 
 
-def test_async_generator_streams_a_patch_per_yield() -> None:
-    client = make_client()
+def test_async_generator_streams_a_patch_per_yield(store: StateStore) -> None:
+    client = make_client(store)
     r = client.post("/_faststate/Shop/progress", headers=DS, content=b"{}")
     counts = [p["shop"]["count"] for p in patched_signals(r.text)]
     assert counts == [100, 101, 102]
@@ -219,22 +219,22 @@ def test_async_generator_streams_a_patch_per_yield() -> None:
     )
 
 
-def test_sync_generator_sends_final_change() -> None:
-    client = make_client()
+def test_sync_generator_sends_final_change(store: StateStore) -> None:
+    client = make_client(store)
     r = client.post("/_faststate/Shop/sync_progress", headers=DS, content=b"{}")
     assert [p["shop"]["count"] for p in patched_signals(r.text)] == [1, 2]
 
 
-def test_failing_event_rolls_back_and_hides_details() -> None:
-    client = make_client()
+def test_failing_event_rolls_back_and_hides_details(store: StateStore) -> None:
+    client = make_client(store)
     client.post("/_faststate/Shop/increment?amount=1", headers=DS, content=b"{}")
     r = client.post("/_faststate/Shop/broken", headers=API, content=b"{}")
     assert r.status_code == 500
     assert "secret internal detail" not in r.text
     assert "Traceback" not in r.text
     assert r.json()["error"]["code"] == "event_failed"
-    assert shop(client).count == 1
-    assert shop(client).tags == []
+    assert shop(store).count == 1
+    assert shop(store).tags == []
 
 
 def test_event_signature_errors_at_definition() -> None:
@@ -253,7 +253,7 @@ def test_event_signature_errors_at_definition() -> None:
                 pass
 
 
-def test_flat_and_custom_namespaces() -> None:
+def test_flat_and_custom_namespaces(store: StateStore) -> None:
     from faststate_mw import StateConfig, signals
 
     class Flat(State):
@@ -272,7 +272,7 @@ def test_flat_and_custom_namespaces() -> None:
     assert Named.ref("myInt") == "$n1.myInt"
     merged = signals(Flat(), Named())["data-signals"]
     assert '"myInt":0' in merged and '"n1":{"myInt":0}' in merged
-    client = make_client()
+    client = make_client(store)
     r = client.post("/_faststate/Flat/bump", headers=DS, json={"myInt": 5})
     assert patched_signals(r.text) == [{"myInt": 1}]
     r = client.post("/_faststate/Flat/set_myInt", headers=DS, json={"myInt": 7})

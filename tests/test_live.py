@@ -30,7 +30,6 @@ from faststate_mw import (
 from tests.asgi_stream import Stream, stream_url, tab_id
 from tests.conftest import DS
 
-pytestmark = pytest.mark.anyio
 
 
 class LiveGlobal(State):

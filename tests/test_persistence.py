@@ -111,7 +111,6 @@ def test_a_corrupt_stored_state_is_a_clear_error_naming_the_key(tmp_path: Path) 
     assert client.get("/r/3").status_code == 200  # other records are fine
 
 
-@pytest.mark.anyio
 async def test_sqlite_without_auto_persist_saves_on_eviction(tmp_path: Path) -> None:
     class Scratch(State):
         __faststate__ = StateConfig(ttl=60)

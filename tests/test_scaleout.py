@@ -16,7 +16,6 @@ import pytest
 from tests.conftest import DS
 from tests.servers import RedisServer, Uvicorn
 
-pytestmark = pytest.mark.anyio
 APP = "tests.apps.shared_app:app"
 
 

@@ -291,7 +291,6 @@ def test_record_ids_in_reserved_argument_names_are_refused() -> None:
 
 
 # -- TEMPORARY and TTL -------------------------------------------------------------------------
-@pytest.mark.anyio
 async def test_temporary_state_is_gone_after_its_ttl(clock: list[float]) -> None:
     import httpx
 
@@ -311,7 +310,6 @@ async def test_temporary_state_is_gone_after_its_ttl(clock: list[float]) -> None
         assert (await client.get("/draft")).json()["data"] == {"step": 1}
 
 
-@pytest.mark.anyio
 async def test_ttl_eviction_saves_first_and_skips_busy_instances(clock: list[float]) -> None:
     saved: list[int] = []
 

@@ -8,7 +8,7 @@
 
 from __future__ import annotations
 
-from ..exceptions import ConfigurationError
+from .._exceptions import ConfigurationError
 from .base import Backend, MemoryBackend, Stored
 
 

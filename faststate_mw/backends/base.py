@@ -30,18 +30,20 @@ class Backend:
     shared = False
 
     async def start(self, listener: Listener, origin: str) -> None:
-        """Connect, and deliver changes published by other workers to ``listener``."""
+        """Connect (raising BackendUnavailable when the server cannot be reached), and deliver
+        changes published by other workers to ``listener``. ``origin`` names this process:
+        its own changes come back on the channel and are skipped."""
 
     async def close(self) -> None:
         """Disconnect and stop listening."""
 
-    def load_sync(self, key: str) -> Stored | None:
-        """The stored state under ``key`` (for sync code such as ``State.current()``)."""
-        return None
+    def on_resubscribed(self, callback: Callable[[list[str]], Any]) -> None:
+        """``callback(keys)`` runs after (re)subscribing to keys whose changes may have been
+        missed (a reconnect): the store resyncs the tabs that watch them."""
 
     async def load(self, key: str) -> Stored | None:
         """The stored state under ``key``."""
-        return self.load_sync(key)
+        return None
 
     async def save(self, key: str, version: int, data: str, ttl: float | None) -> None:
         """Store unconditionally (durable backends: ``auto_persist`` and eviction)."""
@@ -64,6 +66,7 @@ class Backend:
         """Stop receiving them (last local subscriber gone)."""
 
     def stats(self) -> dict[str, Any]:
+        """Counters for metrics (round trips, health)."""
         return {}
 
 

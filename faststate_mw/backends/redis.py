@@ -17,7 +17,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from ..exceptions import BackendUnavailable, ConfigurationError
+from .._exceptions import BackendUnavailable, ConfigurationError
 from .base import Backend, Listener, Stored
 
 log = logging.getLogger("faststate_mw.redis")
@@ -69,7 +69,6 @@ class RedisBackend(Backend):
             "retry": Retry(NoBackoff(), 1),
             "retry_on_error": [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
         }
-        self._sync = redis.Redis.from_url(url, **options)
         self._async = aioredis.Redis.from_url(url, **options)
         self._commit = self._async.register_script(_COMMIT)
         self._pubsub_options = {**options, "socket_timeout": None}
@@ -84,20 +83,12 @@ class RedisBackend(Backend):
         self.round_trips = 0
 
     # -- storage --------------------------------------------------------------------------------
-    def load_sync(self, key: str) -> Stored | None:
-        try:
-            self.round_trips += 1
-            row = self._sync.hmget(STATE_PREFIX + key, "v", "d")
-        except self._errors as exc:
-            raise BackendUnavailable(f"redis unavailable: {exc}") from None
-        return _stored(row)
-
     async def load(self, key: str) -> Stored | None:
         try:
             self.round_trips += 1
             row = await self._async.hmget(STATE_PREFIX + key, "v", "d")
         except self._errors as exc:
-            raise BackendUnavailable(f"redis unavailable: {exc}") from None
+            raise _unavailable(exc) from None
         return _stored(row)
 
     async def save(self, key: str, version: int, data: str, ttl: float | None) -> None:
@@ -109,7 +100,7 @@ class RedisBackend(Backend):
                     pipe.pexpire(STATE_PREFIX + key, int(ttl * 1000))
                 await pipe.execute()
         except self._errors as exc:
-            raise BackendUnavailable(f"redis unavailable: {exc}") from None
+            raise _unavailable(exc) from None
 
     async def commit(
         self, key: str, expected: int, version: int, data: str, ttl: float | None, sse: bytes
@@ -130,7 +121,7 @@ class RedisBackend(Backend):
             self.round_trips += 1
             result = await self._commit(keys=[STATE_PREFIX + key], args=args)
         except self._errors as exc:
-            raise BackendUnavailable(f"redis unavailable: {exc}") from None
+            raise _unavailable(exc) from None
         if result == 1:
             return None
         current, stored = result
@@ -140,10 +131,14 @@ class RedisBackend(Backend):
         try:
             await self._async.delete(STATE_PREFIX + key)
         except self._errors as exc:
-            raise BackendUnavailable(f"redis unavailable: {exc}") from None
+            raise _unavailable(exc) from None
 
     # -- pub/sub --------------------------------------------------------------------------------
     async def start(self, listener: Listener, origin: str) -> None:
+        try:
+            await self._async.ping()
+        except self._errors as exc:
+            raise _unavailable(exc) from None
         self._listener = listener
         self._origin = origin
         if self._task is None or self._task.done():
@@ -229,8 +224,6 @@ class RedisBackend(Backend):
             self._task = None
         with contextlib.suppress(Exception):
             await self._async.aclose()
-        with contextlib.suppress(Exception):
-            self._sync.close()
 
     def stats(self) -> dict[str, Any]:
         return {
@@ -238,6 +231,12 @@ class RedisBackend(Backend):
             "subscribed_keys": len(self._keys),
             "round_trips": self.round_trips,
         }
+
+
+def _unavailable(exc: BaseException) -> BackendUnavailable:
+    """The client-safe error; the cause (host, port, errno) goes to the log only."""
+    log.warning("redis unavailable: %s", exc)
+    return BackendUnavailable("the state backend is unavailable; try again shortly")
 
 
 def _text(value: Any) -> str:

@@ -8,8 +8,8 @@ import threading
 import time
 from pathlib import Path
 
-from ..exceptions import BackendUnavailable
-from .base import Backend, Stored
+from .._exceptions import BackendUnavailable
+from .base import Backend, Listener, Stored
 
 _SCHEMA = """
 create table if not exists faststate_states (
@@ -47,7 +47,8 @@ class SQLiteBackend(Backend):
             self._conn = conn
         return self._conn
 
-    def load_sync(self, key: str) -> Stored | None:
+    async def load(self, key: str) -> Stored | None:
+        # A local file read is short; a thread hop would cost more than it saves.
         with self._lock:
             try:
                 row = (
@@ -77,9 +78,6 @@ class SQLiteBackend(Backend):
             except sqlite3.Error as exc:
                 raise BackendUnavailable(f"sqlite write failed: {exc}") from exc
 
-    async def load(self, key: str) -> Stored | None:
-        return self.load_sync(key)
-
     async def save(self, key: str, version: int, data: str, ttl: float | None) -> None:
         # A local file write is short; a thread hop would cost more than it saves.
         self.save_sync(key, version, data, ttl)
@@ -87,6 +85,9 @@ class SQLiteBackend(Backend):
     async def delete(self, key: str) -> None:
         with self._lock:
             self._db().execute("delete from faststate_states where key = ?", (key,))
+
+    async def start(self, listener: Listener, origin: str) -> None:
+        self._db()  # a path that cannot be opened fails at startup, not at the first request
 
     async def close(self) -> None:
         with self._lock:

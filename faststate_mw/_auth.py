@@ -1,7 +1,9 @@
 """Authorization: ``requires_auth`` on events and states, and the audit log of denials.
 
-Rules, the same for a whole state (``StateConfig(requires_auth=..., permissions=..., roles=...)``)
-and for one event (``@requires_auth(...)`` or ``@event(requires_auth=..., ...)``):
+The rules are declared with ``requires_auth`` (``_events.py``) or ``StateConfig``; this module
+holds the rule itself and the audit log. Rules, the same for a whole state
+(``StateConfig(requires_auth=..., permissions=..., roles=...)``) and for one event
+(``@requires_auth(...)`` or ``@event(requires_auth=..., ...)``):
 
 - ``requires_auth``: a user must be signed in, else 401 (:class:`AuthenticationError`);
 - ``permissions``: the user needs **all** of them, else 403 (:class:`AuthorizationError`);
@@ -18,20 +20,16 @@ permission, role or ``owner_only`` implies ``requires_auth``. Every denial is lo
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import Any
 
-from .context import UserContext
-from .exceptions import AuthenticationError, AuthorizationError, ConfigurationError
-
-if TYPE_CHECKING:
-    from .state import State
+from ._context import UserContext
+from ._exceptions import AuthenticationError, AuthorizationError, ConfigurationError
 
 audit_log = logging.getLogger("faststate_mw.audit")
 
 OWNER_FIELDS = ("user_id", "owner_id")
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 @dataclass(frozen=True)
@@ -64,7 +62,7 @@ class AuthRule:
             owner_field=self.owner_field or other.owner_field,
         )
 
-    def failure(self, user: UserContext | None, state: State | None = None) -> str | None:
+    def failure(self, user: UserContext | None, state: Any = None) -> str | None:
         """Why ``user`` may not pass (None when they may). ``state`` is needed for owner_only."""
         if not self.requires_auth:
             return None
@@ -85,7 +83,7 @@ class AuthRule:
         self,
         user: UserContext | None,
         *,
-        state: State | None = None,
+        state: Any = None,
         key: str = "",
         event: str = "",
     ) -> None:
@@ -119,52 +117,23 @@ def _names(values: Iterable[str] | str, what: str) -> tuple[str, ...]:
     return out
 
 
-def resolve_owner_field(state_cls: type[State], rule: AuthRule, event: str) -> str:
+def resolve_owner_field(
+    state_name: str, fields: Mapping[str, Any], rule: AuthRule, event: str
+) -> str:
     """The owner field an owner_only event compares with; a configuration error if none."""
-    fields = state_cls.model_fields
     if rule.owner_field is not None:
         if rule.owner_field not in fields:
             raise ConfigurationError(
-                f"{state_cls.__name__}.{event}: owner_field {rule.owner_field!r} is not a field"
+                f"{state_name}.{event}: owner_field {rule.owner_field!r} is not a field"
             )
         return rule.owner_field
     for name in OWNER_FIELDS:
         if name in fields:
             return name
     raise ConfigurationError(
-        f"{state_cls.__name__}.{event} is owner_only but the state has no owner field "
+        f"{state_name}.{event} is owner_only but the state has no owner field "
         f"({' or '.join(OWNER_FIELDS)}); add one or pass owner_field="
     )
 
 
-@overload
-def requires_auth(func: F, /) -> F: ...
-@overload
-def requires_auth(
-    *,
-    permissions: Iterable[str] = (),
-    roles: Iterable[str] = (),
-    owner_only: bool = False,
-    owner_field: str | None = None,
-) -> Callable[[F], F]: ...
-def requires_auth(func: Any = None, /, **options: Any) -> Any:
-    """Protect an event: ``@requires_auth`` or ``@requires_auth(permissions=[...], roles=[...],
-    owner_only=True)``. Stack it under or over ``@event``; both orders work."""
-    rule = AuthRule(requires_auth=True, **options)
-
-    def apply(target: Any) -> Any:
-        from .events import EventDescriptor
-
-        if isinstance(target, EventDescriptor):
-            target.spec.auth = target.spec.auth.merged(rule)
-            return target
-        if not callable(target):
-            raise ConfigurationError("@requires_auth decorates an event method")
-        existing: AuthRule | None = getattr(target, "__faststate_auth__", None)
-        target.__faststate_auth__ = rule if existing is None else existing.merged(rule)
-        return target
-
-    return apply(func) if func is not None else apply
-
-
-__all__ = ["AuthRule", "requires_auth"]
+__all__ = ["OWNER_FIELDS", "AuthRule", "audit_log", "resolve_owner_field"]

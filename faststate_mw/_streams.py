@@ -15,28 +15,21 @@ import hashlib
 import hmac
 import json
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from datastar_py import ServerSentEventGenerator as SSE
 from itsdangerous import BadSignature, URLSafeTimedSerializer
 
-from .broadcast import Connection, Hub
-from .dispatch import SSE_HEADERS, TAB_SIGNAL, Reply, header
-from .exceptions import FastStateError
-from .scopes import StateScope, escape_id
+from ._config import catalog, info_of, meta_of
+from ._context import RequestContext, UserContext
+from ._exceptions import FastStateError
+from ._http import SSE_HEADERS, TAB_SIGNAL, Reply, header
+from ._hub import Connection
+from ._store import StateStore
+from ._types import Receive, Scope, Send
 
-if TYPE_CHECKING:
-    from .context import RequestContext, UserContext
-    from .registry import StateRegistry
-    from .state import State
-    from .types import Receive, Scope, Send
-
-
-class StreamSettings:
-    """Settings of the stream endpoint (heartbeat and write timeout live on the Hub)."""
-
-    def __init__(self, token_max_age: int = 86400) -> None:
-        self.token_max_age = token_max_age
+#: how long a page's stream token stays valid (seconds)
+TOKEN_MAX_AGE = 86400
 
 
 class TokenSigner:
@@ -63,16 +56,6 @@ class TokenSigner:
         except (BadSignature, ValueError, TypeError):
             return None
         return data if isinstance(data, dict) else None
-
-
-def page_entry(inst: State) -> list[Any] | None:
-    """What the token records of a rendered state: [state name, id, version]. The key is
-    rebuilt from the stream request (same session, same user) when the stream opens."""
-    from .registry import state_registry
-
-    if inst._fs.key is None:
-        return None
-    return [state_registry.name_of(type(inst)), inst._fs.ident, inst._fs.version]
 
 
 def stream_element(ctx: RequestContext, prefix: str, signer: TokenSigner, epoch: str) -> str:
@@ -111,8 +94,8 @@ def parse_event_id(raw: bytes | None, epoch: str, count: int) -> list[int] | Non
     return versions
 
 
-async def allowed_entries(
-    registry: StateRegistry, ctx: RequestContext, user: UserContext | None, entries: list[Any]
+def allowed_entries(
+    ctx: RequestContext, user: UserContext | None, entries: list[Any]
 ) -> list[tuple[str, str, str | None, int]]:
     """The token's entries this user may still see (checked when the stream opens)."""
     out = []
@@ -122,14 +105,15 @@ async def allowed_entries(
         name, ident, version = entry
         if not isinstance(name, str) or not isinstance(version, int):
             continue
-        key = key_if_allowed(registry, name, ident, ctx, user)
+        if ident is not None and not isinstance(ident, str):
+            continue
+        key = key_if_allowed(name, ident, ctx, user)
         if key is not None:
             out.append((name, key, ident, version))
     return out
 
 
 def key_if_allowed(
-    registry: StateRegistry,
     name: str,
     ident: str | None,
     ctx: RequestContext,
@@ -137,14 +121,14 @@ def key_if_allowed(
 ) -> str | None:
     """The key this stream request reaches for state ``name`` (its own session and user), or
     None when the user may not see that state."""
-    cls = registry.class_named(name)
+    cls = catalog.class_named(name)
     if cls is None:
         return None
-    config = registry.config_for(cls)
-    if config.auth.failure(user) is not None:
+    info = info_of(cls)
+    if info.auth.failure(user) is not None:
         return None
     try:
-        return config.rule.key(name, ctx, ident)
+        return info.rule.key(name, ctx, ident)
     except FastStateError:
         return None
 
@@ -154,15 +138,15 @@ async def serve_stream(
     receive: Receive,
     send: Send,
     ctx: RequestContext,
-    registry: StateRegistry,
-    hub: Hub,
+    store: StateStore,
     signer: TokenSigner,
-    settings: StreamSettings,
 ) -> None:
+    """Serve ``GET <prefix>/stream?t=<token>``: one tab's live stream, until it goes away."""
+    hub = store.hub
     reply = Reply(send)
     query = scope.get("query_string", b"").decode("latin-1")
     token = next((p[2:] for p in query.split("&") if p.startswith("t=")), "")
-    payload = signer.loads(token, settings.token_max_age)
+    payload = signer.loads(token, TOKEN_MAX_AGE)
     sid = ctx.session_id(create=False)
     if (
         payload is None
@@ -173,7 +157,7 @@ async def serve_stream(
         await reply.full(204, [(b"x-faststate-error", b"invalid_stream_token")], b"")
         return
     user = await ctx.load_user()
-    entries = await allowed_entries(registry, ctx, user, payload["k"])
+    entries = allowed_entries(ctx, user, payload["k"])
     keys = [e[1] for e in entries]
     reported = parse_event_id(header(scope, b"last-event-id"), hub.epoch, len(keys))
     if reported is not None:
@@ -186,15 +170,15 @@ async def serve_stream(
     conn = Connection(sid, user, str(payload.get("t", "")), keys, versions, names)
     hub.add(conn)
     for index, (_name, key, _ident, _v) in enumerate(entries):
-        inst = registry.get(key)
-        if inst is None or inst._fs.version != versions[index]:
+        inst = store.get(key)
+        if inst is None or meta_of(inst).version != versions[index]:
             conn.resync.add(index)  # it changed (or the server restarted) since the tab knew it
     conn.task = asyncio.current_task()
     hub.ensure_ticker()
     watcher = asyncio.ensure_future(_watch_disconnect(receive, conn))
     try:
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
-        await _pump(conn, registry, ctx, entries, hub, send)
+        await _pump(conn, store, ctx, entries, send)
     except asyncio.CancelledError:
         if not conn.stalled:
             raise
@@ -220,29 +204,14 @@ async def _watch_disconnect(receive: Receive, conn: Connection) -> None:
 
 async def _pump(
     conn: Connection,
-    registry: StateRegistry,
+    store: StateStore,
     ctx: RequestContext,
     entries: list[tuple[str, str, str | None, int]],
-    hub: Hub,
     send: Send,
 ) -> None:
     loop = asyncio.get_running_loop()
-    logs = hub.logs
-    versions = conn.versions
-    only_key = conn.keys[0] if len(conn.keys) == 1 else None
+    hub = store.hub
     while not conn.closed:
-        if only_key is not None and not conn.resync and not conn.heartbeat_due:
-            # the hot path of a fan-out: a one-key stream exactly one change behind
-            log = logs.get(only_key)
-            if log:
-                last = log[-1]
-                if last.version == versions[0] + 1:
-                    versions[0] = last.version
-                    conn.writing_since = hub.now
-                    await send(last.message)
-                    conn.last_write = hub.now
-                    conn.writing_since = 0.0
-                    continue
         pending = hub.pending(conn)
         if pending is None and not conn.resync and not conn.heartbeat_due:
             conn.waiter = loop.create_future()
@@ -254,7 +223,7 @@ async def _pump(
         else:
             out = bytearray()
             if conn.resync:
-                out += await _snapshot(conn, registry, ctx, entries, hub)
+                out += await _snapshot(conn, store, ctx, entries)
                 if conn.resync and not out:
                     # the backend is unreachable: try again shortly (heartbeats go on)
                     conn.heartbeat_due = True
@@ -279,10 +248,9 @@ async def _pump(
 
 async def _snapshot(
     conn: Connection,
-    registry: StateRegistry,
+    store: StateStore,
     ctx: RequestContext,
     entries: list[tuple[str, str, str | None, int]],
-    hub: Hub,
 ) -> bytes:
     """One patch with the full signals of every state this tab must resync."""
     merged: dict[str, Any] = {}
@@ -290,26 +258,27 @@ async def _snapshot(
     for index in sorted(conn.resync):
         name, key, ident, _v = entries[index]
         try:
-            inst = await registry.refreshed(key)
+            inst = await store.refreshed(key)
         except FastStateError:
             pending.add(index)  # the backend is down: try again when it is back
             continue
         if inst is None:
-            cls = registry.class_named(name)
+            cls = catalog.class_named(name)
             if cls is None:
                 continue
             try:
-                inst = await registry.aresolve(cls, ctx, ident)
+                inst = await store.resolve(cls, ctx, ident)
             except FastStateError:
                 continue
             if inst.key != key:
                 continue
         _deep_merge(merged, inst.signals())
-        conn.versions[index] = inst._fs.version
+        conn.versions[index] = meta_of(inst).version
     conn.resync = pending
     if not merged:
         return b""
-    return str(SSE.patch_signals(merged, event_id=f"{hub.epoch}:{conn.event_id()}")).encode()
+    event_id = f"{store.hub.epoch}:{conn.event_id()}"
+    return str(SSE.patch_signals(merged, event_id=event_id)).encode()
 
 
 def _deep_merge(into: dict[str, Any], new: dict[str, Any]) -> None:
@@ -320,25 +289,4 @@ def _deep_merge(into: dict[str, Any], new: dict[str, Any]) -> None:
             into[k] = v
 
 
-def reauthorize(
-    registry: StateRegistry, hub: Hub, conn: Connection, user: UserContext | None
-) -> None:
-    """Re-check a connection after its user logged out or changed: stop delivering what the
-    user may no longer see."""
-    conn.user = user
-    for key, name in zip(conn.keys, conn.names, strict=True):
-        if conn not in hub.subscribers.get(key, {}):
-            continue
-        cls = registry.class_named(name)
-        if cls is None:
-            hub.unsubscribe(conn, key)
-            continue
-        config = registry.config_for(cls)
-        owner_ok = True
-        if config.scope == StateScope.USER:
-            owner_ok = user is not None and key == f"user:{escape_id(user.id)}:{name}"
-        if config.auth.failure(user) is not None or not owner_ok:
-            hub.unsubscribe(conn, key)
-
-
-__all__ = ["StreamSettings", "stream_element"]
+__all__ = ["TokenSigner", "serve_stream", "stream_element"]

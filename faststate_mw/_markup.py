@@ -10,10 +10,11 @@ template (``<button {{ attrs_html(on("click", ...)) }}>``).
 from __future__ import annotations
 
 from html import escape
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from .state import State
+from ._context import _current
+from ._http import ERROR_SIGNAL, ERROR_SIGNAL_INITIAL
+from ._state import State, signals_attribute
 
 #: Where pages load the Datastar 1.0 client from unless told otherwise.
 DATASTAR_CDN = "https://cdn.jsdelivr.net/gh/starfederation/datastar@v1.0.1/bundles/datastar.js"
@@ -78,8 +79,6 @@ def init(action: Any) -> dict[str, str]:
 
 def signals(*states: State) -> dict[str, str]:
     """One ``data-signals`` attribute for several states."""
-    from .state import ERROR_SIGNAL, ERROR_SIGNAL_INITIAL, signals_attribute
-
     merged: dict[str, Any] = {ERROR_SIGNAL: dict(ERROR_SIGNAL_INITIAL)}
     for s in states:
         merged.update(s.signals())
@@ -108,8 +107,6 @@ def datastar_script(src: str | None = None) -> str:
     (``datastar_js=path``), from ``<prefix>/datastar.js``; else from the official CDN.
     """
     if src is None:
-        from .context import _current
-
         ctx = _current.get()
         src = getattr(ctx.owner, "datastar_src", None) if ctx is not None else None
     return f'<script type="module" src="{escape(src or DATASTAR_CDN, quote=True)}"></script>'

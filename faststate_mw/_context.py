@@ -12,13 +12,12 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+from typing import Any, ClassVar, Protocol
 
-from .exceptions import NoRequestContextError
-from .types import Scope
+from starlette.requests import Request
 
-if TYPE_CHECKING:
-    from starlette.requests import Request
+from ._exceptions import NoRequestContextError
+from ._types import Scope
 
 #: The role that grants every permission (see :meth:`UserContext.has_permission`).
 ADMIN_ROLE = "admin"
@@ -114,6 +113,10 @@ def default_user_loader(scope: Scope) -> UserContext | None:
 class ContextOwner(Protocol):
     """What a RequestContext needs from the middleware that made it."""
 
+    #: URL prefix of this app's event endpoints
+    prefix: str
+    #: where this app's pages load the Datastar client from (None: the CDN)
+    datastar_src: str | None
     user_loader: UserLoader
     #: whether ``user_loader`` is a coroutine function (it must then be awaited up front)
     async_user_loader: bool
@@ -154,8 +157,6 @@ class RequestContext:
     @property
     def request(self) -> Request:
         if self._request is None:
-            from starlette.requests import Request
-
             self._request = Request(self.scope)
         return self._request
 

@@ -17,21 +17,15 @@ owner's key. Component ids are validated instead (they also name signals on the 
 
 from __future__ import annotations
 
-import functools
 import re
 import secrets
 import warnings
-from collections.abc import Callable
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import quote
 
-from .auth import AuthRule
-from .exceptions import AuthenticationError, ConfigurationError, InvalidPayload, MissingIdentifier
-
-if TYPE_CHECKING:
-    from .context import RequestContext
+from ._context import RequestContext, UserContext
+from ._exceptions import AuthenticationError, ConfigurationError, InvalidPayload, MissingIdentifier
 
 
 class StateScope(StrEnum):
@@ -79,6 +73,7 @@ def validate_component_id(value: str) -> str:
 
 
 def new_component_id() -> str:
+    """A fresh random component id."""
     return "c" + secrets.token_hex(6)
 
 
@@ -105,9 +100,17 @@ class ScopeRule:
     default_ttl: float | None = None
     #: the id that selects an instance inside the owner ("component", "record"), if any
     identity: str | None = None
+    #: whether building a key may read the user (custom rules: assume so)
+    needs_user: bool = True
 
     def owner(self, ctx: RequestContext) -> str | None:
+        """Whose instance this request reaches (None: no owner, a 400)."""
         raise NotImplementedError
+
+    def owner_matches(self, key: str, state_name: str, user: UserContext | None) -> bool:
+        """Whether ``user`` may still see ``key`` (checked when a live stream's user changes).
+        Scopes keyed by something other than the user keep their keys."""
+        return True
 
     def key(self, state_name: str, ctx: RequestContext | None, ident: str | None) -> str:
         if ctx is None:
@@ -120,6 +123,7 @@ class ScopeRule:
 
 class _Global(ScopeRule):
     name = StateScope.GLOBAL
+    needs_user = False
 
     def key(self, state_name: str, ctx: RequestContext | None, ident: str | None) -> str:
         return f"global:{state_name}"
@@ -127,6 +131,7 @@ class _Global(ScopeRule):
 
 class _Session(ScopeRule):
     name = StateScope.SESSION
+    needs_user = False
     default_ttl = DEFAULT_TTLS[StateScope.SESSION]
 
     def owner(self, ctx: RequestContext) -> str | None:
@@ -152,9 +157,13 @@ class _User(ScopeRule):
             raise AuthenticationError("sign in to use this state")
         return user.id
 
+    def owner_matches(self, key: str, state_name: str, user: UserContext | None) -> bool:
+        return user is not None and key == f"{self.name}:{escape_id(user.id)}:{state_name}"
+
 
 class _Component(ScopeRule):
     name = StateScope.COMPONENT
+    needs_user = False
     default_ttl = DEFAULT_TTLS[StateScope.COMPONENT]
     identity = "component_id"
 
@@ -169,6 +178,7 @@ class _Component(ScopeRule):
 
 class _Record(ScopeRule):
     name = StateScope.RECORD
+    needs_user = False
     identity = "record_id"
 
     def key(self, state_name: str, ctx: RequestContext | None, ident: str | None) -> str:
@@ -206,6 +216,7 @@ for _rule in (_Global(), _Session(), _Temporary(), _User(), _Component(), _Recor
 
 
 def scope_rule(scope: str) -> ScopeRule:
+    """The rule of a built-in or registered scope; a ConfigurationError if unknown."""
     try:
         return _RULES[scope]
     except KeyError:
@@ -214,69 +225,9 @@ def scope_rule(scope: str) -> ScopeRule:
         ) from None
 
 
-@dataclass(frozen=True)
-class StateConfig:
-    """How a State class is shared and protected.
-
-    Register it with ``state_registry.register(MyState, StateConfig(...))`` or declare it on the
-    class as ``__faststate__ = StateConfig(...)``. ``scope`` is a :class:`StateScope` or the name
-    of a registered custom scope. ``ttl`` is the idle time to live in seconds (default: by scope,
-    see :data:`DEFAULT_TTLS`).
-    """
-
-    scope: StateScope | str = StateScope.SESSION
-    requires_auth: bool = False
-    permissions: tuple[str, ...] = ()
-    roles: tuple[str, ...] = ()
-    ttl: float | None = None
-    auto_persist: bool = False
-    #: public name used in event URLs and keys (default: the class name)
-    name: str | None = None
-    #: signal namespace on the page (default: the name with a lower-case first letter)
-    namespace: str | None = None
-    #: put this state's signals at the top level (``$count``), as the seeds did
-    flat_signals: bool = False
-    #: ``load(id) -> State | dict | None`` reads the instance from the app's own store when it is
-    #: first used (id: the record id, component id or None); sync or async
-    load: Callable[[Any], Any] | None = None
-    #: ``save(state)`` writes it back after every event that changed it; sync or async
-    save: Callable[[Any], Any] | None = None
-    #: ``on_evict(state)`` runs before an idle instance is dropped after its ttl; sync or async
-    on_evict: Callable[[Any], Any] | None = None
-
-    def __post_init__(self) -> None:
-        scope = self.scope
-        if not isinstance(scope, StateScope):
-            try:
-                scope = StateScope(scope)
-            except ValueError:
-                scope_rule(str(scope))  # a registered custom scope, or a clear error
-        object.__setattr__(self, "scope", scope)
-        object.__setattr__(self, "permissions", tuple(self.permissions))
-        object.__setattr__(self, "roles", tuple(self.roles))
-        if self.ttl is not None and self.ttl <= 0:
-            raise ConfigurationError("StateConfig.ttl must be a positive number of seconds")
-        if self.name is not None and not (self.name.isidentifier() and self.name.isascii()):
-            raise ConfigurationError(f"state name {self.name!r} must be a Python-style identifier")
-
-    @functools.cached_property
-    def auth(self) -> AuthRule:
-        """The state-wide authorization rule (built once)."""
-        return AuthRule(self.requires_auth, self.permissions, self.roles)
-
-    @property
-    def rule(self) -> ScopeRule:
-        return scope_rule(str(self.scope))
-
-    @property
-    def effective_ttl(self) -> float | None:
-        return self.ttl if self.ttl is not None else self.rule.default_ttl
-
-
 __all__ = [
     "DEFAULT_TTLS",
     "ScopeRule",
-    "StateConfig",
     "StateScope",
     "escape_id",
     "register_scope",

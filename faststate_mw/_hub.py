@@ -12,15 +12,15 @@ snapshot, so it never blocks the broadcast or other tabs.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import secrets
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import Any, NamedTuple
 
-if TYPE_CHECKING:
-    from .context import UserContext
+from ._context import UserContext
 
 _conn_ids = itertools.count(1)
 
@@ -230,6 +230,23 @@ class Hub:
                 elif now - conn.last_write >= self.heartbeat:
                     conn.heartbeat_due = True
                     conn.wake()
+
+    def close_all(self) -> int:
+        """End every open stream (a shutdown): each tab reconnects, and resyncs, against the
+        next server. Returns how many were open."""
+        conns = list(self.tabs.values())
+        for conn in conns:
+            conn.closed = True
+            conn.wake()
+        return len(conns)
+
+    async def stop(self) -> None:
+        """Stop the ticker task."""
+        task, self._ticker = self._ticker, None
+        if task is not None and not task.done() and task.get_loop() is asyncio.get_running_loop():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
 
     def stats(self) -> dict[str, int]:
         """Counters for metrics: connections, published changes, deliveries, resync drops."""

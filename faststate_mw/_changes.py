@@ -1,0 +1,165 @@
+"""The one change pipeline: snapshot -> run -> compare -> save -> version -> publish.
+
+Events, generator events (per step), ``State.update()`` and ``State.mutate()`` all change a
+state through here, under the instance's lock, so a change is saved, versioned and broadcast the
+same way wherever it comes from, and rolled back the same way when anything fails.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import inspect
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+from datastar_py import ServerSentEventGenerator as SSE
+
+from ._config import info_of, meta_of
+from ._exceptions import BackendUnavailable
+from ._store import Conflict
+from ._stored import load_into
+
+_IMMUTABLE = (int, float, str, bool, bytes, type(None), tuple, frozenset)
+#: how often a change is re-run when other workers keep changing its state first
+MAX_CONFLICT_RETRIES = 100
+
+
+def snapshot(inst: Any) -> dict[str, Any]:
+    """The fields of ``inst``, deep-copied where they could be changed in place."""
+    fields = type(inst).model_fields
+    return {
+        k: v if isinstance(v, _IMMUTABLE) else copy.deepcopy(v)
+        for k, v in inst.__dict__.items()
+        if k in fields
+    }
+
+
+def changed_since(inst: Any, before: dict[str, Any]) -> list[str]:
+    """The public fields whose values differ from ``before``."""
+    d = inst.__dict__
+    return [k for k in info_of(type(inst)).fields if d.get(k) != before.get(k)]
+
+
+def restore(inst: Any, before: dict[str, Any]) -> None:
+    """Put the fields of ``before`` back (a rollback)."""
+    inst.__dict__.update(before)
+
+
+@asynccontextmanager
+async def locked(inst: Any) -> AsyncIterator[None]:
+    """Hold ``inst``'s lock: one change at a time per instance."""
+    meta = meta_of(inst)
+    lock = meta.lock
+    if lock is None:
+        lock = meta.lock = asyncio.Lock()
+    async with lock:
+        yield
+
+
+async def commit(inst: Any, changed: list[str]) -> str:
+    """A change is final: run the ``save`` hook, store it (a shared backend checks the version
+    and publishes to other workers in the same step), bump the key's version, serialize the
+    patch once and hand it to every local subscriber. Returns the patch for the caller's own
+    reply. Raises Conflict when another worker won the race."""
+    info = info_of(type(inst))
+    meta = meta_of(inst)
+    hook = info.config.save
+    if hook is not None:
+        result = hook(inst)
+        if inspect.isawaitable(result):
+            await result
+    version = meta.version + 1
+    data = inst.model_dump(mode="json", include=set(changed))
+    text = str(SSE.patch_signals(info.wrap(data, meta.ident)))
+    sse = text[:-1].encode()
+    store = meta.store
+    if store is not None:
+        await store.persist(inst, version, sse)
+    meta.version = version
+    if store is not None and meta.key is not None:
+        store.hub.publish(meta.key, version, sse)
+    return text
+
+
+async def settle(inst: Any, before: dict[str, Any]) -> str:
+    """Commit what changed since ``before`` ("" when nothing did). On any failure the state is
+    rolled back; on a Conflict it then takes what the other worker stored, and Conflict is
+    raised for the caller to re-run or report."""
+    changed = changed_since(inst, before)
+    meta_of(inst).last_changed = changed
+    if not changed:
+        return ""
+    try:
+        return await commit(inst, changed)
+    except Conflict as conflict:
+        restore(inst, before)
+        load_into(inst, conflict.stored)
+        raise
+    except BaseException:
+        restore(inst, before)
+        raise
+
+
+async def run_change(inst: Any, body: Callable[[], Any]) -> tuple[Any, str]:
+    """Run ``body()`` (sync, or returning an awaitable) as one change of ``inst`` (whose lock
+    the caller holds); re-run it when another worker changed the state first. Returns what
+    ``body`` returned and the signal patch. The state is rolled back if ``body`` raises."""
+    for _attempt in range(MAX_CONFLICT_RETRIES):
+        before = snapshot(inst)
+        try:
+            result = body()
+            if inspect.isawaitable(result):
+                result = await result
+        except BaseException:
+            restore(inst, before)
+            raise
+        try:
+            return result, await settle(inst, before)
+        except Conflict:
+            continue
+    raise BackendUnavailable("too many concurrent changes to this state; try again")
+
+
+class Mutation:
+    """``async with state.mutate() as s:`` — the body is one change (it cannot be re-run, so a
+    lost race with another worker is a BackendUnavailable, and the state is rolled back)."""
+
+    __slots__ = ("before", "inst", "lock")
+
+    def __init__(self, inst: Any) -> None:
+        self.inst = inst
+        self.before: dict[str, Any] = {}
+        self.lock = locked(inst)
+
+    async def __aenter__(self) -> Any:
+        await self.lock.__aenter__()
+        self.before = snapshot(self.inst)
+        return self.inst
+
+    async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        try:
+            if exc_type is not None:
+                restore(self.inst, self.before)
+                return
+            try:
+                await settle(self.inst, self.before)
+            except Conflict:
+                raise BackendUnavailable(
+                    "another worker changed this state first; try again"
+                ) from None
+        finally:
+            await self.lock.__aexit__(None, None, None)
+
+
+__all__ = [
+    "Mutation",
+    "changed_since",
+    "commit",
+    "locked",
+    "restore",
+    "run_change",
+    "settle",
+    "snapshot",
+]

@@ -1,0 +1,292 @@
+"""How a State class is configured, and the frozen description of it computed once.
+
+``StateConfig`` is what an app declares (``__faststate__ = StateConfig(...)``); ``StateInfo`` is
+what the library derives from the class and its config when the class is defined (public name,
+signal namespace, scope rule, auth rule, ttl, hooks, events, fields) and attaches to it as
+``__faststate_info__``. Everything above this module reads the description, never a registry.
+The catalog maps public names to classes (classes are process-wide, as Python makes them).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ._auth import AuthRule
+from ._eventspec import EventSpec
+from ._exceptions import ConfigurationError
+from ._scopes import ScopeRule, StateScope, scope_rule
+
+DEFAULT_PREFIX = "/_faststate"
+
+#: Mark a field as server-owned: ``count: Annotated[int, server_owned] = 0``. Client input never
+#: writes it: it gets no generated setter and event arguments are never read from its signal.
+server_owned = type("ServerOwned", (), {"__repr__": lambda self: "server_owned"})()
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """How a State class is shared and protected.
+
+    Declare it on the class as ``__faststate__ = StateConfig(...)``. ``scope`` is a
+    :class:`StateScope` or the name of a registered custom scope. ``ttl`` is the idle time to
+    live in seconds (default: by scope, see ``DEFAULT_TTLS``).
+    """
+
+    scope: StateScope | str = StateScope.SESSION
+    requires_auth: bool = False
+    permissions: tuple[str, ...] = ()
+    roles: tuple[str, ...] = ()
+    ttl: float | None = None
+    auto_persist: bool = False
+    #: public name used in event URLs and keys (default: the class name)
+    name: str | None = None
+    #: signal namespace on the page (default: the name with a lower-case first letter)
+    namespace: str | None = None
+    #: put this state's signals at the top level (``$count``), as the seeds did
+    flat_signals: bool = False
+    #: ``load(id) -> State | dict | None`` reads the instance from the app's own store when it is
+    #: first used (id: the record id, component id or None); sync or async
+    load: Callable[[Any], Any] | None = None
+    #: ``save(state)`` writes it back after every event that changed it; sync or async
+    save: Callable[[Any], Any] | None = None
+    #: ``on_evict(state)`` runs before an idle instance is dropped after its ttl; sync or async
+    on_evict: Callable[[Any], Any] | None = None
+
+    def __post_init__(self) -> None:
+        scope = self.scope
+        if not isinstance(scope, StateScope):
+            try:
+                scope = StateScope(scope)
+            except ValueError:
+                scope_rule(str(scope))  # a registered custom scope, or a clear error
+        object.__setattr__(self, "scope", scope)
+        object.__setattr__(self, "permissions", tuple(self.permissions))
+        object.__setattr__(self, "roles", tuple(self.roles))
+        if self.ttl is not None and self.ttl <= 0:
+            raise ConfigurationError("StateConfig.ttl must be a positive number of seconds")
+        if self.name is not None and not (self.name.isidentifier() and self.name.isascii()):
+            raise ConfigurationError(f"state name {self.name!r} must be a Python-style identifier")
+
+    @functools.cached_property
+    def auth(self) -> AuthRule:
+        """The state-wide authorization rule (built once)."""
+        return AuthRule(self.requires_auth, self.permissions, self.roles)
+
+    @property
+    def rule(self) -> ScopeRule:
+        """The scope rule that builds this state's keys."""
+        return scope_rule(str(self.scope))
+
+    @property
+    def effective_ttl(self) -> float | None:
+        """The idle time to live: the config's, else the scope's default."""
+        return self.ttl if self.ttl is not None else self.rule.default_ttl
+
+
+@dataclass(frozen=True, eq=False)
+class StateInfo:
+    """The description of one State class, computed once when the class is defined."""
+
+    cls: type
+    config: StateConfig
+    #: public name used in event URLs and keys
+    name: str
+    #: signal namespace (None: flat signals)
+    namespace: str | None
+    events: dict[str, EventSpec]
+    #: public fields (signals on the page)
+    fields: tuple[str, ...]
+    server_owned: frozenset[str]
+
+    @property
+    def scope(self) -> StateScope | str:
+        return self.config.scope
+
+    @property
+    def rule(self) -> ScopeRule:
+        # looked up each time: a custom scope may be registered again (tests, reloads)
+        return self.config.rule
+
+    @property
+    def auth(self) -> AuthRule:
+        return self.config.auth
+
+    @property
+    def ttl(self) -> float | None:
+        return self.config.effective_ttl
+
+    @property
+    def is_component(self) -> bool:
+        return self.config.scope == StateScope.COMPONENT
+
+    @property
+    def identity(self) -> str | None:
+        """The id that selects an instance ("component_id", "record_id"), if the scope has one."""
+        return self.rule.identity
+
+    @property
+    def needs_user(self) -> bool:
+        """Whether resolving this state may ask for the user (its rule, or a user-keyed scope)."""
+        return self.config.auth.active or self.rule.needs_user
+
+    def namespace_for(self, ident: str | None) -> str | None:
+        """The namespace of one instance: components nest under their id."""
+        ns = self.namespace
+        if ident is not None and ns and self.is_component:
+            return f"{ns}.{ident}"
+        return ns
+
+    def wrap(self, data: dict[str, Any], ident: str | None) -> dict[str, Any]:
+        """``data`` (field -> JSON value) nested under the instance's namespace."""
+        ns = self.namespace_for(ident)
+        if not ns:
+            return data
+        for part in reversed(ns.split(".")):
+            data = {part: data}
+        return data
+
+
+class Meta:
+    """What faststate knows of one instance (kept out of the model's fields)."""
+
+    __slots__ = ("ident", "key", "last_changed", "lock", "store", "ttl", "version")
+
+    def __init__(self) -> None:
+        self.key: str | None = None
+        self.ident: str | None = None
+        self.ttl: float | None = None
+        self.lock: asyncio.Lock | None = None
+        #: the StateStore holding this instance (None for an instance made by hand)
+        self.store: Any = None
+        #: how many changes this instance has had (the per-key version streams carry)
+        self.version = 0
+        self.last_changed: list[str] = []
+
+    def locked(self) -> bool:
+        return self.lock is not None and self.lock.locked()
+
+
+def meta_of(inst: Any) -> Meta:
+    """The bookkeeping slot of a State instance."""
+    meta: Meta = inst._fs
+    return meta
+
+
+def describe(
+    cls: type, fields: dict[str, Any], events: dict[str, EventSpec], owned: frozenset[str]
+) -> StateInfo:
+    """Build (and validate) the description of ``cls`` from its ``__faststate__`` config."""
+    declared = cls.__dict__.get("__faststate__")
+    if declared is not None and not isinstance(declared, StateConfig):
+        raise ConfigurationError(f"{cls.__name__}.__faststate__ must be a StateConfig")
+    config = declared or StateConfig()
+    name = config.name or cls.__name__
+    if config.flat_signals:
+        namespace = None
+    elif config.namespace:
+        namespace = config.namespace
+    else:
+        namespace = name[:1].lower() + name[1:]
+    public = tuple(n for n, info in fields.items() if not n.startswith("_") and not info.exclude)
+    info = StateInfo(cls, config, name, namespace, events, public, owned)
+    _validate(info)
+    return info
+
+
+def _validate(info: StateInfo) -> None:
+    config = info.config
+    if config.scope == StateScope.USER and not config.requires_auth:
+        raise ConfigurationError(f"user-scoped state {info.name} must set requires_auth=True")
+    ident = config.rule.identity
+    if ident is not None:
+        for spec in info.events.values():
+            if ident in spec.param_names:
+                raise ConfigurationError(
+                    f"{info.name}.{spec.name}: the argument name {ident!r} is reserved "
+                    f"for the {config.scope} id"
+                )
+
+
+def info_of(cls: type) -> StateInfo:
+    """The description attached to a State class."""
+    info: StateInfo = cls.__dict__["__faststate_info__"]
+    return info
+
+
+class Catalog:
+    """Public state names -> classes, and the events served at explicit paths."""
+
+    def __init__(self) -> None:
+        self._classes: dict[str, type] = {}
+        self._custom_routes: dict[str, tuple[type, EventSpec]] | None = None
+
+    def add(self, cls: type, name: str) -> None:
+        old = self._classes.get(name)
+        if (
+            old is not None
+            and old is not cls
+            and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__)
+        ):
+            warnings.warn(
+                f"two State classes are named {name!r} ({old.__module__}.{old.__qualname__} "
+                f"and {cls.__module__}.{cls.__qualname__}); the newer one now "
+                "owns the name's URLs and keys: set StateConfig(name=...) to tell them apart",
+                stacklevel=5,
+            )
+        # a redefinition (reload, tests): the newest class owns the name
+        self._classes[name] = cls
+        self._custom_routes = None
+
+    def class_named(self, name: str) -> type | None:
+        return self._classes.get(name)
+
+    def route(self, state_name: str, event_name: str) -> tuple[type, EventSpec] | None:
+        """The (class, event) served at ``<prefix>/<state_name>/<event_name>``."""
+        cls = self._classes.get(state_name)
+        if cls is None:
+            return None
+        spec = info_of(cls).events.get(event_name)
+        return None if spec is None or spec.path is not None else (cls, spec)
+
+    def custom_routes(self) -> dict[str, tuple[type, EventSpec]]:
+        """Events declared with an explicit ``path=`` (computed once per set of classes)."""
+        out = self._custom_routes
+        if out is None:
+            out = {}
+            for cls in list(self._classes.values()):
+                for spec in info_of(cls).events.values():
+                    if spec.path is not None:
+                        if spec.path in out:
+                            raise ConfigurationError(f"two events are served at {spec.path}")
+                        out[spec.path] = (cls, spec)
+            self._custom_routes = out
+        return out
+
+    def snapshot(self) -> dict[str, type]:
+        """A copy of the name table (tests restore it with :meth:`restore`)."""
+        return dict(self._classes)
+
+    def restore(self, classes: dict[str, type]) -> None:
+        self._classes = dict(classes)
+        self._custom_routes = None
+
+
+#: every State class of the process, by public name
+catalog = Catalog()
+
+__all__ = [
+    "DEFAULT_PREFIX",
+    "Meta",
+    "StateConfig",
+    "StateInfo",
+    "catalog",
+    "describe",
+    "info_of",
+    "meta_of",
+    "server_owned",
+]

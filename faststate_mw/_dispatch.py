@@ -1,0 +1,181 @@
+"""Serving one event request: checks, argument binding, running the event, the reply."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import ValidationError
+
+from ._changes import locked, restore, run_change, settle, snapshot
+from ._config import info_of, meta_of
+from ._context import RequestContext
+from ._eventspec import EventSpec
+from ._exceptions import (
+    ArgumentError,
+    BackendUnavailable,
+    EventFailed,
+    FastStateError,
+    MissingIdentifier,
+)
+from ._http import (
+    Reply,
+    check_csrf,
+    elements_events,
+    finish,
+    method_allowed,
+    parse_query,
+    parse_signals,
+    read_body,
+    send_error,
+    tab_of,
+)
+from ._store import Conflict, StateStore
+from ._types import Receive, Scope, Send
+
+log = logging.getLogger("faststate_mw")
+
+
+def bind_arguments(
+    cls: type[Any], spec: EventSpec, query: dict[str, str], signals: dict[str, Any]
+) -> dict[str, Any]:
+    """Arguments come from the action URL first, then the state's own signals, then top-level
+    signals. Server-owned fields are never read from signals."""
+    info = info_of(cls)
+    ns = info.namespace
+    own = signals.get(ns) if ns else signals
+    if not isinstance(own, dict):
+        own = {}
+    owned = info.server_owned
+    raw: dict[str, Any] = {}
+    for p in spec.params:
+        if p.name in query:
+            raw[p.name] = query[p.name]
+        elif p.signal_name in owned:
+            continue
+        elif p.signal_name in own:
+            raw[p.name] = own[p.signal_name]
+        elif ns and p.name in signals:
+            raw[p.name] = signals[p.name]
+    return spec.validate_args(raw)
+
+
+async def resolve_for_event(
+    store: StateStore, cls: type[Any], ctx: RequestContext, query: dict[str, str]
+) -> Any:
+    """The instance an event targets: the URL's component or record id picks it (no new ids)."""
+    ident_name = info_of(cls).identity
+    ident = query.get(ident_name) if ident_name is not None else None
+    if ident_name is not None and not ident:
+        raise MissingIdentifier(f"this event needs a {ident_name} in its URL")
+    # no refresh from a shared backend here: the commit's version check catches a stale copy
+    return await store.resolve(cls, ctx, ident, refresh=False)
+
+
+async def run_event(
+    inst: Any, spec: EventSpec, kwargs: dict[str, Any], reply: Reply, user: Any, live: bool
+) -> str:
+    """Run the event under the instance's lock and return the SSE text of its reply; a
+    generator event streams its steps through ``reply``. On an exception the state is rolled
+    back and the exception re-raised. ``live``: the sender's tab gets signal patches through
+    its stream, so the reply carries only elements (never the same patch twice)."""
+    async with locked(inst):
+        if spec.auth.owner_only:  # under the lock: the owner cannot change before the event runs
+            spec.auth.check(user, state=inst, key=meta_of(inst).key or "", event=spec.name)
+        if spec.is_async_gen or spec.is_gen:
+            return await _run_generator(inst, spec, kwargs, reply, live)
+        result, signals = await run_change(inst, lambda: spec.func(inst, **kwargs))
+        return ("" if live else signals) + elements_events(result)
+
+
+async def _run_generator(
+    inst: Any, spec: EventSpec, kwargs: dict[str, Any], reply: Reply, live: bool
+) -> str:
+    """Each step between yields is one change (saved, versioned, broadcast); an exception
+    rolls back only the step that raised it. A step cannot be re-run, so losing a race with
+    another worker ends the event with a 503."""
+    before = snapshot(inst)
+    gen = spec.func(inst, **kwargs)
+    try:
+        while True:
+            try:
+                item = await gen.__anext__() if spec.is_async_gen else next(gen)
+            except (StopAsyncIteration, StopIteration):
+                break
+            signals = await settle(inst, before)
+            text = ("" if live else signals) + elements_events(item)
+            if text:
+                await reply.chunk(text.encode())
+            before = snapshot(inst)
+    except Conflict:
+        raise  # settle() already took what the other worker stored
+    except BaseException:
+        restore(inst, before)
+        raise
+    finally:
+        if spec.is_async_gen:
+            await gen.aclose()
+        else:
+            gen.close()
+    signals = await settle(inst, before)
+    return "" if live else signals
+
+
+def event_failure(exc: BaseException, spec: EventSpec, cls: type[Any]) -> FastStateError:
+    """Map an exception raised by the event body to a client-safe error."""
+    if isinstance(exc, FastStateError):
+        return exc
+    if isinstance(exc, Conflict):  # a generator step lost a race: its step was rolled back
+        return BackendUnavailable(f"event {spec.name!r} raced another worker; try again")
+    if isinstance(exc, ValidationError):
+        errors: Iterable[Any] = exc.errors(include_url=False, include_input=False)
+        detail = [{"field": ".".join(map(str, e["loc"])), "error": e["msg"]} for e in errors]
+        return ArgumentError(f"event {spec.name!r} produced an invalid value", detail=detail)
+    log.exception("event %s.%s failed", cls.__name__, spec.name)
+    return EventFailed(f"event {spec.name!r} failed; the state was left unchanged")
+
+
+async def serve_event(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    ctx: RequestContext,
+    store: StateStore,
+    cls: type[Any],
+    spec: EventSpec,
+    max_body: int,
+) -> None:
+    """Serve one event request, from the raw ASGI messages to the bytes of the reply."""
+    reply = Reply(send)
+    try:
+        method = scope["method"]
+        method_allowed(spec.name, spec.method, method)
+        hdrs = dict(scope["headers"])
+        check_csrf(scope, hdrs, method)
+        body = await read_body(receive, hdrs, max_body)
+        query = parse_query(scope)
+        signals = parse_signals(hdrs, method, body, query)
+        rule = spec.auth
+        # Load the user up front when anything may need it; otherwise a sync loader runs only
+        # if the event asks (current_user()), which keeps anonymous public events cheap.
+        user = None
+        if ctx.owner.async_user_loader or rule.active or info_of(cls).needs_user:
+            user = await ctx.load_user()
+        if rule.active:  # sign-in, permissions, roles: before any instance is made
+            rule.check(user, key=cls.__name__, event=spec.name)
+        inst = await resolve_for_event(store, cls, ctx, query)
+        kwargs = bind_arguments(cls, spec, query, signals)
+        live = store.hub.live_tab(tab_of(signals), ctx.session_id(create=False), inst.key or "")
+        try:
+            text = await run_event(inst, spec, kwargs, reply, user, live)
+        except Exception as exc:
+            raise event_failure(exc, spec, cls) from exc
+        await finish(reply, text)
+    except FastStateError as err:
+        await send_error(scope, reply, err)
+        if reply.streaming:
+            await reply.end()
+
+
+__all__ = ["bind_arguments", "serve_event"]

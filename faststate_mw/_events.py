@@ -1,0 +1,213 @@
+"""``@event`` and ``@requires_auth``: State methods become endpoints and Datastar action strings.
+
+On the class an event gives its action: ``Counter.increment(5)`` is
+``@post('/_faststate/Counter/increment?amount=5')``. On an instance it is the plain method.
+"""
+
+from __future__ import annotations
+
+import json
+import types
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar, overload
+from urllib.parse import quote, urlencode
+
+from ._auth import AuthRule
+from ._config import DEFAULT_PREFIX, info_of
+from ._context import _current
+from ._eventspec import EventSpec, build_spec
+from ._exceptions import ConfigurationError, FastStateError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class EventDescriptor:
+    """What ``@event`` leaves on the class: an action factory on the class, the method on
+    instances."""
+
+    def __init__(self, spec: EventSpec) -> None:
+        self.spec = spec
+        self.__doc__ = spec.func.__doc__
+        self.__wrapped__ = spec.func
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        if name != self.spec.name and self.spec.setter_field is None:
+            self.spec.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any]) -> EventAction: ...
+    @overload
+    def __get__(self, obj: Any, owner: type[Any] | None = None) -> Callable[..., Any]: ...
+    def __get__(self, obj: Any | None, owner: type[Any] | None = None) -> Any:
+        if obj is None:
+            assert owner is not None
+            return EventAction(owner, self.spec)
+        return types.MethodType(self.spec.func, obj)
+
+
+class EventAction:
+    """``MyState.my_event``: call it for the Datastar action string, or ask for its ``url()``.
+
+    Made from an instance (``state.actions.my_event``) it is aimed at that instance: its
+    component or record id rides in the URL, and ownership can be checked."""
+
+    __slots__ = ("instance", "spec", "state_cls")
+
+    def __init__(self, state_cls: type[Any], spec: EventSpec, instance: Any | None = None) -> None:
+        self.state_cls = state_cls
+        self.spec = spec
+        self.instance = instance
+
+    def url(self, *args: Any, **kwargs: Any) -> str:
+        """The event's URL with the given arguments in its query string."""
+        spec = self.spec
+        info = info_of(self.state_cls)
+        if spec.path is not None:
+            base = spec.path
+        else:
+            ctx = _current.get()
+            prefix = ctx.owner.prefix if ctx is not None else DEFAULT_PREFIX
+            base = f"{prefix}/{info.name}/{spec.name}"
+        query = _query(spec, args, kwargs)
+        ident = self.instance.identity if self.instance is not None else None
+        if ident is not None:
+            ident_name = info.identity
+            if ident_name is not None:
+                pair = urlencode([(ident_name, ident)], quote_via=quote)
+                query = f"{query}&{pair}" if query else pair
+        return f"{base}?{query}" if query else base
+
+    def __call__(self, *args: Any, **kwargs: Any) -> str:
+        """The Datastar action; an empty string when the current user may not use the event
+        (see :attr:`allowed`)."""
+        if not self.allowed:
+            return ""
+        return f"@{self.spec.method.lower()}('{self.url(*args, **kwargs)}')"
+
+    @property
+    def allowed(self) -> bool:
+        """Whether the running request's user may call this event, as far as is cheap to know:
+        sign-in, permissions and roles of the event and its state; ownership only when the
+        action was made from an instance. True outside a request."""
+        ctx = _current.get()
+        state_rule = info_of(self.state_cls).auth
+        if ctx is None or not (self.spec.auth.active or state_rule.active):
+            return True
+        try:
+            user = ctx.user
+        except FastStateError:  # an async user_loader not awaited yet: cannot tell cheaply
+            return True
+        if state_rule.failure(user) is not None:
+            return False
+        return self.spec.auth.failure(user, self.instance) is None
+
+    def __str__(self) -> str:
+        return self()
+
+    def __repr__(self) -> str:
+        return f"<event {self.state_cls.__name__}.{self.spec.name}: {self()}>"
+
+    def __html__(self) -> str:
+        return self()
+
+
+class ActionSet:
+    """``state.actions``: the events of one instance, as action factories aimed at it."""
+
+    __slots__ = ("instance",)
+
+    def __init__(self, instance: Any) -> None:
+        self.instance = instance
+
+    def __getattr__(self, name: str) -> EventAction:
+        cls = type(self.instance)
+        spec = info_of(cls).events.get(name)
+        if spec is None:
+            raise AttributeError(f"{cls.__name__} has no event {name!r}")
+        return EventAction(cls, spec, self.instance)
+
+
+def _query(spec: EventSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+    if len(args) > len(spec.params):
+        raise TypeError(f"{spec.name}() takes {len(spec.params)} arguments, got {len(args)}")
+    values: dict[str, Any] = {}
+    for p, v in zip(spec.params, args, strict=False):
+        values[p.name] = v
+    for k, v in kwargs.items():
+        if k not in spec.param_names:
+            raise TypeError(f"{spec.name}() got an unexpected argument {k!r}")
+        if k in values:
+            raise TypeError(f"{spec.name}() got multiple values for {k!r}")
+        values[k] = v
+    pairs = [(k, _url_value(v)) for k, v in values.items() if v is not None]
+    return urlencode(pairs, quote_via=quote)
+
+
+def _url_value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (str, int, float)):
+        return str(v)
+    if hasattr(v, "model_dump_json"):
+        return str(v.model_dump_json())
+    return json.dumps(v, separators=(",", ":"), default=str)
+
+
+@overload
+def event(func: Callable[..., Any], /) -> EventDescriptor: ...
+@overload
+def event(
+    *,
+    method: str = "POST",
+    path: str | None = None,
+    name: str | None = None,
+    requires_auth: bool = False,
+    permissions: tuple[str, ...] | list[str] = (),
+    roles: tuple[str, ...] | list[str] = (),
+    owner_only: bool = False,
+    owner_field: str | None = None,
+) -> Callable[[Callable[..., Any]], EventDescriptor]: ...
+def event(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
+    """Make a State method an event endpoint.
+
+    ``@event`` or ``@event(method="GET", path="/custom/url")``. The method may be sync or async, or
+    an (async) generator that yields progress. Its arguments are validated from its annotations.
+    """
+
+    def wrap(f: Callable[..., Any]) -> EventDescriptor:
+        if isinstance(f, EventDescriptor):
+            raise ConfigurationError("@event applied twice")
+        return EventDescriptor(build_spec(f, **options))
+
+    return wrap(func) if func is not None else wrap
+
+
+@overload
+def requires_auth(func: F, /) -> F: ...
+@overload
+def requires_auth(
+    *,
+    permissions: Iterable[str] = (),
+    roles: Iterable[str] = (),
+    owner_only: bool = False,
+    owner_field: str | None = None,
+) -> Callable[[F], F]: ...
+def requires_auth(func: Any = None, /, **options: Any) -> Any:
+    """Protect an event: ``@requires_auth`` or ``@requires_auth(permissions=[...], roles=[...],
+    owner_only=True)``. Stack it under or over ``@event``; both orders work."""
+    rule = AuthRule(requires_auth=True, **options)
+
+    def apply(target: Any) -> Any:
+        if isinstance(target, EventDescriptor):
+            target.spec.auth = target.spec.auth.merged(rule)
+            return target
+        if not callable(target):
+            raise ConfigurationError("@requires_auth decorates an event method")
+        existing: AuthRule | None = getattr(target, "__faststate_auth__", None)
+        target.__faststate_auth__ = rule if existing is None else existing.merged(rule)
+        return target
+
+    return apply(func) if func is not None else apply
+
+
+__all__ = ["ActionSet", "EventAction", "EventDescriptor", "event", "requires_auth"]

@@ -1,0 +1,151 @@
+"""What is known of one event, read from its method's signature once when the class is made."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from ._auth import AuthRule
+from ._exceptions import ArgumentError, ConfigurationError
+
+_METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+_MISSING: Any = inspect.Parameter.empty
+
+
+@dataclass(eq=False)
+class Param:
+    """One argument of an event, with its validator built once."""
+
+    name: str
+    annotation: Any
+    default: Any
+    adapter: TypeAdapter[Any]
+    #: where a value missing from the URL is read in the state's signals (setters: the field)
+    signal_name: str
+
+    @property
+    def required(self) -> bool:
+        return self.default is _MISSING
+
+    def validate(self, raw: Any) -> Any:
+        try:
+            return self.adapter.validate_python(raw)
+        except ValidationError:
+            if not isinstance(raw, str) or raw[:1] not in ("[", "{", '"'):
+                raise
+        # URL values arrive as text: lists, dicts and models come as JSON.
+        return self.adapter.validate_json(raw)
+
+
+@dataclass(eq=False)
+class EventSpec:
+    """Everything known about one event, read from its signature once."""
+
+    name: str
+    func: Callable[..., Any]
+    method: str = "POST"
+    path: str | None = None
+    params: list[Param] = field(default_factory=list)
+    auth: AuthRule = field(default_factory=AuthRule)
+    #: for generated setters: the field they write
+    setter_field: str | None = None
+
+    def __post_init__(self) -> None:
+        self.is_async_gen = inspect.isasyncgenfunction(self.func)
+        self.is_gen = inspect.isgeneratorfunction(self.func)
+        self.is_coroutine = inspect.iscoroutinefunction(self.func)
+        self.param_names = frozenset(p.name for p in self.params)
+
+    def validate_args(self, raw: dict[str, Any]) -> dict[str, Any]:
+        """Validate raw argument values; raise ArgumentError listing every problem."""
+        out: dict[str, Any] = {}
+        errors: list[dict[str, Any]] = []
+        for p in self.params:
+            if p.name not in raw:
+                if p.required:
+                    errors.append({"arg": p.name, "error": "missing required argument"})
+                else:
+                    out[p.name] = p.default
+                continue
+            try:
+                out[p.name] = p.validate(raw[p.name])
+            except ValidationError as exc:
+                msg = exc.errors(include_url=False, include_input=False)[0]["msg"]
+                errors.append({"arg": p.name, "error": msg})
+        if errors:
+            summary = "; ".join(f"{e['arg']}: {e['error']}" for e in errors)
+            raise ArgumentError(f"invalid arguments for {self.name!r}: {summary}", detail=errors)
+        return out
+
+
+def build_spec(
+    func: Callable[..., Any],
+    *,
+    name: str | None = None,
+    method: str = "POST",
+    path: str | None = None,
+    requires_auth: bool = False,
+    permissions: tuple[str, ...] | list[str] = (),
+    roles: tuple[str, ...] | list[str] = (),
+    owner_only: bool = False,
+    owner_field: str | None = None,
+    setter_field: str | None = None,
+) -> EventSpec:
+    method = method.upper()
+    if method not in _METHODS:
+        raise ConfigurationError(f"event {func.__name__}: unsupported HTTP method {method!r}")
+    if path is not None and not path.startswith("/"):
+        raise ConfigurationError(f"event {func.__name__}: path must start with '/'")
+    sig = inspect.signature(func)
+    hints = _type_hints(func)
+    params: list[Param] = []
+    for i, p in enumerate(sig.parameters.values()):
+        if i == 0:
+            continue  # self
+        if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD, p.POSITIONAL_ONLY):
+            raise ConfigurationError(
+                f"event {func.__name__}: *args, **kwargs and positional-only parameters are "
+                "not supported; name every argument"
+            )
+        anno = hints.get(p.name, Any)
+        signal_name = setter_field if setter_field is not None else p.name
+        params.append(Param(p.name, anno, p.default, TypeAdapter(anno), signal_name))
+    return EventSpec(
+        name=name or func.__name__,
+        func=func,
+        method=method,
+        path=path,
+        params=params,
+        auth=_auth_rule(func, requires_auth, permissions, roles, owner_only, owner_field),
+        setter_field=setter_field,
+    )
+
+
+def _auth_rule(
+    func: Callable[..., Any],
+    requires_auth: bool,
+    permissions: tuple[str, ...] | list[str],
+    roles: tuple[str, ...] | list[str],
+    owner_only: bool,
+    owner_field: str | None,
+) -> AuthRule:
+    rule = AuthRule(requires_auth, tuple(permissions), tuple(roles), owner_only, owner_field)
+    stacked: AuthRule | None = getattr(func, "__faststate_auth__", None)  # @requires_auth below
+    return rule if stacked is None else rule.merged(stacked)
+
+
+def _type_hints(func: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(func, include_extras=True)
+    except Exception as exc:  # unresolved forward references
+        raise ConfigurationError(
+            f"event {func.__name__}: cannot resolve annotations: {exc}"
+        ) from exc
+
+
+__all__ = ["EventSpec", "Param", "build_spec"]

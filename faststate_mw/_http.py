@@ -1,0 +1,248 @@
+"""HTTP plumbing for one request: headers, body, query and signals, CSRF, and writing replies.
+
+Everything here works on the raw ASGI scope and messages; nothing knows about State classes.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qsl
+
+from datastar_py import ServerSentEventGenerator as SSE
+
+from ._exceptions import (
+    CSRFError,
+    FastStateError,
+    InvalidPayload,
+    MethodNotAllowed,
+    PayloadTooLarge,
+)
+from ._types import Receive, Scope, Send
+
+#: the signal that carries errors to the page (leading underscore: Datastar never sends it back)
+ERROR_SIGNAL = "_faststate"
+ERROR_SIGNAL_INITIAL: dict[str, Any] = {"error": "", "status": 0, "code": ""}
+#: the signal that tells the server which tab sent an event (see _streams.py)
+TAB_SIGNAL = "faststate"
+
+
+def tab_of(signals: dict[str, Any]) -> str | None:
+    """The tab id an event's signals carry (None when absent or not a string)."""
+    block = signals.get(TAB_SIGNAL)
+    tab = block.get("tab") if isinstance(block, dict) else None
+    return tab if isinstance(tab, str) else None
+
+
+SSE_HEADERS = [
+    (b"content-type", b"text/event-stream"),
+    (b"cache-control", b"no-cache"),
+    (b"x-accel-buffering", b"no"),
+]
+_SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+class Reply:
+    """Sends one response straight over ASGI (no streaming machinery for one-shot replies)."""
+
+    __slots__ = ("send", "streaming")
+
+    def __init__(self, send: Send) -> None:
+        self.send = send
+        #: True once a streamed reply has begun (generator events); it must then be ended
+        self.streaming = False
+
+    async def full(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+        hdrs = [*headers, (b"content-length", str(len(body)).encode())]
+        await self.send({"type": "http.response.start", "status": status, "headers": hdrs})
+        await self.send({"type": "http.response.body", "body": body})
+
+    async def chunk(self, body: bytes) -> None:
+        if not self.streaming:
+            await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+            self.streaming = True
+        await self.send({"type": "http.response.body", "body": body, "more_body": True})
+
+    async def end(self) -> None:
+        await self.send({"type": "http.response.body", "body": b""})
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    for k, v in scope["headers"]:
+        if k == name:
+            return bytes(v)
+    return None
+
+
+def wants_sse(scope: Scope) -> bool:
+    """A Datastar browser request: errors must come as a 200 SSE reply or the page never sees
+    them."""
+    if header(scope, b"datastar-request") is None:
+        return False
+    accept = header(scope, b"accept") or b""
+    return b"text/event-stream" in accept
+
+
+async def send_error(scope: Scope, reply: Reply, err: FastStateError) -> None:
+    """Errors reach a Datastar page as the ``$_faststate`` signal in a 200 SSE reply, and an API
+    client as the real status with a JSON body. Either way there is no traceback."""
+    if reply.streaming:
+        # A generator event already streamed: report inside the stream, then close it.
+        await reply.chunk(_error_event(err).encode())
+        return
+    code = err.code.encode()
+    if wants_sse(scope):
+        body = _error_event(err).encode()
+        headers = [*SSE_HEADERS, (b"x-faststate-error", code)]
+        await reply.full(200, headers, body)
+    else:
+        body = json.dumps({"error": err.to_dict()}, separators=(",", ":")).encode()
+        headers = [(b"content-type", b"application/json"), (b"x-faststate-error", code)]
+        await reply.full(err.status, headers, body)
+
+
+def _error_event(err: FastStateError) -> str:
+    return str(
+        SSE.patch_signals(
+            {ERROR_SIGNAL: {"error": err.message, "status": err.status, "code": err.code}}
+        )
+    )
+
+
+def check_csrf(scope: Scope, hdrs: dict[bytes, bytes], method: str) -> None:
+    """State-changing events need Datastar's header with a JSON body, or a same-origin request."""
+    if method in _SAFE_METHODS:
+        return
+    if b"datastar-request" in hdrs and _content_type(hdrs) == b"application/json":
+        return
+    if same_origin(scope, hdrs):
+        return
+    raise CSRFError(
+        "cross-site request rejected: send the 'Datastar-Request' header with a JSON body, "
+        "or make the request from the same origin"
+    )
+
+
+def _content_type(hdrs: dict[bytes, bytes]) -> bytes:
+    return hdrs.get(b"content-type", b"").split(b";")[0].strip()
+
+
+def same_origin(scope: Scope, hdrs: dict[bytes, bytes]) -> bool:
+    origin = hdrs.get(b"origin")
+    if origin is None:
+        return hdrs.get(b"sec-fetch-site") == b"same-origin"
+    host = hdrs.get(b"host")
+    if host is None:
+        return False
+    scheme = scope.get("scheme", "http")
+    return origin.decode("latin-1") == f"{scheme}://{host.decode('latin-1')}"
+
+
+async def read_body(receive: Receive, hdrs: dict[bytes, bytes], limit: int) -> bytes:
+    length = hdrs.get(b"content-length")
+    if length is not None:
+        try:
+            if int(length) > limit:
+                raise PayloadTooLarge(f"request body over the {limit}-byte limit")
+        except ValueError:
+            raise InvalidPayload("invalid Content-Length header") from None
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        body = message.get("body", b"")
+        size += len(body)
+        if size > limit:
+            raise PayloadTooLarge(f"request body over the {limit}-byte limit")
+        chunks.append(body)
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def parse_signals(
+    hdrs: dict[bytes, bytes], method: str, body: bytes, query: dict[str, str]
+) -> dict[str, Any]:
+    """The Datastar signals a request carries (JSON body, or ``?datastar=`` for GET/DELETE)."""
+    if method in ("GET", "DELETE"):
+        raw: bytes | str | None = query.pop("datastar", None)
+    else:
+        if not body.strip():
+            return {}
+        if _content_type(hdrs) != b"application/json":
+            raise InvalidPayload("the request body must be JSON (Content-Type: application/json)")
+        raw = body
+    if not raw:
+        return {}
+    try:
+        data = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidPayload("malformed JSON in the request's signals") from None
+    if not isinstance(data, dict):
+        raise InvalidPayload("the request's signals must be a JSON object")
+    return data
+
+
+def parse_query(scope: Scope) -> dict[str, str]:
+    qs: bytes = scope.get("query_string", b"")
+    if not qs:
+        return {}
+    text = qs.decode("latin-1")
+    if "%" not in text and "+" not in text:  # the common case: plain ids and numbers
+        out = {}
+        for part in text.split("&"):
+            if part:
+                name, _, value = part.partition("=")
+                out[name] = value
+        return out
+    try:
+        return dict(parse_qsl(text, keep_blank_values=True))
+    except ValueError:
+        raise InvalidPayload("malformed query string") from None
+
+
+def is_html(value: Any) -> bool:
+    return isinstance(value, str) or hasattr(value, "__html__") or hasattr(value, "__ft__")
+
+
+def to_html(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if hasattr(value, "__html__"):
+        return str(value.__html__())
+    from fastcore.xml import to_xml
+
+    return str(to_xml(value))
+
+
+def elements_events(returned: Any) -> str:
+    """``datastar-patch-elements`` events for HTML an event returned (or yielded)."""
+    if returned is None:
+        return ""
+    if isinstance(returned, (list, tuple)) and all(is_html(r) for r in returned):
+        return "".join(SSE.patch_elements(to_html(r)) for r in returned)
+    if is_html(returned):
+        return str(SSE.patch_elements(to_html(returned)))
+    return ""
+
+
+async def finish(reply: Reply, text: str) -> None:
+    if reply.streaming:
+        if text:
+            await reply.chunk(text.encode())
+        await reply.end()
+    elif text:
+        await reply.full(200, SSE_HEADERS, text.encode())
+    else:
+        await reply.full(204, [], b"")
+
+
+def method_allowed(name: str, expected: str, method: str) -> None:
+    """Raise MethodNotAllowed unless ``method`` is the event's (HEAD serves a GET event)."""
+    if method != expected and not (method == "HEAD" and expected == "GET"):
+        raise MethodNotAllowed(f"event {name!r} accepts {expected}, not {method}")
+
+
+__all__ = ["ERROR_SIGNAL", "Reply", "send_error"]

@@ -1,0 +1,489 @@
+"""The store: the live instances of one app, its backend and its hub.
+
+One :class:`StateStore` per app (``FastStateMiddleware`` makes one, or takes the one you pass).
+Instances are keyed by hierarchical keys (see ``_scopes.py``); each instance whose scope has a
+time to live is tracked in an access-ordered list per ttl, so a sweep touches only what has
+expired and never walks every instance. There is one resolve path, :meth:`StateStore.resolve`;
+the sync :meth:`StateStore.resolve_now` is a thin wrapper over it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import threading
+import time
+import weakref
+from collections import OrderedDict
+from collections.abc import Callable, Coroutine, Iterator
+from contextvars import ContextVar
+from typing import Any, TypeVar
+
+import anyio.from_thread
+from pydantic import BaseModel
+
+from ._auth import OWNER_FIELDS
+from ._config import Meta, StateInfo, catalog, info_of, meta_of
+from ._context import RequestContext, UserContext
+from ._exceptions import FastStateError, NoRequestContextError
+from ._hub import Connection, Hub
+from ._scopes import StateScope
+from ._stored import from_stored, load_into
+from .backends import Backend, Stored, backend_from_url
+
+log = logging.getLogger("faststate_mw")
+T = TypeVar("T", bound=BaseModel)
+R = TypeVar("R")
+
+#: the store of the running request (set by the middleware) or of ``with store.activate():``
+_active: ContextVar[StateStore | None] = ContextVar("faststate_store", default=None)
+#: stores started in this process: background code with no request uses the only one
+_running: weakref.WeakSet[StateStore] = weakref.WeakSet()
+
+
+def current_store() -> StateStore:
+    """The store of the running request; outside a request, the store made active with
+    ``with store.activate():``, else the only started one. Raises NoRequestContextError when
+    there is none, or several and none was chosen."""
+    store = _active.get()
+    if store is not None:
+        return store
+    running = list(_running)
+    if len(running) == 1:
+        return running[0]
+    if not running:
+        raise NoRequestContextError(
+            "no faststate store here: run this inside a request handled by FastStateMiddleware, "
+            "after the app has started, or inside `with store.activate():`"
+        )
+    raise NoRequestContextError(
+        "several faststate apps run in this process: pick one with `with store.activate():`"
+    )
+
+
+class Conflict(Exception):
+    """Another worker changed the state first (shared backends): re-run on what it stored."""
+
+    def __init__(self, stored: Stored) -> None:
+        self.stored = stored
+
+
+class StateStore:
+    """The live states of one app, where they are stored and who is watching them.
+
+    ``backend``: a URL (``memory://``, ``sqlite:///path.db``, ``redis://host:6379/0``) or a
+    Backend. ``clock``: what ttls are measured with (tests pass a fake one). The middleware
+    starts it (ASGI lifespan, or lazily on the first request) and closes it at shutdown.
+    """
+
+    def __init__(
+        self,
+        backend: Backend | str | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        sweep_interval: float = 30.0,
+        heartbeat: float = 15.0,
+        write_timeout: float = 10.0,
+        max_queue: int = 64,
+    ) -> None:
+        if sweep_interval <= 0 or heartbeat <= 0 or write_timeout <= 0 or max_queue <= 0:
+            raise ValueError("sweep_interval, heartbeat, write_timeout, max_queue: positive")
+        self.clock = clock
+        self.sweep_interval = sweep_interval
+        #: where states are stored and how changes reach other workers
+        self.backend: Backend = backend_from_url(backend)
+        #: the live streams of this app and what they watch
+        self.hub = Hub(max_queue)
+        self.hub.heartbeat = heartbeat
+        self.hub.write_timeout = write_timeout
+        self._instances: dict[str, Any] = {}
+        self._expiry: dict[float, OrderedDict[str, float]] = {}
+        self._create_lock = threading.Lock()  # sync handlers resolve from worker threads
+        self._backend_started = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+
+    # -- start and stop ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Connect the backend (a clear error when it cannot be reached) and start the ttl
+        sweeper in the running loop. Idempotent; a new event loop gets a new sweeper."""
+        loop = asyncio.get_running_loop()
+        if self._loop is loop:
+            return
+        self._loop = loop  # first: a request arriving meanwhile must not start twice
+        if not self._backend_started:
+            self._backend_started = True
+            backend = self.backend
+            backend.on_resubscribed(self.hub.resync_keys)
+            self.hub.watch(backend.subscribe, backend.unsubscribe)
+            try:
+                await backend.start(self.apply_remote, self.hub.epoch)
+            except BaseException:
+                self._backend_started = False
+                self._loop = None
+                raise
+        self._sweeper = loop.create_task(self._sweep_forever())
+        _running.add(self)
+
+    @property
+    def started(self) -> bool:
+        """Whether this store runs in the current event loop."""
+        try:
+            return self._loop is asyncio.get_running_loop()
+        except RuntimeError:
+            return False
+
+    async def close(self) -> None:
+        """Stop the sweeper, end every open stream (tabs reconnect and resync against the next
+        server), save what the backend would otherwise lose, and close the backend."""
+        _running.discard(self)
+        task, self._sweeper = self._sweeper, None
+        if task is not None and task.get_loop() is asyncio.get_running_loop():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+        self.hub.close_all()
+        await self.hub.stop()
+        await self.save_all()
+        await self.backend.close()
+        self._backend_started = False
+        self._loop = None
+
+    @contextlib.contextmanager
+    def activate(self) -> Iterator[StateStore]:
+        """``with store.activate():`` makes this the store of background code (tasks, scripts)
+        that runs outside any request: ``State.for_record(7)``, ``update()``."""
+        token = _active.set(self)
+        try:
+            yield self
+        finally:
+            _active.reset(token)
+
+    # -- resolving instances -----------------------------------------------------------------------
+    def key_for(self, cls: type[Any], ctx: RequestContext | None, ident: str | None) -> str:
+        """The key of ``cls``'s instance for this request (and id), after its state-wide auth
+        rule (401/403, logged)."""
+        info = info_of(cls)
+        rule = info.auth
+        if rule.active and ctx is not None:
+            rule.check(ctx.user, key=_safe_key(info, ctx, ident))
+        return info.rule.key(info.name, ctx, ident)
+
+    async def resolve(
+        self,
+        cls: type[T],
+        ctx: RequestContext | None,
+        ident: str | None = None,
+        *,
+        refresh: bool = True,
+    ) -> T:
+        """The instance of ``cls`` for this request (and id), created on first use: read from
+        the backend if stored there, else from the ``load`` hook, else defaults. With a shared
+        backend (Redis) a cached instance is refreshed when ``refresh``."""
+        key = self.key_for(cls, ctx, ident)
+        inst = self._hit(key, cls)
+        backend = self.backend
+        if inst is not None:
+            if refresh and backend.shared:
+                self._apply_stored(inst, await backend.load(key))
+            return inst
+        stored = await backend.load(key) if backend.durable else None
+        data: Any = None
+        load = info_of(cls).config.load
+        if stored is None and load is not None:
+            data = load(ident)
+            if inspect.isawaitable(data):
+                data = await data
+        return self._add(key, cls, ident, data, ctx, stored)
+
+    def resolve_now(self, cls: type[T], ctx: RequestContext | None, ident: str | None = None) -> T:
+        """:meth:`resolve` for sync code. A cached instance is returned at once; otherwise the
+        resolve runs on the event loop from a worker thread (sync handlers), or inline when it
+        need not wait for I/O. Code in the event loop that must wait (a shared backend, an async
+        ``load`` hook that awaits) gets a clear error: it should ``await`` instead."""
+        inst = self._hit(self.key_for(cls, ctx, ident), cls)
+        if inst is not None and not self.backend.shared:
+            return inst
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            with contextlib.suppress(RuntimeError):  # not a worker thread of the app's loop
+                return anyio.from_thread.run(self.resolve, cls, ctx, ident)
+        else:
+            if self.backend.shared:
+                raise NoRequestContextError(_AWAIT_HINT.format(name=cls.__name__))
+        return _run_inline(self.resolve(cls, ctx, ident), cls.__name__)
+
+    def _hit(self, key: str, cls: type[T]) -> T | None:
+        inst = self._instances.get(key)
+        if inst is not None and type(inst) is cls:
+            ttl = meta_of(inst).ttl
+            if ttl is not None:
+                order = self._expiry[ttl]
+                order[key] = self.clock()
+                order.move_to_end(key)
+            return inst
+        return None
+
+    def _add(
+        self,
+        key: str,
+        cls: type[T],
+        ident: str | None,
+        data: Any,
+        ctx: RequestContext | None,
+        stored: Stored | None,
+    ) -> T:
+        with self._create_lock:
+            inst: Any = self._instances.get(key)
+            if inst is not None and type(inst) is cls:
+                return inst
+            if stored is not None:
+                inst = from_stored(cls, key, stored.data)
+            elif data is None:
+                inst = cls()
+            elif isinstance(data, cls):
+                inst = data
+            else:
+                inst = cls.model_validate(data)
+            meta = meta_of(inst)
+            if stored is not None:
+                meta.version = stored.version
+            info = info_of(cls)
+            meta.key, meta.ident, meta.store, meta.ttl = key, ident, self, info.ttl
+            if info.scope == StateScope.USER and ctx is not None and ctx.user is not None:
+                _fill_owner(inst, ctx.user.id)
+            self._instances[key] = inst
+            if meta.ttl is not None:
+                self._expiry.setdefault(meta.ttl, OrderedDict())[key] = self.clock()
+        return inst  # type: ignore[no-any-return]
+
+    # -- changes -----------------------------------------------------------------------------------
+    async def persist(self, inst: Any, version: int, sse: bytes) -> None:
+        """Write a change to the backend: a shared one checks the version and publishes to the
+        other workers in the same step (raising Conflict when another worker won); a durable
+        one writes ``auto_persist`` states. Then local streams get the change."""
+        meta = meta_of(inst)
+        key = meta.key
+        if key is None:
+            return
+        backend = self.backend
+        info = info_of(type(inst))
+        if backend.shared:
+            current = await backend.commit(
+                key, meta.version, version, inst.model_dump_json(), info.ttl, sse
+            )
+            if current is not None:
+                raise Conflict(current)
+        elif backend.durable and info.config.auto_persist:
+            await backend.save(key, version, inst.model_dump_json(), info.ttl)
+
+    def _apply_stored(self, inst: Any, stored: Stored | None) -> bool:
+        """Bring a cached instance up to a newer stored version (in place). Skipped while a
+        change runs on it: its commit will notice."""
+        meta = meta_of(inst)
+        if stored is None or stored.version <= meta.version or meta.locked():
+            return False
+        load_into(inst, stored)
+        return True
+
+    def apply_remote(self, key: str, version: int, data: str, sse: bytes) -> None:
+        """A change made by another worker: update the cached copy, tell local streams."""
+        inst = self._instances.get(key)
+        if inst is not None:
+            self._apply_stored(inst, Stored(version, data))
+        self.hub.publish(key, version, sse)
+
+    async def refreshed(self, key: str) -> Any:
+        """The cached instance under ``key``, brought up to date from a shared backend."""
+        inst = self._instances.get(key)
+        if inst is not None and self.backend.shared:
+            self._apply_stored(inst, await self.backend.load(key))
+        return inst
+
+    # -- looking around ----------------------------------------------------------------------------
+    def get(self, key: str) -> Any:
+        """The live instance stored under ``key``, if any."""
+        return self._instances.get(key)
+
+    def keys(
+        self, scope: StateScope | str | None = None, state_cls: type | None = None
+    ) -> list[str]:
+        """Live keys, optionally only those of one scope and/or one class."""
+        prefix = None if scope is None else f"{scope}:"
+        return [
+            key
+            for key, inst in list(self._instances.items())
+            if (prefix is None or key.startswith(prefix))
+            and (state_cls is None or type(inst) is state_cls)
+        ]
+
+    def discard(self, key: str) -> Any:
+        """Forget the instance under ``key`` (no hooks run); returns it."""
+        inst = self._instances.pop(key, None)
+        if inst is not None:
+            ttl = meta_of(inst).ttl
+            if ttl is not None:
+                self._expiry.get(ttl, OrderedDict()).pop(key, None)
+        return inst
+
+    def clear(self) -> None:
+        """Forget every live instance."""
+        self._instances.clear()
+        self._expiry.clear()
+
+    def __len__(self) -> int:
+        return len(self._instances)
+
+    def __repr__(self) -> str:
+        return f"<StateStore {self.backend.url} {len(self._instances)} instances>"
+
+    def stats(self) -> dict[str, Any]:
+        """Live instances (in all and by scope), streams, and the backend's counters."""
+        by_scope: dict[str, int] = {}
+        for key in list(self._instances):
+            scope = key.split(":", 1)[0]
+            by_scope[scope] = by_scope.get(scope, 0) + 1
+        return {
+            "instances": len(self._instances),
+            "by_scope": by_scope,
+            "streams": self.hub.stats(),
+            "backend": self.backend.stats(),
+        }
+
+    # -- who may see what --------------------------------------------------------------------------
+    def refresh_user(self, user_id: str, user: UserContext | None) -> int:
+        """Tell open streams that ``user_id`` changed (roles, permissions, logged out
+        elsewhere): they stop delivering what the user may no longer see. Returns how many
+        streams were re-checked."""
+        conns = [c for c in list(self.hub.tabs.values()) if c.user and c.user.id == user_id]
+        for conn in conns:
+            self.reauthorize(conn, user)
+        return len(conns)
+
+    def reauthorize(self, conn: Connection, user: UserContext | None) -> None:
+        """Re-check a stream after its user changed: stop delivering what they may not see."""
+        conn.user = user
+        hub = self.hub
+        for key, name in zip(conn.keys, conn.names, strict=True):
+            if conn not in hub.subscribers.get(key, {}):
+                continue
+            cls = catalog.class_named(name)
+            if cls is None:
+                hub.unsubscribe(conn, key)
+                continue
+            info = info_of(cls)
+            if info.auth.failure(user) is not None or not info.rule.owner_matches(key, name, user):
+                hub.unsubscribe(conn, key)
+
+    # -- time to live ------------------------------------------------------------------------------
+    async def sweep(self, batch: int = 1000) -> list[str]:
+        """Drop every instance idle longer than its ttl, after its ``on_evict`` hook (e.g. a
+        save). Yields to the event loop every ``batch`` evictions so requests never stall."""
+        now = self.clock()
+        evicted: list[str] = []
+        for ttl, order in list(self._expiry.items()):
+            while order:
+                key, last = next(iter(order.items()))
+                if now - last <= ttl:
+                    break
+                order.popitem(last=False)
+                inst = self._instances.get(key)
+                if inst is None:
+                    continue
+                if meta_of(inst).locked():
+                    order[key] = now  # a change is running on it: keep it for another ttl
+                    continue
+                try:
+                    await self._before_evict(inst)
+                except Exception:
+                    log.exception("saving %s before eviction failed; instance kept", key)
+                    order[key] = now
+                    continue
+                self._instances.pop(key, None)
+                evicted.append(key)
+                if len(evicted) % batch == 0:
+                    await asyncio.sleep(0)
+        if len(evicted) > 1000 and len(evicted) > len(self._instances):
+            self._compact()
+        return evicted
+
+    async def save_all(self) -> int:
+        """Save every live instance as eviction would (hooks, and a durable backend that does
+        not already hold every change). Runs at shutdown; returns how many were saved."""
+        saved = 0
+        for key, inst in list(self._instances.items()):
+            try:
+                if await self._before_evict(inst):
+                    saved += 1
+            except Exception:
+                log.exception("saving %s at shutdown failed", key)
+        return saved
+
+    def _compact(self) -> None:
+        """Dicts never shrink their tables: after a large eviction, copy them so the memory of
+        the dropped entries is returned."""
+        with self._create_lock:
+            self._instances = dict(self._instances)
+            self._expiry = {ttl: OrderedDict(order) for ttl, order in self._expiry.items()}
+
+    async def _before_evict(self, inst: Any) -> bool:
+        config = info_of(type(inst)).config
+        meta: Meta = meta_of(inst)
+        hook = config.on_evict or config.save
+        if hook is not None:
+            result = hook(inst)
+            if inspect.isawaitable(result):
+                await result
+        backend = self.backend
+        if backend.durable and not backend.shared and not config.auto_persist:
+            await backend.save(
+                meta.key or "", meta.version, inst.model_dump_json(), config.effective_ttl
+            )
+            return True
+        return hook is not None
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.sweep_interval)
+            try:
+                await self.sweep()
+            except Exception:  # never let the sweeper die silently
+                log.exception("state sweep failed")
+
+
+_AWAIT_HINT = (
+    "{name} must be read from the backend, which sync code in the event loop cannot wait for: "
+    "in async code use `await {name}.dependency()` (or `await {name}.resolve(id)`)"
+)
+
+
+def _run_inline(coro: Coroutine[Any, Any, R], name: str) -> R:
+    """Run a coroutine that completes without waiting (memory, SQLite, a sync hook)."""
+    try:
+        coro.send(None)
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
+    coro.close()
+    raise NoRequestContextError(_AWAIT_HINT.format(name=name))
+
+
+def _fill_owner(inst: Any, user_id: str) -> None:
+    """A new USER-scoped instance belongs to its user: fill an empty owner field."""
+    for name in OWNER_FIELDS:
+        if name in type(inst).model_fields and getattr(inst, name) in (None, "", 0):
+            setattr(inst, name, user_id)
+            return
+
+
+def _safe_key(info: StateInfo, ctx: RequestContext, ident: str | None) -> str:
+    """The key for the audit log; the state name where no key can be built (no user yet)."""
+    try:
+        return info.rule.key(info.name, ctx, ident)
+    except FastStateError:
+        return info.name
+
+
+__all__ = ["Conflict", "StateStore", "current_store"]

@@ -1,0 +1,65 @@
+"""Reading stored state back: JSON validated by pydantic, tolerant of classes that changed."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+
+from ._config import meta_of
+from ._exceptions import StoredStateError
+from .backends.base import Stored
+
+log = logging.getLogger("faststate_mw")
+
+
+def from_stored(state_cls: type[BaseModel], key: str, data: str) -> Any:
+    """Rebuild a state from its stored JSON, tolerating a class that changed since: unknown
+    fields are dropped, fields that no longer validate (or are new) take their defaults, with a
+    warning naming the key. Unreadable JSON is a StoredStateError naming the key."""
+    try:
+        return state_cls.model_validate_json(data)
+    except ValidationError:
+        pass
+    except (ValueError, RecursionError):
+        raise StoredStateError(f"stored state {key!r} is not valid JSON") from None
+    try:
+        raw = json.loads(data)
+    except (ValueError, RecursionError):
+        raise StoredStateError(f"stored state {key!r} is not valid JSON") from None
+    if not isinstance(raw, dict):
+        raise StoredStateError(f"stored state {key!r} is not a JSON object")
+    kept = {k: v for k, v in raw.items() if k in state_cls.model_fields}
+    dropped: list[str] = []
+    while True:
+        try:
+            inst = state_cls.model_validate(kept)
+            break
+        except ValidationError as exc:
+            bad = {str(e["loc"][0]) for e in exc.errors() if e["loc"]}
+            if not bad & set(kept):
+                raise StoredStateError(f"stored state {key!r} cannot be loaded") from None
+            for name in bad & set(kept):
+                kept.pop(name)
+                dropped.append(name)
+    log.warning(
+        "stored state %s no longer matches %s: reset to defaults: %s",
+        key,
+        state_cls.__name__,
+        ", ".join(sorted(dropped)) or "-",
+    )
+    return inst
+
+
+def load_into(inst: BaseModel, stored: Stored) -> None:
+    """Replace ``inst``'s fields and version with a stored state's, in place (holders of the
+    instance see the change)."""
+    meta = meta_of(inst)
+    fresh = from_stored(type(inst), meta.key or "", stored.data)
+    inst.__dict__.update({k: fresh.__dict__[k] for k in type(inst).model_fields})
+    meta.version = stored.version
+
+
+__all__ = ["from_stored", "load_into"]

@@ -1,0 +1,44 @@
+"""Helpers for testing apps built on faststate_mw (and this project's own tests).
+
+- :class:`FakeClock`: a clock for ``StateStore(clock=...)`` that moves only when told, so ttl
+  tests need no sleeps.
+- :func:`isolated_stores`: forget the stores earlier tests started, so code outside a request
+  (``State.for_record(7)``) finds only the store of the running test.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from ._store import _running
+
+
+class FakeClock:
+    """``clock = FakeClock(); StateStore(clock=clock); clock.advance(60)``."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward."""
+        self.now += seconds
+
+
+@contextmanager
+def isolated_stores() -> Iterator[None]:
+    """Within the block, only stores started inside it count as running."""
+    saved = list(_running)
+    _running.clear()
+    try:
+        yield
+    finally:
+        _running.clear()
+        for store in saved:
+            _running.add(store)
+
+
+__all__ = ["FakeClock", "isolated_stores"]
