@@ -31,11 +31,13 @@ class Shared(State):
 
 
 async def home(request: Request) -> Response:
-    return PlainTextResponse(str(Counter.current().count))
+    # async handler: a shared backend (Redis) is read with await, so not Counter.current()
+    return PlainTextResponse(str((await Counter.dependency()).count))
 
 
 async def live(request: Request) -> Response:
-    return HTMLResponse(f"<html><body>{Shared.current().to_html()}</body></html>")
+    shared = await Shared.dependency()
+    return HTMLResponse(f"<html><body>{shared.to_html()}</body></html>")
 
 
 app = Starlette(routes=[Route("/", home), Route("/live", live)])

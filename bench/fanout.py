@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 
-from faststate_mw import FastStateMiddleware, State, StateConfig, StateScope, state_registry
+from faststate_mw import FastStateMiddleware, State, StateConfig, StateScope, StateStore
 
 ROUNDS = 15
 SIZES = (100, 1_000, 10_000)
@@ -30,7 +30,7 @@ class Broadcasted(State):
 
 def _app() -> tuple[Starlette, FastStateMiddleware]:
     app = Starlette()
-    app.add_middleware(FastStateMiddleware, secret_key="bench", heartbeat=3600)
+    app.add_middleware(FastStateMiddleware, secret_key="bench", store=StateStore(heartbeat=3600))
     stack = app.build_middleware_stack()
     mw = stack
     while not isinstance(mw, FastStateMiddleware):
@@ -88,7 +88,7 @@ async def open_tabs(app: Any, mw: FastStateMiddleware, n: int) -> list[Tab]:
 
         tab.task = asyncio.ensure_future(app(scope, receive, send))
         tabs.append(tab)
-    while len(state_registry.hub.tabs) < n:
+    while len(mw.store.hub.tabs) < n:
         await asyncio.sleep(0.01)
     return tabs
 
@@ -134,22 +134,23 @@ def _stats(samples: list[float]) -> tuple[float, float]:
 
 
 async def _run_size(n: int) -> tuple[float, float, float, float]:
-    state_registry.clear()
     app, mw = _app()
-    inst = state_registry.resolve(Broadcasted, None)
+    await mw.store.start()
+    inst = await mw.store.resolve(Broadcasted, None)
     assert isinstance(inst, Broadcasted)
     tabs = await open_tabs(app, mw, n)
     ours = [await faststate_round(tabs, inst) for _ in range(ROUNDS)]
     await close_tabs(tabs)
+    await mw.store.close()
     payload = b'event: datastar-patch-signals\ndata: signals {"broadcasted":{"value":1}}\n\n'
     base = [await baseline_round(n, payload) for _ in range(ROUNDS)]
     return (*_stats(ours), *_stats(base))
 
 
 async def _idle_memory(n: int) -> float:
-    state_registry.clear()
     app, mw = _app()
-    state_registry.resolve(Broadcasted, None)
+    await mw.store.start()
+    await mw.store.resolve(Broadcasted, None)
     gc.collect()
     tracemalloc.start()
     before = tracemalloc.get_traced_memory()[0]
@@ -159,6 +160,7 @@ async def _idle_memory(n: int) -> float:
     after = tracemalloc.get_traced_memory()[0]
     tracemalloc.stop()
     await close_tabs(tabs)
+    await mw.store.close()
     return (after - before) / n
 
 
@@ -273,4 +275,3 @@ def run() -> None:
     per_conn = asyncio.run(_idle_memory(10_000))
     verdict = "PASS" if per_conn < 10 * 1024 else "MISS"
     print(f"  memory per idle stream {per_conn / 1024:.2f} KiB (target < 10 KiB)  {verdict}")
-    state_registry.clear()

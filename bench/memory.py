@@ -15,9 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from faststate_mw import State, StateConfig
-from faststate_mw.context import RequestContext, _current
-from faststate_mw.registry import StateRegistry
+from faststate_mw import State, StateConfig, StateStore
+from faststate_mw._context import RequestContext, _current
 
 SESSIONS = 100_000
 SAMPLE = 10_000
@@ -60,12 +59,12 @@ def trim() -> None:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
-def touch(registry: StateRegistry, count: int, offset: int = 0) -> None:
+def touch(store: StateStore, count: int, offset: int = 0) -> None:
     owner = _Owner()
     for i in range(offset, offset + count):
         ctx = RequestContext({"type": "http", "headers": [], "sid": f"s{i:07d}"}, owner)
         token = _current.set(ctx)
-        inst = registry.resolve(Cart, ctx)
+        inst = store.resolve_now(Cart, ctx)
         inst.items = 1
         _current.reset(token)
 
@@ -85,15 +84,13 @@ def traced_bytes(fn: Any) -> int:
 def run() -> None:
     print("\n== memory: SESSION states of 100,000 sessions, then eviction ==")
     now = [0.0]
-    registry = StateRegistry(clock=lambda: now[0])
-    registry.register(Cart, StateConfig(ttl=TTL))
+    store = StateStore(clock=lambda: now[0])
 
     # bytes per live instance, measured on a sample with tracemalloc
-    def sample() -> StateRegistry:
-        registry = StateRegistry(clock=lambda: now[0])
-        registry.register(Cart, StateConfig(ttl=TTL))
-        touch(registry, SAMPLE)
-        return registry
+    def sample() -> StateStore:
+        store = StateStore(clock=lambda: now[0])
+        touch(store, SAMPLE)
+        return store
 
     ours = traced_bytes(sample) / SAMPLE
     bare = traced_bytes(
@@ -106,16 +103,16 @@ def run() -> None:
 
     trim()
     before = rss()
-    touch(registry, SESSIONS)
+    touch(store, SESSIONS)
     peak = rss()
-    assert len(registry) == SESSIONS
+    assert len(store) == SESSIONS
     now[0] += TTL + 1
-    evicted = asyncio.run(registry.sweep())
+    evicted = asyncio.run(store.sweep())
     del evicted[:]
     trim()
     after = rss()
     mib = 1024 * 1024
-    print(f"  live instances at peak    {SESSIONS:,}; left after eviction {len(registry)}")
+    print(f"  live instances at peak    {SESSIONS:,}; left after eviction {len(store)}")
     print(
         f"  resident size             before {before / mib:7.1f} MiB   peak {peak / mib:7.1f} MiB"
         f"   after eviction {after / mib:7.1f} MiB"

@@ -48,7 +48,6 @@ from faststate_mw import (
     on,
     requires_auth,
     show,
-    state_registry,
     text,
 )
 
@@ -77,15 +76,13 @@ class Counter(State):
 class Visitors(State):
     """One instance for everybody."""
 
+    __faststate__ = StateConfig(scope=StateScope.GLOBAL)
     visits: int = 0
     waves: int = 0
 
     @event
     def wave(self) -> None:
         self.waves += 1
-
-
-state_registry.register(Visitors, StateConfig(scope=StateScope.GLOBAL))
 
 
 class Profile(State):

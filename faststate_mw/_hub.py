@@ -173,6 +173,10 @@ class Hub:
             self.logs.pop(key, None)
             if self._on_last is not None:
                 self._on_last(key)
+        # a snapshot it was still due would deliver it too
+        for index, k in enumerate(conn.keys):
+            if k == key:
+                conn.resync.discard(index)
 
     def live_tab(self, tab: str | None, session_id: str | None, key: str) -> bool:
         """Whether ``tab`` (of this session) has an open stream subscribed to ``key``."""
@@ -258,10 +262,15 @@ class Hub:
         fell too far behind on go to ``conn.resync``."""
         versions = conn.versions
         if len(versions) == 1:
-            log = self.logs.get(conn.keys[0])
+            key = conn.keys[0]
+            log = self.logs.get(key)
             if log:
                 last = log[-1]
-                if last.version == versions[0] + 1 and 0 not in conn.resync:
+                if (
+                    last.version == versions[0] + 1
+                    and 0 not in conn.resync
+                    and conn in self.subscribers.get(key, ())
+                ):
                     versions[0] = last.version
                     return last.message
         parts: list[bytes] = []
@@ -270,6 +279,8 @@ class Hub:
             known = versions[index]
             if not log or log[-1].version <= known or index in conn.resync:
                 continue
+            if conn not in self.subscribers.get(key, ()):
+                continue  # unsubscribed: the log is other streams' (this user may not see it)
             if log[0].version > known + 1:  # fell further behind than the log: resync
                 conn.resync.add(index)
                 self.metrics["dropped_to_resync"] += 1

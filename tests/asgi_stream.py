@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,8 +30,13 @@ class Stream:
         self.disconnected = asyncio.Event()
         self.started = asyncio.Event()
         self.finished = asyncio.Event()
-        #: while set, writes block (a stalled consumer)
-        self.stall = asyncio.Event()
+        #: set while the reader takes writes; cleared by :meth:`stall` (a stalled consumer)
+        self.flowing = asyncio.Event()
+        self.flowing.set()
+        #: set once a write is waiting on a stalled reader
+        self.blocked = asyncio.Event()
+        #: replaced (after being set) on every message the app sends: see :meth:`wait_for`
+        self._progress = asyncio.Event()
         self.task: asyncio.Task[None] | None = None
 
     async def open(self) -> Stream:
@@ -71,13 +77,16 @@ class Stream:
                     k.decode(): v.decode() for k, v in message.get("headers", [])
                 }
                 self.started.set()
+                self._progressed()
                 return
-            while self.stall.is_set():
-                await asyncio.sleep(0.005)
+            if not self.flowing.is_set():
+                self.blocked.set()
+                await self.flowing.wait()
             self.buffer += message.get("body", b"")
             self._parse()
             if not message.get("more_body", False):
                 self.finished.set()
+            self._progressed()
 
         async def run() -> None:
             try:
@@ -85,10 +94,15 @@ class Stream:
             finally:
                 self.finished.set()
                 self.started.set()
+                self._progressed()
 
         self.task = asyncio.ensure_future(run())
         await asyncio.wait_for(self.started.wait(), 5)
         return self
+
+    def _progressed(self) -> None:
+        event, self._progress = self._progress, asyncio.Event()
+        event.set()
 
     def _parse(self) -> None:
         while b"\n\n" in self.buffer:
@@ -110,19 +124,40 @@ class Stream:
                     )
                 self.events.put_nowait(event)
 
+    def stall(self) -> None:
+        """From now on the app's writes block until :meth:`resume`."""
+        self.blocked.clear()
+        self.flowing.clear()
+
+    def resume(self) -> None:
+        self.flowing.set()
+
     async def next(self, timeout: float = 2.0) -> dict[str, Any]:
         return await asyncio.wait_for(self.events.get(), timeout)
 
-    async def none_within(self, seconds: float = 0.1) -> bool:
-        """True when no event arrives within ``seconds`` (for 'nobody else' assertions)."""
-        try:
-            await asyncio.wait_for(self.events.get(), seconds)
-        except TimeoutError:
-            return True
-        return False
+    async def before(self, signal: str, timeout: float = 2.0) -> list[dict[str, Any]]:
+        """The signal patches (or other events) that arrive before the first patch of the
+        top-level signal ``signal``: send a sentinel change after the changes under test, and
+        this is everything they made this stream receive (a stream sends the changes of one key
+        in order, and batches several keys in page order, so the sentinel's state must come last
+        on the page)."""
+        out: list[dict[str, Any]] = []
+        while True:
+            event = await self.next(timeout)
+            got = event.get("signals")
+            if got is not None and signal in got:
+                return out
+            out.append(event if got is None else got)
+
+    async def wait_for(self, condition: Callable[[], bool], timeout: float = 2.0) -> None:
+        """Wait until ``condition()`` holds, checking it after every message the app sends."""
+        async with asyncio.timeout(timeout):
+            while not condition():
+                await self._progress.wait()
 
     async def close(self) -> None:
         self.disconnected.set()
+        self.resume()
         if self.task is not None:
             await asyncio.wait_for(self.task, 5)
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import logging
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -23,18 +22,13 @@ from faststate_mw import (
     State,
     StateConfig,
     StateScope,
-    state_registry,
+    StateStore,
 )
 from faststate_mw.backends import MemoryBackend, backend_from_url
 from faststate_mw.backends.sqlite import SQLiteBackend
+from faststate_mw.testing import FakeClock
 from tests.conftest import DS
 from tests.servers import Uvicorn
-
-
-@pytest.fixture(autouse=True)
-def _memory_afterwards() -> Iterator[None]:
-    yield
-    state_registry.use_backend(None)
 
 
 def test_backends_by_url(tmp_path: Path) -> None:
@@ -75,12 +69,12 @@ class Evolving(State):
     tags: list[str] = []
 
 
-def _app_with(backend: SQLiteBackend) -> TestClient:
+def _app_with(store: StateStore) -> TestClient:
     async def page(request: Request) -> JSONResponse:
         return JSONResponse(Evolving.current().public_data())
 
     app = Starlette(routes=[Route("/r/{record_id}", page)])
-    app.add_middleware(FastStateMiddleware, secret_key="evo", backend=backend)
+    app.add_middleware(FastStateMiddleware, secret_key="evo", store=store)
     return TestClient(app)
 
 
@@ -90,19 +84,20 @@ def test_a_state_whose_class_changed_loads_with_defaults(
     backend = SQLiteBackend(tmp_path / "evo.db")
     old = {"title": "kept", "stars": "not a number", "removed_field": 1}
     backend.save_sync("record:Evolving:1", 4, json.dumps(old), None)
-    client = _app_with(backend)
+    store = StateStore(backend)
+    client = _app_with(store)
     with caplog.at_level(logging.WARNING, logger="faststate_mw"):
         r = client.get("/r/1")
     assert r.status_code == 200
     assert r.json() == {"title": "kept", "stars": 0, "tags": []}
     assert "record:Evolving:1" in caplog.text and "stars" in caplog.text
-    assert state_registry.get("record:Evolving:1").version == 4  # type: ignore[union-attr]
+    assert store.get("record:Evolving:1").version == 4  # type: ignore[union-attr]
 
 
 def test_a_corrupt_stored_state_is_a_clear_error_naming_the_key(tmp_path: Path) -> None:
     backend = SQLiteBackend(tmp_path / "bad.db")
     backend.save_sync("record:Evolving:2", 1, "{not json", None)
-    client = _app_with(backend)
+    client = _app_with(StateStore(backend))
     r = client.get("/r/2")
     assert r.status_code == 500
     assert r.json()["error"]["code"] == "stored_state_invalid"
@@ -111,35 +106,33 @@ def test_a_corrupt_stored_state_is_a_clear_error_naming_the_key(tmp_path: Path) 
     assert client.get("/r/3").status_code == 200  # other records are fine
 
 
-async def test_sqlite_without_auto_persist_saves_on_eviction(tmp_path: Path) -> None:
+async def test_sqlite_without_auto_persist_saves_on_eviction(
+    tmp_path: Path, clock: FakeClock
+) -> None:
     class Scratch(State):
         __faststate__ = StateConfig(ttl=60)
         n: int = 0
 
     path = tmp_path / "evict.db"
-    now = [0.0]
-    old_clock = state_registry.clock
-    state_registry.clock = lambda: now[0]
-    try:
-        state_registry.use_backend(SQLiteBackend(path))
+    store = StateStore(SQLiteBackend(path), clock=clock)
 
-        async def page(request: Request) -> JSONResponse:
-            s = Scratch.current()
-            return JSONResponse({"n": s.n, "key": s.key})
+    async def page(request: Request) -> JSONResponse:
+        s = Scratch.current()
+        return JSONResponse({"n": s.n, "key": s.key})
 
-        app = Starlette(routes=[Route("/", page)])
-        app.add_middleware(FastStateMiddleware, secret_key="ev")
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-            key = (await c.get("/")).json()["key"]
-            await c.post("/_faststate/Scratch/set_n", headers=DS, json={"scratch": {"n": 7}})
-            with sqlite3.connect(path) as db:  # not saved yet: no auto_persist
-                assert db.execute("select count(*) from faststate_states").fetchone() == (0,)
-            now[0] += 61
-            assert await state_registry.sweep() == [key]
-            with sqlite3.connect(path) as db:
-                row = db.execute("select version, data from faststate_states").fetchone()
-            assert row[0] == 1 and json.loads(row[1]) == {"n": 7}
-            assert (await c.get("/")).json()["n"] == 7  # read back after eviction
-    finally:
-        state_registry.clock = old_clock
+    app = Starlette(routes=[Route("/", page)])
+    app.add_middleware(FastStateMiddleware, secret_key="ev", store=store)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+        key = (await c.get("/")).json()["key"]
+        r = await c.post("/_faststate/Scratch/set_n", headers=DS, json={"scratch": {"n": 7}})
+        assert r.status_code == 200
+        with sqlite3.connect(path) as db:  # not saved yet: no auto_persist
+            assert db.execute("select count(*) from faststate_states").fetchone() == (0,)
+        clock.advance(61)
+        assert await store.sweep() == [key]
+        assert store.get(key) is None
+        with sqlite3.connect(path) as db:
+            row = db.execute("select version, data from faststate_states").fetchone()
+        assert row[0] == 1 and json.loads(row[1]) == {"n": 7}
+        assert (await c.get("/")).json()["n"] == 7  # read back after eviction

@@ -3,32 +3,17 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
-from faststate_mw import state_registry
 from tests.conftest import DS
 from tests.helpers import patched_signals
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SNIPPETS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
-
-
-@pytest.fixture(autouse=True)
-def _isolated_registry() -> Iterator[None]:
-    """Snippets define classes like Product or Counter: give the names back afterwards."""
-    classes = dict(state_registry._classes)
-    configs = dict(state_registry._configs)
-    yield
-    state_registry._classes.clear()
-    state_registry._classes.update(classes)
-    state_registry._configs.clear()
-    state_registry._configs.update(configs)
-    state_registry._custom_routes = None
 
 
 def test_readme_has_snippets() -> None:
@@ -37,7 +22,8 @@ def test_readme_has_snippets() -> None:
 
 @pytest.mark.parametrize("index", range(len(SNIPPETS)))
 def test_snippet_runs(index: int) -> None:
-    namespace: dict[str, Any] = {"__name__": f"readme_snippet_{index}"}
+    # one module name for all snippets: a class they define again is a redefinition, not a clash
+    namespace: dict[str, Any] = {"__name__": "readme"}
     exec(
         compile(SNIPPETS[index], f"README.md snippet {index}", "exec", dont_inherit=True), namespace
     )
@@ -51,7 +37,7 @@ def test_snippet_runs(index: int) -> None:
 
 
 def test_first_snippet_counts() -> None:
-    namespace: dict[str, Any] = {"__name__": "readme_snippet_0"}
+    namespace: dict[str, Any] = {"__name__": "readme"}
     exec(compile(SNIPPETS[0], "README.md snippet 0", "exec", dont_inherit=True), namespace)
     client = TestClient(namespace["app"])
     html = client.get("/").text

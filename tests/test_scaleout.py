@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+import redis.asyncio as aioredis
 
 from tests.conftest import DS
 from tests.servers import RedisServer, Uvicorn
@@ -97,6 +98,21 @@ async def browser(base: str) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
+async def subscribed(server: RedisServer, key: str, timeout: float = 10.0) -> None:
+    """Wait until some worker's subscription to ``key``'s change channel has taken hold in
+    Redis itself (not merely been asked for)."""
+    client = aioredis.from_url(server.url)
+    try:
+        async with asyncio.timeout(timeout):
+            while True:
+                ((_, count),) = await client.pubsub_numsub(f"faststate:chan:{key}")
+                if count:
+                    return
+                await asyncio.sleep(0.01)
+    finally:
+        await client.aclose()
+
+
 async def count_on(worker: Uvicorn) -> int:
     async with browser(worker.url) as c:
         return int((await c.get("/values")).json()["count"])
@@ -125,12 +141,14 @@ async def test_two_workers_500_concurrent_increments_each_lose_nothing(
     assert await count_on(b) == 1000
 
 
-async def test_a_tab_on_worker_a_sees_a_change_made_on_worker_b(workers: list[Uvicorn]) -> None:
+async def test_a_tab_on_worker_a_sees_a_change_made_on_worker_b(
+    workers: list[Uvicorn], redis_server: RedisServer
+) -> None:
     a, b = workers
     async with browser(a.url) as tab_client, browser(b.url) as other:
         html = (await tab_client.get("/")).text
         async with LiveStream(tab_client, stream_path(html)) as stream:
-            await asyncio.sleep(0.3)  # let worker A subscribe the key in Redis (not asserted)
+            await subscribed(redis_server, "global:Tally")  # only worker A streams it
             r = await other.post("/_faststate/Tally/increment", headers=DS, content=b"{}")
             assert r.status_code == 200
             ev = await stream.wait_for(lambda s: s.get("tally", {}).get("count") == 1)

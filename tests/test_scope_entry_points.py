@@ -9,29 +9,82 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
-from faststate_mw import FastStateMiddleware, State, StateConfig, StateScope, event, state_registry
+from faststate_mw import (
+    FastStateMiddleware,
+    ScopeRule,
+    State,
+    StateConfig,
+    StateScope,
+    StateStore,
+    event,
+    register_scope,
+)
 from tests.conftest import DS
 from tests.helpers import patched_signals
-from tests.test_scopes import Draft, Product, Profile, TenantSettings, Widget
 
-ALL = {
-    "profile": Profile,
-    "widget": Widget,
-    "product": Product,
-    "draft": Draft,
-    "tenant": TenantSettings,
-}
+
+class EntryProfile(State):
+    __faststate__ = StateConfig(scope=StateScope.USER, requires_auth=True)
+    bio: str = ""
+
+    @event
+    def write(self, bio: str) -> None:
+        self.bio = bio
+
+
+class EntryWidget(State):
+    __faststate__ = StateConfig(scope=StateScope.COMPONENT)
+    count: int = 0
+
+    @event
+    def increment(self) -> None:
+        self.count += 1
+
+
+class EntryProduct(State):
+    __faststate__ = StateConfig(scope=StateScope.RECORD)
+    likes: int = 0
+
+    @event
+    def like(self) -> None:
+        self.likes += 1
+
+
+class EntryDraft(State):
+    __faststate__ = StateConfig(scope=StateScope.TEMPORARY)
+    step: int = 1
+
+    @event
+    def next_step(self) -> None:
+        self.step += 1
+
+
+class SiteScope(ScopeRule):
+    """A custom scope: one instance per site, named by a header."""
+
+    name = "site"
+
+    def owner(self, ctx: Any) -> str | None:
+        return ctx.request.headers.get("x-site") or ctx.request.url.hostname
+
+
+register_scope(SiteScope())
+
+
+class EntrySite(State):
+    __faststate__ = StateConfig(scope="site")
+    theme: str = "light"
 
 
 def _describe(inst: State) -> str:
     return f"{type(inst).__name__}|{inst.key}"
 
 
-def test_every_scope_through_fasthtml_injection() -> None:
+def test_every_scope_through_fasthtml_injection(store: StateStore) -> None:
     from fasthtml.common import fast_app
 
     app, rt = fast_app(secret_key="fh", default_hdrs=False, pico=False, htmx=False, surreal=False)
-    app.add_middleware(FastStateMiddleware, secret_key="fs")
+    app.add_middleware(FastStateMiddleware, secret_key="fs", store=store)
 
     @rt("/login")
     def login(sess):  # type: ignore[no-untyped-def]
@@ -39,92 +92,83 @@ def test_every_scope_through_fasthtml_injection() -> None:
         return "ok"
 
     @rt("/profile")
-    def profile(p: Profile) -> str:
+    def profile(p: EntryProfile) -> str:
         return _describe(p)
 
     @rt("/widget")
-    def widget(w: Widget) -> str:
+    def widget(w: EntryWidget) -> str:
         return _describe(w)
 
     @rt("/product/{record_id}")
-    def product(p: Product, record_id: str) -> str:
+    def product(p: EntryProduct, record_id: str) -> str:
         return _describe(p)
 
     @rt("/draft")
-    def draft(d: Draft) -> str:
+    def draft(d: EntryDraft) -> str:
         return _describe(d)
 
-    @rt("/tenant")
-    def tenant(t: TenantSettings) -> str:
-        return _describe(t)
+    @rt("/site")
+    def site(settings: EntrySite) -> str:  # FastHTML gives a parameter named `s` the session
+        return _describe(settings)
 
-    client = TestClient(app)
-    client.get("/login")
-    assert client.get("/profile").text == "Profile|user:erin:Profile"
-    assert client.get("/widget?component_id=w1").text.endswith(":Widget:w1")
-    assert client.get("/product/42").text == "Product|record:Product:42"
-    assert client.get("/draft").text.startswith("Draft|temporary:")
-    assert client.get("/tenant", headers={"x-tenant": "t1"}).text == (
-        "TenantSettings|tenant:t1:TenantSettings"
-    )
-    r = client.post("/_faststate/Product/like?record_id=42", headers=DS, content=b"{}")
-    assert patched_signals(r.text) == [{"product": {"likes": 1}}]
-    r = client.post("/_faststate/Widget/increment?component_id=w1", headers=DS, content=b"{}")
-    assert patched_signals(r.text) == [{"widget": {"w1": {"count": 1}}}]
-    r = client.post("/_faststate/Draft/next_step", headers=DS, content=b"{}")
-    assert patched_signals(r.text) == [{"draft": {"step": 2}}]
+    with TestClient(app) as client:
+        client.get("/login")
+        assert client.get("/profile").text == "EntryProfile|user:erin:EntryProfile"
+        assert client.get("/widget?component_id=w1").text.endswith(":EntryWidget:w1")
+        assert client.get("/product/42").text == "EntryProduct|record:EntryProduct:42"
+        assert client.get("/draft").text.startswith("EntryDraft|temporary:")
+        assert client.get("/site", headers={"x-site": "t1"}).text == ("EntrySite|site:t1:EntrySite")
+        r = client.post("/_faststate/EntryProduct/like?record_id=42", headers=DS, content=b"{}")
+        assert patched_signals(r.text) == [{"entryProduct": {"likes": 1}}]
+        r = client.post(
+            "/_faststate/EntryWidget/increment?component_id=w1", headers=DS, content=b"{}"
+        )
+        assert patched_signals(r.text) == [{"entryWidget": {"w1": {"count": 1}}}]
+        r = client.post("/_faststate/EntryDraft/next_step", headers=DS, content=b"{}")
+        assert patched_signals(r.text) == [{"entryDraft": {"step": 2}}]
 
 
-def test_every_scope_through_fastapi_depends() -> None:
+def test_every_scope_through_fastapi_depends(store: StateStore) -> None:
     from fastapi import Depends, FastAPI
 
     api = FastAPI()
-    api.add_middleware(FastStateMiddleware, secret_key="api", user_loader=lambda scope: "frank")
+    api.add_middleware(
+        FastStateMiddleware, secret_key="api", user_loader=lambda scope: "frank", store=store
+    )
 
     @api.get("/profile")
-    def profile(p: Profile = Depends(Profile.current)) -> str:
+    def profile(p: EntryProfile = Depends(EntryProfile.current)) -> str:
         return _describe(p)
 
     @api.get("/widget")
-    async def widget(w: Widget = Depends(Widget.dependency)) -> str:
+    async def widget(w: EntryWidget = Depends(EntryWidget.dependency)) -> str:
         return _describe(w)
 
     @api.get("/product/{record_id}")
-    def product(record_id: str, p: Product = Depends(Product.current)) -> str:
+    def product(record_id: str, p: EntryProduct = Depends(EntryProduct.current)) -> str:
         return _describe(p)
 
     @api.get("/draft")
-    def draft(d: Draft = Depends(Draft.current)) -> str:
+    def draft(d: EntryDraft = Depends(EntryDraft.current)) -> str:
         return _describe(d)
 
-    @api.get("/tenant")
-    def tenant(t: TenantSettings = Depends(TenantSettings.current)) -> str:
-        return _describe(t)
+    @api.get("/site")
+    def site(settings: EntrySite = Depends(EntrySite.current)) -> str:
+        return _describe(settings)
 
-    client = TestClient(api)
-    assert client.get("/profile").json() == "Profile|user:frank:Profile"
-    assert client.get("/widget?component_id=w2").json().endswith(":Widget:w2")
-    assert client.get("/product/9").json() == "Product|record:Product:9"
-    assert client.get("/draft").json().startswith("Draft|temporary:")
-    assert client.get("/tenant", headers={"x-tenant": "t2"}).json() == (
-        "TenantSettings|tenant:t2:TenantSettings"
-    )
-    r = client.post("/_faststate/Profile/write?bio=hi", headers=DS, content=b"{}")
-    assert patched_signals(r.text) == [{"profile": {"bio": "hi"}}]
+    with TestClient(api) as client:
+        assert client.get("/profile").json() == "EntryProfile|user:frank:EntryProfile"
+        assert client.get("/widget?component_id=w2").json().endswith(":EntryWidget:w2")
+        assert client.get("/product/9").json() == "EntryProduct|record:EntryProduct:9"
+        assert client.get("/draft").json().startswith("EntryDraft|temporary:")
+        assert client.get("/site", headers={"x-site": "t2"}).json() == (
+            "EntrySite|site:t2:EntrySite"
+        )
+        r = client.post("/_faststate/EntryProfile/write?bio=hi", headers=DS, content=b"{}")
+        assert patched_signals(r.text) == [{"entryProfile": {"bio": "hi"}}]
 
 
 # -- RECORD load/save hooks against a real SQLite file -----------------------------------------
-class Book(State):
-    title: str = ""
-    stock: int = 0
-
-    @event
-    def sell(self) -> None:
-        if self.stock <= 0:
-            raise ValueError("sold out")
-        self.stock -= 1
-
-
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "shop.db"
@@ -142,7 +186,7 @@ def _hooks(path: Path) -> StateConfig:
             ).fetchone()
         return None if row is None else {"title": row[0], "stock": row[1]}
 
-    async def save(book: Book) -> None:
+    async def save(book: Any) -> None:
         with sqlite3.connect(path) as conn:
             conn.execute(
                 "update book set title = ?, stock = ? where id = ?",
@@ -152,30 +196,46 @@ def _hooks(path: Path) -> StateConfig:
     return StateConfig(scope=StateScope.RECORD, load=load, save=save)
 
 
-def test_record_hooks_read_and_write_the_apps_database(db: Path) -> None:
+def _stock(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        (stock,) = conn.execute("select stock from book where id='b1'").fetchone()
+    return int(stock)
+
+
+def test_record_hooks_read_and_write_the_apps_database(db: Path, store: StateStore) -> None:
     from starlette.applications import Starlette
     from starlette.responses import JSONResponse
     from starlette.routing import Route
 
-    state_registry.register(Book, _hooks(db))
+    class ShopBook(State):
+        __faststate__ = _hooks(db)
+        title: str = ""
+        stock: int = 0
+
+        @event
+        def sell(self) -> None:
+            if self.stock <= 0:
+                raise ValueError("sold out")
+            self.stock -= 1
 
     def page(request: Any) -> JSONResponse:
-        return JSONResponse(Book.current().public_data())
+        return JSONResponse(ShopBook.current().public_data())
 
     app = Starlette(routes=[Route("/book/{record_id}", page)])
-    app.add_middleware(FastStateMiddleware, secret_key="books")
-    client = TestClient(app)
-    assert client.get("/book/b1").json() == {"title": "Dune", "stock": 2}
-    r = client.post("/_faststate/Book/sell?record_id=b1", headers=DS, content=b"{}")
-    assert patched_signals(r.text) == [{"book": {"stock": 1}}]
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("select stock from book where id='b1'").fetchone() == (1,)
-    # a new process would load what was saved
-    state_registry.clear()
-    assert client.get("/book/b1").json() == {"title": "Dune", "stock": 1}
-    client.post("/_faststate/Book/sell?record_id=b1", headers=DS, content=b"{}")
-    r = client.post("/_faststate/Book/sell?record_id=b1", headers=DS, content=b"{}")
-    assert patched_signals(r.text)[0]["_faststate"]["status"] == 500  # sold out: rolled back
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("select stock from book where id='b1'").fetchone() == (0,)
-    assert Book.for_record("b1").stock == 0
+    app.add_middleware(FastStateMiddleware, secret_key="books", store=store)
+    sell = "/_faststate/ShopBook/sell?record_id=b1"
+    with TestClient(app) as client:
+        assert client.get("/book/b1").json() == {"title": "Dune", "stock": 2}
+        r = client.post(sell, headers=DS, content=b"{}")
+        assert patched_signals(r.text) == [{"shopBook": {"stock": 1}}]
+        assert _stock(db) == 1
+        # a new process would load what was saved
+        store.clear()
+        assert client.get("/book/b1").json() == {"title": "Dune", "stock": 1}
+        r = client.post(sell, headers=DS, content=b"{}")
+        assert patched_signals(r.text) == [{"shopBook": {"stock": 0}}]
+        r = client.post(sell, headers=DS, content=b"{}")
+        assert patched_signals(r.text)[0]["_faststate"]["status"] == 500  # sold out: rolled back
+        assert _stock(db) == 0
+        with store.activate():
+            assert ShopBook.for_record("b1").stock == 0

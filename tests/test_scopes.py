@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,16 +14,18 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from faststate_mw import (
+    DEFAULT_TTLS,
     ConfigurationError,
     FastStateMiddleware,
     ScopeRule,
     State,
     StateConfig,
     StateScope,
+    StateStore,
     event,
     register_scope,
-    state_registry,
 )
+from faststate_mw.testing import FakeClock
 from tests.conftest import API, DS
 from tests.helpers import patched_signals
 
@@ -84,7 +85,7 @@ def _payload(inst: State) -> dict[str, Any]:
     return {"key": inst.key, "data": inst.public_data(), "ident": inst.identity}
 
 
-def app() -> Starlette:
+def app(store: StateStore) -> Starlette:
     async def login(request: Request) -> PlainTextResponse:
         request.session["auth"] = request.query_params["user"]
         return PlainTextResponse("ok")
@@ -132,39 +133,30 @@ def app() -> Starlette:
             Route("/tenant", tenant),
         ],
         middleware=[
-            Middleware(FastStateMiddleware, secret_key="scopes"),
+            Middleware(FastStateMiddleware, secret_key="scopes", store=store),
             Middleware(SessionMiddleware, secret_key="app"),
         ],
     )
 
 
-@pytest.fixture
-def clock() -> Iterator[list[float]]:
-    now = [1000.0]
-    old = state_registry.clock
-    state_registry.clock = lambda: now[0]
-    yield now
-    state_registry.clock = old
-
-
 # -- USER --------------------------------------------------------------------------------------
 def test_user_state_must_require_auth() -> None:
-    class Loose(State):
-        x: int = 0
-
     with pytest.raises(ConfigurationError, match="requires_auth"):
-        state_registry.register(Loose, StateConfig(scope=StateScope.USER))
+
+        class LooseUserState(State):
+            __faststate__ = StateConfig(scope=StateScope.USER)
+            x: int = 0
 
 
-def test_user_scope_shared_across_sessions_of_one_user_only() -> None:
-    a = app()
+def test_user_scope_shared_across_sessions_of_one_user_only(store: StateStore) -> None:
+    a = app(store)
     anon = TestClient(a)
     r = anon.get("/profile")
     assert r.status_code == 401
     assert r.json()["error"]["code"] == "authentication_required"
     r = anon.post("/_faststate/Profile/write?bio=x", headers=API, content=b"{}")
     assert r.status_code == 401
-    assert state_registry.keys(scope=StateScope.USER) == []
+    assert store.keys(scope=StateScope.USER) == []
 
     phone, laptop, other = TestClient(a), TestClient(a), TestClient(a)
     phone.get("/login?user=alice")
@@ -180,8 +172,8 @@ def test_user_scope_shared_across_sessions_of_one_user_only() -> None:
 
 
 # -- COMPONENT ---------------------------------------------------------------------------------
-def test_components_are_independent_and_carry_their_identity() -> None:
-    client = TestClient(app())
+def test_components_are_independent_and_carry_their_identity(store: StateStore) -> None:
+    client = TestClient(app(store))
     page = client.get("/widgets").json()
     assert page["a"]["ident"] == "a" and page["b"]["ident"] == "b"
     assert page["fresh"]["ident"] not in ("a", "b")  # a generated id
@@ -194,8 +186,8 @@ def test_components_are_independent_and_carry_their_identity() -> None:
     assert page["b"]["data"] == {"count": 0}
 
 
-def test_component_ids_live_under_the_session() -> None:
-    a = app()
+def test_component_ids_live_under_the_session(store: StateStore) -> None:
+    a = app(store)
     owner, intruder = TestClient(a), TestClient(a)
     owner.get("/widgets")
     owner.post("/_faststate/Widget/increment?component_id=a", headers=DS, content=b"{}")
@@ -203,29 +195,29 @@ def test_component_ids_live_under_the_session() -> None:
     # the intruder reaches only its own component "a", never the owner's
     assert patched_signals(r.text) == [{"widget": {"a": {"count": 1}}}]
     assert owner.get("/widgets").json()["a"]["data"] == {"count": 1}
-    sids = {k.split(":")[1] for k in state_registry.keys(scope=StateScope.COMPONENT)}
+    sids = {k.split(":")[1] for k in store.keys(scope=StateScope.COMPONENT)}
     assert len(sids) == 2
 
 
 @pytest.mark.parametrize("bad", ["a:b", "a/b", "*", "ü", "1abc", "x" * 10_000, ""])
-def test_bad_component_ids_are_rejected(bad: str) -> None:
-    client = TestClient(app())
+def test_bad_component_ids_are_rejected(bad: str, store: StateStore) -> None:
+    client = TestClient(app(store))
     r = client.post(
         "/_faststate/Widget/increment", params={"component_id": bad}, headers=API, content=b"{}"
     )
     assert r.status_code == 400
-    assert state_registry.keys(scope=StateScope.COMPONENT) == []
+    assert store.keys(scope=StateScope.COMPONENT) == []
 
 
-def test_component_event_without_id_is_400() -> None:
-    r = TestClient(app()).post("/_faststate/Widget/increment", headers=API, content=b"{}")
+def test_component_event_without_id_is_400(store: StateStore) -> None:
+    r = TestClient(app(store)).post("/_faststate/Widget/increment", headers=API, content=b"{}")
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "missing_identifier"
 
 
 # -- RECORD ------------------------------------------------------------------------------------
-def test_record_shared_by_everyone_on_it_and_events_target_it() -> None:
-    a = app()
+def test_record_shared_by_everyone_on_it_and_events_target_it(store: StateStore) -> None:
+    a = app(store)
     one, two = TestClient(a), TestClient(a)
     page = one.get("/product/7").json()
     assert page["key"] == "record:Product:7"
@@ -238,8 +230,8 @@ def test_record_shared_by_everyone_on_it_and_events_target_it() -> None:
     assert two.get("/product/8").json()["data"] == {"likes": 0}
 
 
-def test_record_without_id_is_400() -> None:
-    client = TestClient(app())
+def test_record_without_id_is_400(store: StateStore) -> None:
+    client = TestClient(app(store))
     r = client.get("/product")
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "missing_identifier"
@@ -250,115 +242,143 @@ def test_record_without_id_is_400() -> None:
 @pytest.mark.parametrize(
     "rid", ["a:b", "global", "7:Product", "a/b", "*", "ü✓", "x" * 200, "%3A", "7%20"]
 )
-def test_record_ids_are_escaped_into_distinct_keys(rid: str) -> None:
-    client = TestClient(app())
+def test_record_ids_are_escaped_into_distinct_keys(rid: str, store: StateStore) -> None:
+    client = TestClient(app(store))
     r = client.post(
         "/_faststate/Product/like", params={"record_id": rid}, headers=DS, content=b"{}"
     )
     assert r.status_code == 200
-    (key,) = state_registry.keys(scope=StateScope.RECORD)
+    (key,) = store.keys(scope=StateScope.RECORD)
     assert key.count(":") == 2  # nothing a client sends can add a level to the key
     assert key.startswith("record:Product:")
-    assert state_registry.get(key).identity == rid  # type: ignore[union-attr]
+    assert store.get(key).identity == rid  # type: ignore[union-attr]
     # and it is not the same record as a plain neighbour
     client.post("/_faststate/Product/like?record_id=7", headers=DS, content=b"{}")
-    assert len(state_registry.keys(scope=StateScope.RECORD)) == 2
+    assert len(store.keys(scope=StateScope.RECORD)) == 2
 
 
-def test_huge_record_id_is_rejected() -> None:
-    r = TestClient(app()).post(
+def test_huge_record_id_is_rejected(store: StateStore) -> None:
+    r = TestClient(app(store)).post(
         "/_faststate/Product/like", params={"record_id": "x" * 10_000}, headers=API, content=b"{}"
     )
     assert r.status_code == 400
-    assert state_registry.keys(scope=StateScope.RECORD) == []
+    assert store.keys(scope=StateScope.RECORD) == []
 
 
-def test_user_ids_are_escaped_too() -> None:
-    a = app()
+def test_user_ids_are_escaped_too(store: StateStore) -> None:
+    a = app(store)
     evil = TestClient(a)
     evil.get("/login?user=alice:Profile")
     assert evil.get("/profile").json()["key"] == "user:alice%3AProfile:Profile"
 
 
 def test_record_ids_in_reserved_argument_names_are_refused() -> None:
-    class Bad(State):
-        @event
-        def f(self, record_id: int) -> None:
-            pass
-
     with pytest.raises(ConfigurationError, match="reserved"):
-        state_registry.register(Bad, StateConfig(scope=StateScope.RECORD))
+
+        class ReservedArgRecord(State):
+            __faststate__ = StateConfig(scope=StateScope.RECORD)
+
+            @event
+            def f(self, record_id: int) -> None:
+                pass
 
 
 # -- TEMPORARY and TTL -------------------------------------------------------------------------
-async def test_temporary_state_is_gone_after_its_ttl(clock: list[float]) -> None:
+async def test_temporary_state_is_gone_after_its_ttl(clock: FakeClock, store: StateStore) -> None:
     import httpx
 
-    transport = httpx.ASGITransport(app=app())
+    transport = httpx.ASGITransport(app=app(store))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         await client.get("/draft")
         await client.post("/_faststate/Draft/next_step", headers=DS, content=b"{}")
         assert (await client.get("/draft")).json()["data"] == {"step": 2}
         assert (await client.get("/draft")).json()["key"].startswith("temporary:")
-        clock[0] += 14 * 60
-        assert await state_registry.sweep() == []
+        clock.advance(14 * 60)
+        assert await store.sweep() == []
         assert (await client.get("/draft")).json()["data"] == {"step": 2}  # touched: idle resets
-        clock[0] += 15 * 60 + 1
-        evicted = await state_registry.sweep()
+        clock.advance(15 * 60 + 1)
+        evicted = await store.sweep()
         assert len(evicted) == 1 and evicted[0].startswith("temporary:")
-        assert state_registry.keys(scope=StateScope.TEMPORARY) == []
+        assert store.keys(scope=StateScope.TEMPORARY) == []
         assert (await client.get("/draft")).json()["data"] == {"step": 1}
 
 
-async def test_ttl_eviction_saves_first_and_skips_busy_instances(clock: list[float]) -> None:
-    saved: list[int] = []
+saved: list[str] = []
 
-    class Note(State):
-        text: str = ""
 
-    state_registry.register(Note, StateConfig(ttl=10, on_evict=lambda s: saved.append(len(s.text))))
-    import asyncio
+class ScopesNote(State):
+    __faststate__ = StateConfig(ttl=10, on_evict=lambda s: saved.append(s.text))
+    text: str = ""
 
-    from faststate_mw.context import RequestContext, _current
 
-    class Owner:
-        user_loader = staticmethod(lambda scope: None)
+class Chores(State):
+    """A SESSION state and a GLOBAL one with the default ttls of their scopes."""
 
-        def read_session_id(self, scope: Any) -> str:
-            return scope["sid"]
+    done: int = 0
 
-        def new_session_id(self) -> str:
-            raise AssertionError
 
+class Motd(State):
+    __faststate__ = StateConfig(scope=StateScope.GLOBAL)
+    text: str = "hi"
+
+
+def _note_app(store: StateStore) -> Starlette:
+    async def page(request: Request) -> JSONResponse:
+        n, c, m = ScopesNote.current(), Chores.current(), Motd.current()
+        return JSONResponse({"key": n.key, "text": n.text, "chores": c.key, "motd": m.key})
+
+    app = Starlette(routes=[Route("/", page)])
+    app.add_middleware(FastStateMiddleware, secret_key="notes", store=store)
+    return app
+
+
+async def test_ttl_eviction_saves_first_and_skips_busy_instances(
+    clock: FakeClock, store: StateStore
+) -> None:
+    import httpx
+
+    saved.clear()
+    transport = httpx.ASGITransport(app=_note_app(store))
+    keys = {}
     for sid in ("s1", "s2"):
-        ctx = RequestContext({"type": "http", "headers": [], "sid": sid}, Owner())
-        token = _current.set(ctx)
-        Note.current().text = sid * 3
-        _current.reset(token)
-    busy = state_registry.get("session:s2:Note")
-    assert busy is not None
-    busy._fs.lock = asyncio.Lock()
-    await busy._fs.lock.acquire()
-    clock[0] += 11
-    assert await state_registry.sweep() == ["session:s1:Note"]
-    assert saved == [6]
-    busy._fs.lock.release()
-    clock[0] += 11
-    assert await state_registry.sweep() == ["session:s2:Note"]
-    assert len(state_registry) == 0
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            keys[sid] = (await client.get("/")).json()["key"]
+            body = {"scopesNote": {"text": sid * 3}}
+            r = await client.post("/_faststate/ScopesNote/set_text", headers=DS, json=body)
+            assert r.status_code == 200
+    busy = store.get(keys["s2"])
+    assert busy is not None and busy.text == "s2s2s2"
+    clock.advance(11)
+    async with busy.mutate():  # a change is running on s2's note
+        assert await store.sweep() == [keys["s1"]]
+    assert saved == ["s1s1s1"]  # on_evict ran before the instance was dropped
+    assert store.get(keys["s1"]) is None and store.get(keys["s2"]) is busy
+    clock.advance(11)
+    assert await store.sweep() == [keys["s2"]]
+    assert saved == ["s1s1s1", "s2s2s2"]
+    assert store.keys(state_cls=ScopesNote) == []
 
 
-def test_default_ttls() -> None:
-    from faststate_mw.scopes import DEFAULT_TTLS
+async def test_default_ttls_apply_per_scope(clock: FakeClock, store: StateStore) -> None:
+    import httpx
 
-    assert DEFAULT_TTLS[StateScope.SESSION] == 24 * 3600
-    assert DEFAULT_TTLS[StateScope.TEMPORARY] == 15 * 60
-    assert DEFAULT_TTLS[StateScope.GLOBAL] is None
+    session_ttl = DEFAULT_TTLS[StateScope.SESSION]
+    assert session_ttl is not None and DEFAULT_TTLS[StateScope.GLOBAL] is None
+    transport = httpx.ASGITransport(app=_note_app(store))
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        page = (await client.get("/")).json()
+    clock.advance(session_ttl - 1)
+    assert page["chores"] not in await store.sweep()
+    clock.advance(2)
+    assert page["chores"] in await store.sweep()
+    clock.advance(365 * 24 * 3600)
+    await store.sweep()
+    assert store.keys() == [page["motd"]]  # a GLOBAL state never expires
 
 
 # -- custom scope ------------------------------------------------------------------------------
-def test_custom_tenant_scope_from_header_or_host() -> None:
-    client = TestClient(app())
+def test_custom_tenant_scope_from_header_or_host(store: StateStore) -> None:
+    client = TestClient(app(store))
     assert client.get("/tenant", headers={"x-tenant": "acme"}).json()["key"] == (
         "tenant:acme:TenantSettings"
     )
@@ -366,7 +386,7 @@ def test_custom_tenant_scope_from_header_or_host() -> None:
     assert client.get("/tenant", headers={"x-tenant": "a:b"}).json()["key"] == (
         "tenant:a%3Ab:TenantSettings"
     )
-    assert sorted(state_registry.keys(scope="tenant")) == [
+    assert sorted(store.keys(scope="tenant")) == [
         "tenant:a%3Ab:TenantSettings",
         "tenant:acme:TenantSettings",
         "tenant:testserver:TenantSettings",
@@ -378,14 +398,14 @@ def test_unknown_scope_is_a_configuration_error() -> None:
         StateConfig(scope="planet")
 
 
-def test_keys_by_scope_and_class() -> None:
-    client = TestClient(app())
+def test_keys_by_scope_and_class(store: StateStore) -> None:
+    client = TestClient(app(store))
     client.get("/product/1")
     client.get("/product/2")
     client.get("/draft")
-    assert sorted(state_registry.keys(state_cls=Product)) == [
+    assert sorted(store.keys(state_cls=Product)) == [
         "record:Product:1",
         "record:Product:2",
     ]
-    assert len(state_registry.keys(scope=StateScope.TEMPORARY)) == 1
-    assert state_registry.stats()["by_scope"] == {"record": 2, "temporary": 1}
+    assert len(store.keys(scope=StateScope.TEMPORARY)) == 1
+    assert store.stats()["by_scope"] == {"record": 2, "temporary": 1}

@@ -1,5 +1,9 @@
 """A small app for persistence and scale-out tests, configured by the environment:
-FS_BACKEND (backend URL), FS_SECRET."""
+FS_BACKEND (backend URL), FS_SECRET.
+
+Its handlers are async, so they read states with ``await X.dependency()``: with a shared
+backend (Redis) a state may have to be fetched, which sync code in the event loop cannot wait
+for."""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
-from faststate_mw import FastStateMiddleware, State, StateConfig, StateScope, event, state_registry
+from faststate_mw import FastStateMiddleware, State, StateConfig, StateScope, StateStore, event
 
 
 class Tally(State):
@@ -34,23 +38,24 @@ class Memo(State):
     text: str = ""
 
 
+store = StateStore(os.environ["FS_BACKEND"], heartbeat=1.0)
+
+
 async def page(request: Request) -> HTMLResponse:
-    tally, memo = Tally.current(), Memo.current()
+    tally, memo = await Tally.dependency(), await Memo.dependency()
     return HTMLResponse(f"<html><body>{tally.to_html()}{memo.to_html()}</body></html>")
 
 
 async def values(request: Request) -> JSONResponse:
-    return JSONResponse({"count": Tally.current().count, "text": Memo.current().text})
+    tally, memo = await Tally.dependency(), await Memo.dependency()
+    return JSONResponse({"count": tally.count, "text": memo.text})
 
 
 async def stats(request: Request) -> JSONResponse:
-    return JSONResponse(state_registry.backend.stats())
+    return JSONResponse(store.stats()["backend"])
 
 
 app = Starlette(routes=[Route("/", page), Route("/values", values), Route("/stats", stats)])
 app.add_middleware(
-    FastStateMiddleware,
-    secret_key=os.environ.get("FS_SECRET", "shared-secret"),
-    backend=os.environ["FS_BACKEND"],
-    heartbeat=1.0,
+    FastStateMiddleware, secret_key=os.environ.get("FS_SECRET", "shared-secret"), store=store
 )

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import re
 import uuid
+import zlib
 from typing import Any
 from urllib.parse import urlsplit
 
+from itsdangerous.encoding import base64_decode
 from playwright.sync_api import expect
 
 TIMEOUT = 5000
@@ -216,6 +218,17 @@ def test_an_event_error_is_shown_on_the_page(page: Any) -> None:
     expect(error).to_be_hidden(timeout=TIMEOUT)
 
 
+def stream_token_payload(html: str) -> str:
+    """The JSON payload of the page's live stream token (itsdangerous: base64url payload, zlib
+    compressed when it starts with a dot, then timestamp and signature), not verified."""
+    match = re.search(r"/_faststate/stream\?t=([A-Za-z0-9_.-]+)", html)
+    assert match, "no live stream token in the page"
+    token = match.group(1)
+    compressed = token.startswith(".")
+    data = base64_decode(token.lstrip(".").split(".")[0])
+    return (zlib.decompress(data) if compressed else data).decode()
+
+
 def test_the_page_leaks_neither_the_session_cookie_nor_the_secret(page: Any, secret: str) -> None:
     page.goto("/")
     read_int(page, "#count")
@@ -227,8 +240,13 @@ def test_the_page_leaks_neither_the_session_cookie_nor_the_secret(page: Any, sec
     assert sid and signature
 
     html = page.content()
+    # the stream token is signed, not encrypted: look inside its payload too, where a raw
+    # substring check of the page could never find the session id
+    payload = stream_token_payload(html)
+    assert '"t"' in payload, payload  # it did decode (the tab id is in it)
     for secret_value in (cookie["value"], sid, signature, secret):
         assert secret_value not in html
+        assert secret_value not in payload
     assert "faststate_sid" not in page.evaluate("document.cookie")
 
     # Nor does an event reply.

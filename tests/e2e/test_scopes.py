@@ -18,6 +18,7 @@ from .helpers import (
     open_live,
     read_int,
     set_input,
+    to_front,
     unique,
 )
 
@@ -35,9 +36,18 @@ def test_two_users_do_not_see_each_others_profile(new_page: Any) -> None:
     save_name(alice, "Alice")
     expect_text(alice, "#shown-name", "Alice")
 
-    # Bob's live stream carries nothing of Alice's profile, and neither does a reload
+    # Bob's live stream carries nothing of Alice's profile: a sentinel change of Bob's own
+    # profile, made after Alice's from another tab of his, reaches his page through the stream;
+    # had Alice's change been sent to Bob it would have arrived before it
+    bob_tab2 = bob.context.new_page()
+    open_live(bob_tab2, "/profile")
+    to_front(bob_tab2).fill("#bio", "sentinel from Bob's other tab")
+    click_and_wait(bob_tab2, "#save-bio")
+    expect_text(bob, "#shown-bio", "sentinel from Bob's other tab")
     expect_text(bob, "#shown-name", "Bob's own name")
-    bob.reload()
+    assert "Alice" not in bob.content()
+    # and neither does a reload
+    to_front(bob).reload()
     expect_text(bob, "#shown-name", "Bob's own name")
     expect(bob.locator("#display-name")).to_have_value("Bob's own name", timeout=TIMEOUT)
     alice.reload()

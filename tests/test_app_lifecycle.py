@@ -1,0 +1,175 @@
+"""Start, stop, several apps in one process, background code, and composition with GZip."""
+
+from __future__ import annotations
+
+import gzip
+import socket
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.gzip import GZipMiddleware
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from faststate_mw import (
+    FastStateMiddleware,
+    NoRequestContextError,
+    State,
+    StateConfig,
+    StateScope,
+    StateStore,
+    current_store,
+    event,
+)
+from tests.conftest import DS
+from tests.helpers import patched_signals
+
+
+class LifeCounter(State):
+    __faststate__ = StateConfig(scope=StateScope.GLOBAL)
+    count: int = 0
+
+    @event
+    def increment(self) -> None:
+        self.count += 1
+
+
+class LifeRecord(State):
+    __faststate__ = StateConfig(scope=StateScope.RECORD)
+    n: int = 0
+
+
+def page(request: Any) -> HTMLResponse:
+    big = "<p>padding</p>" * 200  # large enough for GZipMiddleware to compress
+    button = f'<button data-on:click="{LifeCounter.increment()}">+</button>'
+    body = f"{LifeCounter.current().to_html()}{button}{big}"
+    return HTMLResponse(f"<html><body>{body}</body></html>")
+
+
+def make_app(mw: list[Middleware]) -> Starlette:
+    return Starlette(routes=[Route("/", page)], middleware=mw)
+
+
+def fs(store: StateStore | None = None, **kw: Any) -> Middleware:
+    if store is not None:
+        kw["store"] = store
+    return Middleware(FastStateMiddleware, secret_key="lifecycle-secret", **kw)
+
+
+def test_two_apps_share_nothing() -> None:
+    one, two = StateStore(), StateStore()
+    a = TestClient(make_app([fs(one, prefix="/_a")]))
+    b = TestClient(make_app([fs(two, prefix="/_b")]))
+    assert "/_a/LifeCounter/increment" in a.get("/").text
+    assert "/_b/LifeCounter/increment" in b.get("/").text
+    r = a.post("/_a/LifeCounter/increment", headers=DS, content=b"{}")
+    assert patched_signals(r.text) == [{"lifeCounter": {"count": 1}}]
+    assert one.get("global:LifeCounter").count == 1
+    assert two.get("global:LifeCounter").count == 0
+    assert "/_b/stream?t=" in b.get("/").text
+    # each app serves only its own prefix: /_a is just an unknown page for app b
+    assert b.post("/_a/LifeCounter/increment", headers=DS, content=b"{}").status_code == 404
+    assert two.get("global:LifeCounter").count == 0
+
+
+def test_lifespan_starts_and_closes_the_store(tmp_path: Path) -> None:
+    db = tmp_path / "state.db"
+    store = StateStore(f"sqlite:///{db}")
+    with TestClient(make_app([fs(store)])) as client:
+        assert current_store() is store  # started by the lifespan, before any request
+        client.get("/")
+        client.post("/_faststate/LifeCounter/increment", headers=DS, content=b"{}")
+        # not auto_persist: SQLite holds it only after eviction or a clean stop
+        assert store.get("global:LifeCounter").count == 1
+    with pytest.raises(NoRequestContextError):
+        current_store()  # closed at shutdown
+    again = StateStore(f"sqlite:///{db}")
+    with TestClient(make_app([fs(again)])) as client:
+        client.get("/")
+        assert again.get("global:LifeCounter").count == 1
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def test_unreachable_redis_fails_at_startup() -> None:
+    pytest.importorskip("redis")
+    app = make_app([])
+    mw = FastStateMiddleware(app, secret_key="s", backend=f"redis://127.0.0.1:{_free_port()}/0")
+    sent: list[dict[str, Any]] = []
+    messages = [{"type": "lifespan.startup"}]
+
+    async def receive() -> dict[str, Any]:
+        return messages.pop(0)
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    await mw({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    assert [m["type"] for m in sent] == ["lifespan.startup.failed"]
+    assert "backend is unavailable" in sent[0]["message"]
+
+
+def test_missing_datastar_file_is_a_clear_error(tmp_path: Path) -> None:
+    app = make_app([fs(datastar_js=tmp_path / "missing.js")])
+    with pytest.raises(Exception, match="datastar_js file not found"), TestClient(app):
+        pass
+
+
+def test_without_lifespan_the_store_starts_on_first_request() -> None:
+    store = StateStore()
+    client = TestClient(make_app([fs(store)]))
+    assert client.get("/").status_code == 200
+    assert store.get("global:LifeCounter") is not None
+
+
+def test_background_code_finds_the_active_store() -> None:
+    one, two = StateStore(), StateStore()
+    with one.activate():
+        assert current_store() is one
+        LifeRecord.for_record(7).n = 5
+    with two.activate():
+        assert LifeRecord.for_record(7).n == 0
+    assert one.get("record:LifeRecord:7").n == 5
+
+
+async def test_background_code_finds_the_single_running_store() -> None:
+    store = StateStore()
+    await store.start()
+    try:
+        assert current_store() is store
+        item = await LifeRecord.resolve(3)
+        assert await item.update(n=4) == ["n"]
+        assert store.get("record:LifeRecord:3").n == 4
+        other = StateStore()
+        await other.start()
+        try:
+            with pytest.raises(NoRequestContextError, match="several"):
+                current_store()
+        finally:
+            await other.close()
+    finally:
+        await store.close()
+    with pytest.raises(NoRequestContextError):
+        current_store()
+
+
+@pytest.mark.parametrize("gzip_inside", [True, False])
+def test_stream_element_survives_gzip(gzip_inside: bool) -> None:
+    gz = Middleware(GZipMiddleware, minimum_size=100)
+    # Starlette runs the first middleware of the list outermost
+    mw = [fs(), gz] if gzip_inside else [gz, fs()]
+    client = TestClient(make_app(mw))
+    r = client.get("/", headers={"accept-encoding": "gzip"})
+    assert r.headers.get("content-encoding") == "gzip"
+    assert 'id="faststate-stream"' in r.text  # httpx decompressed it
+    assert r.text.index('id="faststate-stream"') < r.text.index("</body>")
+    raw = gzip.compress(r.content)  # the body round-trips as valid HTML
+    assert gzip.decompress(raw).endswith(b"</html>")
