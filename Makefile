@@ -22,7 +22,10 @@ DATASTAR_MEMBER := starhtml/static/js/datastar-core.js
 # true when the file $(1) is the Datastar v$(DATASTAR_VERSION) bundle (its first line says so)
 datastar_ok = head -n 1 $(1) | grep -Eq '^// Datastar v$(subst .,\.,$(DATASTAR_VERSION))( |$$)'
 
-.PHONY: run test lint typecheck pytest bench system-deps datastar-js clean
+# Other supported Pythons: `make test` runs the unit tests on each one found, in .venv-X.Y.
+PYTHONS := 3.11 3.12 3.13
+
+.PHONY: run test lint typecheck pytest pytest-other-pythons bench system-deps datastar-js clean
 
 $(BIN)/python: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -77,10 +80,32 @@ typecheck: $(BIN)/python
 pytest: $(BIN)/python system-deps datastar-js
 	$(BIN)/python -m pytest -q
 
-test: lint typecheck pytest
+# The unit tests (no browser) on every other supported Python found: pythonX.Y on PATH, else
+# $(PYENV_ROOT)/versions/X.Y.*; each in a venv of its own, .venv-X.Y.
+pytest-other-pythons: $(BIN)/python system-deps
+	@main=$$($(BIN)/python -c 'import sys; print("%d.%d" % sys.version_info[:2])'); \
+	pyenv_root=$${PYENV_ROOT:-$$HOME/.pyenv}; found=""; \
+	for v in $(PYTHONS); do \
+	  [ "$$v" = "$$main" ] && continue; \
+	  py=""; \
+	  for c in $$(command -v python$$v 2>/dev/null) $$(ls -d $$pyenv_root/versions/$$v.*/bin/python$$v 2>/dev/null | sort -V -r); do \
+	    if "$$c" -c "import sys; sys.exit(sys.version_info[:2] != ($${v%%.*}, $${v#*.}))" >/dev/null 2>&1; then py=$$c; break; fi; \
+	  done; \
+	  if [ -z "$$py" ]; then echo "Python $$v not found: skipping its unit tests"; continue; fi; \
+	  found="$$found $$v"; venv=.venv-$$v; \
+	  echo "== unit tests on Python $$v ($$py) in $$venv"; \
+	  if [ ! -f $$venv/.installed ] || [ pyproject.toml -nt $$venv/.installed ]; then \
+	    rm -rf $$venv && "$$py" -m venv $$venv && $$venv/bin/pip install -q --upgrade pip && \
+	    $$venv/bin/pip install -q -e '.[dev]' && touch $$venv/.installed || exit 1; \
+	  fi; \
+	  $$venv/bin/python -m pytest -q -m "not e2e" --ignore=tests/e2e || exit 1; \
+	done; \
+	[ -n "$$found" ] || echo "no other supported Python ($(PYTHONS)) found besides $$main"
+
+test: lint typecheck pytest pytest-other-pythons
 
 bench: $(BIN)/python system-deps
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .cache
+	rm -rf $(VENV) $(VENV)-* .cache
