@@ -111,6 +111,7 @@ def make_run(tmp_path: Path) -> Iterator[str]:
         yield url
     finally:
         _stop(proc)
+        shutil.rmtree(clone, ignore_errors=True)  # its venv is a few hundred MB
 
 
 def test_make_run_serves_a_working_counter(browser: Any, make_run: str) -> None:
