@@ -2,6 +2,8 @@
 
 - :class:`FakeClock`: a clock for ``StateStore(clock=...)`` that moves only when told, so ttl
   tests need no sleeps.
+- :func:`isolated_state_names`: give State class names back after a test defined throw-away
+  classes with the same names.
 - :func:`isolated_stores`: forget the stores earlier tests started, so code outside a request
   (``State.for_record(7)``) finds only the store of the running test.
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from ._config import catalog
 from ._store import _running
 
 
@@ -41,4 +44,15 @@ def isolated_stores() -> Iterator[None]:
             _running.add(store)
 
 
-__all__ = ["FakeClock", "isolated_stores"]
+@contextmanager
+def isolated_state_names() -> Iterator[None]:
+    """State classes defined within the block give their public names back afterwards (for
+    tests that define throw-away classes named like the app's own)."""
+    saved = catalog.snapshot()
+    try:
+        yield
+    finally:
+        catalog.restore(saved)
+
+
+__all__ = ["FakeClock", "isolated_state_names", "isolated_stores"]

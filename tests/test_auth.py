@@ -19,14 +19,24 @@ from faststate_mw import (
     State,
     StateConfig,
     StateScope,
+    StateStore,
     UserContext,
     event,
     on,
     requires_auth,
-    state_registry,
 )
 from tests.conftest import API, DS
 from tests.helpers import patched_signals
+
+
+@pytest.fixture(autouse=True)
+def _this_tests_store(store: StateStore) -> None:
+    """Apps built by this module's helpers keep their states in the test's own store."""
+    global STORE
+    STORE = store
+
+
+STORE = StateStore()
 
 
 class Doc(State):
@@ -117,7 +127,9 @@ def app() -> Starlette:
 
     return Starlette(
         routes=[Route("/settings", settings_page), Route("/doc/{record_id}", doc_page)],
-        middleware=[Middleware(FastStateMiddleware, secret_key="auth", user_loader=loader)],
+        middleware=[
+            Middleware(FastStateMiddleware, secret_key="auth", user_loader=loader, store=STORE)
+        ],
     )
 
 
@@ -127,7 +139,8 @@ def headers(who: str, base: dict[str, str] = API) -> dict[str, str]:
 
 
 def seed_doc() -> Doc:
-    doc = Doc.for_record("d1")
+    with STORE.activate():
+        doc = Doc.for_record("d1")
     doc.owner_id = "alice"
     doc.secret_note = "alice-only-secret-42"
     return doc
@@ -186,7 +199,7 @@ def test_state_wide_protection_covers_pages_and_events(who: str, status: int) ->
         json={"siteSettings": {"maintenance": False}},
     )
     assert r.status_code == status
-    inst = state_registry.get("global:SiteSettings")
+    inst = STORE.get("global:SiteSettings")
     if status == 200:  # toggled on, then set off again through the setter
         assert inst is not None and inst.maintenance is False  # type: ignore[attr-defined]
     else:
@@ -224,7 +237,7 @@ def test_user_scoped_owner_is_filled_and_checked() -> None:
         "/_faststate/Account/set_nick?nickname=al", headers=headers("owner"), content=b"{}"
     )
     assert r.status_code == 200
-    acct = state_registry.get("user:alice:Account")
+    acct = STORE.get("user:alice:Account")
     assert acct is not None and acct.user_id == "alice"  # type: ignore[attr-defined]
     # bob reaches only his own account
     r = client.post(

@@ -6,9 +6,19 @@ import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
-from faststate_mw import FastStateMiddleware, State, StateConfig, StateScope, event, state_registry
+from faststate_mw import FastStateMiddleware, State, StateConfig, StateScope, StateStore, event
 from tests.conftest import API, DS
 from tests.helpers import patched_signals
+
+
+@pytest.fixture(autouse=True)
+def _this_tests_store(store: StateStore) -> None:
+    """Apps built by this module's helpers keep their states in the test's own store."""
+    global STORE
+    STORE = store
+
+
+STORE = StateStore()
 
 
 class Vault(State):
@@ -29,12 +39,12 @@ class Vault(State):
 def client(max_body: int | None = None) -> TestClient:
     app = Starlette()
     kw = {} if max_body is None else {"max_body_size": max_body}
-    app.add_middleware(FastStateMiddleware, secret_key="bad-input", **kw)
+    app.add_middleware(FastStateMiddleware, secret_key="bad-input", store=STORE, **kw)
     return TestClient(app, raise_server_exceptions=True)
 
 
 def vault() -> Vault:
-    inst = state_registry.get("global:Vault")
+    inst = STORE.get("global:Vault")
     return inst if isinstance(inst, Vault) else Vault()
 
 

@@ -8,8 +8,18 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from faststate_mw import FastStateMiddleware, State, StateConfig, StateScope, event, state_registry
+from faststate_mw import FastStateMiddleware, State, StateConfig, StateScope, StateStore, event
 from tests.conftest import DS
+
+
+@pytest.fixture(autouse=True)
+def _this_tests_store(store: StateStore) -> None:
+    """Apps built by this module's helpers keep their states in the test's own store."""
+    global STORE
+    STORE = store
+
+
+STORE = StateStore()
 
 
 class Shared(State):
@@ -30,7 +40,7 @@ class Shared(State):
 @pytest.mark.parametrize("event_name", ["increment", "slow_increment"])
 async def test_200_concurrent_increments_end_at_exactly_200(event_name: str) -> None:
     app = Starlette()
-    app.add_middleware(FastStateMiddleware, secret_key="concurrency")
+    app.add_middleware(FastStateMiddleware, secret_key="concurrency", store=STORE)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
 
@@ -40,6 +50,6 @@ async def test_200_concurrent_increments_end_at_exactly_200(event_name: str) -> 
 
         statuses = await asyncio.gather(*(one(i) for i in range(200)))
     assert statuses == [200] * 200
-    inst = state_registry.get("global:Shared")
+    inst = STORE.get("global:Shared")
     assert isinstance(inst, Shared)
     assert inst.count == 200

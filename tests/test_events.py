@@ -16,8 +16,8 @@ from faststate_mw import (
     ConfigurationError,
     FastStateMiddleware,
     State,
-    event,
     StateStore,
+    event,
     server_owned,
 )
 from tests.conftest import API, DS

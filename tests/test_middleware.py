@@ -19,17 +19,27 @@ from faststate_mw import (
     State,
     StateConfig,
     StateScope,
+    StateStore,
     UserContext,
     _get_state,
     current_session,
     current_user,
     event,
-    state_registry,
 )
 from tests.conftest import DS
 from tests.helpers import patched_signals
 
 SECRET = "middleware-test-secret"
+
+
+@pytest.fixture(autouse=True)
+def _this_tests_store(store: StateStore) -> None:
+    """Apps built by this module's helpers keep their states in the test's own store."""
+    global STORE
+    STORE = store
+
+
+STORE = StateStore()
 
 
 class Notes(State):
@@ -82,7 +92,7 @@ def _starlette_app(order: str) -> Starlette:
             }
         )
 
-    fs = Middleware(FastStateMiddleware, secret_key=SECRET)
+    fs = Middleware(FastStateMiddleware, secret_key=SECRET, store=STORE)
     sess = Middleware(SessionMiddleware, secret_key="app-session-secret")
     middleware = [fs, sess] if order == "faststate-outside" else [sess, fs]
     return Starlette(routes=[Route("/", page), Route("/login", login)], middleware=middleware)
@@ -112,7 +122,7 @@ def test_sessions_are_separate_and_global_is_shared() -> None:
     assert b.get("/").json()["count"] == 0
     a.post("/_faststate/Hits/hit", headers=DS, content=b"{}")
     b.post("/_faststate/Hits/hit", headers=DS, content=b"{}")
-    assert state_registry.get("global:Hits").hits == 2  # type: ignore[union-attr]
+    assert STORE.get("global:Hits").hits == 2  # type: ignore[union-attr]
     assert a.get("/").json()["key"].startswith("session:")
     assert a.get("/").json()["key"] != b.get("/").json()["key"]
 
@@ -137,7 +147,7 @@ def test_secrets_never_reach_the_page() -> None:
     r = client.get("/")
     html = Notes.current.__self__  # noqa: F841 - just to show the class is importable
     cookie = r.cookies["faststate_sid"]
-    inst = state_registry.get(r.json()["key"])
+    inst = STORE.get(r.json()["key"])
     assert inst is not None
     rendered = inst.to_html()
     assert SECRET not in rendered
@@ -151,7 +161,7 @@ def test_custom_user_loader_sync_and_async() -> None:
         return UserContext(id=token.decode(), roles=["admin"]) if token else None
 
     app = Starlette(routes=[])
-    app.add_middleware(FastStateMiddleware, secret_key=SECRET, user_loader=loader)
+    app.add_middleware(FastStateMiddleware, secret_key=SECRET, user_loader=loader, store=STORE)
     client = TestClient(app)
     r = client.post("/_faststate/Notes/whoami", headers={**DS, "x-user": "bob"}, content=b"{}")
     assert patched_signals(r.text)[0]["notes"]["seen_user"] == "bob"
@@ -167,7 +177,7 @@ def test_non_http_scopes_pass_through() -> None:
         await websocket.close()
 
     app = Starlette(routes=[WebSocketRoute("/ws", ws)])
-    app.add_middleware(FastStateMiddleware, secret_key=SECRET)
+    app.add_middleware(FastStateMiddleware, secret_key=SECRET, store=STORE)
     with TestClient(app).websocket_connect("/ws") as conn:
         assert conn.receive_text() == "hi"
 

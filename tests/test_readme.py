@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
 
+from faststate_mw.testing import isolated_state_names
 from tests.conftest import DS
 from tests.helpers import patched_signals
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SNIPPETS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
+
+
+@pytest.fixture(autouse=True)
+def _names_back() -> Iterator[None]:
+    """Snippets define classes named like other tests' (Product, Counter): give names back."""
+    with isolated_state_names():
+        yield
 
 
 def test_readme_has_snippets() -> None:
