@@ -282,14 +282,23 @@ def test_owner_only_needs_an_owner_field() -> None:
                 pass
 
     class CustomOwner(State):
+        __faststate__ = StateConfig(scope=StateScope.RECORD)
         author: str = ""
+        title: str = ""
 
         @requires_auth(owner_only=True, owner_field="author")
         @event
-        def rename(self) -> None:
-            pass
+        def rename(self, title: str) -> None:
+            self.title = title
 
-    assert CustomOwner.__faststate_events__["rename"].auth.owner_field == "author"
+    with STORE.activate():
+        essay = CustomOwner.for_record("e1")
+    essay.author = "alice"
+    client = TestClient(app())
+    url = "/_faststate/CustomOwner/rename?record_id=e1&title="
+    assert client.post(url + "b", headers=headers("other"), content=b"{}").status_code == 403
+    assert client.post(url + "a", headers=headers("owner"), content=b"{}").status_code == 200
+    assert essay.title == "a"
 
 
 @pytest.mark.parametrize(

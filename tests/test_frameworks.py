@@ -6,12 +6,12 @@ from typing import Any
 
 from starlette.testclient import TestClient
 
-from faststate_mw import FastStateMiddleware, State, UserContext, event, on, text
+from faststate_mw import FastStateMiddleware, State, StateStore, UserContext, event, on, text
 from tests.conftest import DS
 from tests.helpers import patched_signals
 
 
-class Tally(State):
+class FrameworkTally(State):
     count: int = 0
 
     @event
@@ -19,7 +19,7 @@ class Tally(State):
         self.count += amount
 
 
-def test_fasthtml_injection_beforeware_and_events() -> None:
+def test_fasthtml_injection_beforeware_and_events(store: StateStore) -> None:
     from fasthtml.common import Beforeware, Button, Div, Span, fast_app
 
     def auth_before(req, sess):  # type: ignore[no-untyped-def]  # FastHTML injects by name
@@ -33,12 +33,14 @@ def test_fasthtml_injection_beforeware_and_events() -> None:
         htmx=False,
         surreal=False,
     )
-    app.add_middleware(FastStateMiddleware, secret_key="fs-secret")
+    app.add_middleware(FastStateMiddleware, secret_key="fs-secret", store=store)
 
     @rt("/")
-    def index(tally: Tally) -> Any:
+    def index(tally: FrameworkTally) -> Any:
         return Div(
-            tally, Span(text(Tally, "count"), id="n"), Button("+", on("click", Tally.increment(2)))
+            tally,
+            Span(text(FrameworkTally, "count"), id="n"),
+            Button("+", on("click", FrameworkTally.increment(2))),
         )
 
     @rt("/login")
@@ -47,7 +49,7 @@ def test_fasthtml_injection_beforeware_and_events() -> None:
         return "ok"
 
     @rt("/me")
-    def me(tally: Tally) -> str:
+    def me(tally: FrameworkTally) -> str:
         from faststate_mw import current_user
 
         user = current_user()
@@ -55,30 +57,34 @@ def test_fasthtml_injection_beforeware_and_events() -> None:
 
     client = TestClient(app)
     html = client.get("/").text
-    assert "data-signals" in html and '"tally":{"count":0}' in html
-    assert "data-on:click=\"@post('/_faststate/Tally/increment?amount=2')\"" in html
-    assert 'data-text="$tally.count"' in html
-    r = client.post("/_faststate/Tally/increment?amount=2", headers=DS, content=b"{}")
-    assert patched_signals(r.text) == [{"tally": {"count": 2}}]
+    assert "data-signals" in html and '"frameworkTally":{"count":0}' in html
+    assert "data-on:click=\"@post('/_faststate/FrameworkTally/increment?amount=2')\"" in html
+    assert 'data-text="$frameworkTally.count"' in html
+    r = client.post("/_faststate/FrameworkTally/increment?amount=2", headers=DS, content=b"{}")
+    assert patched_signals(r.text) == [{"frameworkTally": {"count": 2}}]
     client.get("/login")
     assert client.get("/me").text == "2:carol"
 
 
-def test_fastapi_depends_current_and_dependency() -> None:
+def test_fastapi_depends_current_and_dependency(store: StateStore) -> None:
     from fastapi import Depends, FastAPI
 
     async def loader(scope: Any) -> UserContext | None:
         return UserContext(id="dave")
 
     api = FastAPI()
-    api.add_middleware(FastStateMiddleware, secret_key="api-secret", user_loader=loader)
+    api.add_middleware(
+        FastStateMiddleware, secret_key="api-secret", user_loader=loader, store=store
+    )
 
     @api.get("/sync")
-    def sync_route(tally: Tally = Depends(Tally.current)) -> dict[str, int]:
+    def sync_route(tally: FrameworkTally = Depends(FrameworkTally.current)) -> dict[str, int]:
         return {"count": tally.count}
 
     @api.get("/async")
-    async def async_route(tally: Tally = Depends(Tally.dependency)) -> dict[str, Any]:
+    async def async_route(
+        tally: FrameworkTally = Depends(FrameworkTally.dependency),
+    ) -> dict[str, Any]:
         from faststate_mw import current_user
 
         user = current_user()
@@ -86,6 +92,8 @@ def test_fastapi_depends_current_and_dependency() -> None:
 
     client = TestClient(api)
     assert client.get("/sync").json() == {"count": 0}
-    client.post("/_faststate/Tally/increment?amount=3", headers=DS, content=b"{}")
+    client.post("/_faststate/FrameworkTally/increment?amount=3", headers=DS, content=b"{}")
     assert client.get("/sync").json() == {"count": 3}
     assert client.get("/async").json() == {"count": 3, "user": "dave"}
+    (key,) = store.keys(state_cls=FrameworkTally)  # the app keeps it in the store it was given
+    assert store.get(key).count == 3

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import re
 from typing import Any
 
 import pytest
+from itsdangerous import URLSafeTimedSerializer
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
+from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
@@ -92,10 +95,18 @@ def _starlette_app(order: str) -> Starlette:
             }
         )
 
+    async def html_page(request: Request) -> HTMLResponse:
+        notes = Notes.current()
+        button = f'<button data-on:click="{Notes.increment()}">+</button>'
+        return HTMLResponse(f"<html><body>{notes.to_html()}{button}</body></html>")
+
     fs = Middleware(FastStateMiddleware, secret_key=SECRET, store=STORE)
     sess = Middleware(SessionMiddleware, secret_key="app-session-secret")
     middleware = [fs, sess] if order == "faststate-outside" else [sess, fs]
-    return Starlette(routes=[Route("/", page), Route("/login", login)], middleware=middleware)
+    return Starlette(
+        routes=[Route("/", page), Route("/login", login), Route("/html", html_page)],
+        middleware=middleware,
+    )
 
 
 @pytest.mark.parametrize("order", ["faststate-outside", "faststate-inside"])
@@ -143,28 +154,41 @@ def test_session_cookie_is_signed_and_tampering_gives_a_new_session() -> None:
 
 
 def test_secrets_never_reach_the_page() -> None:
+    """The rendered page, with the live-stream element the middleware adds, shows neither the
+    secret key, nor the session cookie, nor the session id (the states' keys contain it)."""
     client = TestClient(_starlette_app("faststate-outside"))
-    r = client.get("/")
-    html = Notes.current.__self__  # noqa: F841 - just to show the class is importable
-    cookie = r.cookies["faststate_sid"]
-    inst = STORE.get(r.json()["key"])
-    assert inst is not None
-    rendered = inst.to_html()
-    assert SECRET not in rendered
-    assert cookie not in rendered
-    assert cookie.split(".")[0] not in rendered
+    r = client.get("/html")
+    sid = r.cookies["faststate_sid"].split(".")[0]
+    key = client.get("/").json()["key"]
+    assert key == f"session:{sid}:Notes"  # the id the page must not show
+    page = r.text
+    match = re.search(r"/stream\?t=([^'\"&]+)", page)
+    assert match, page  # the stream element was injected, so its token is checked too
+    _valid, payload = URLSafeTimedSerializer("any").loads_unsafe(match.group(1))
+    assert payload["k"] == [["Notes", None, 0]]  # the token names the state, not its key
+    for shown in (page, json.dumps(payload)):
+        assert SECRET not in shown
+        assert sid not in shown
+        assert key not in shown
 
 
-def test_custom_user_loader_sync_and_async() -> None:
-    async def loader(scope: Any) -> UserContext | None:
+@pytest.mark.parametrize("kind", ["sync", "async"])
+def test_custom_user_loader_sync_and_async(kind: str) -> None:
+    def sync_loader(scope: Any) -> UserContext | None:
         token = dict(scope["headers"]).get(b"x-user")
         return UserContext(id=token.decode(), roles=["admin"]) if token else None
 
+    async def async_loader(scope: Any) -> UserContext | None:
+        return sync_loader(scope)
+
+    loader = sync_loader if kind == "sync" else async_loader
     app = Starlette(routes=[])
     app.add_middleware(FastStateMiddleware, secret_key=SECRET, user_loader=loader, store=STORE)
     client = TestClient(app)
     r = client.post("/_faststate/Notes/whoami", headers={**DS, "x-user": "bob"}, content=b"{}")
     assert patched_signals(r.text)[0]["notes"]["seen_user"] == "bob"
+    r = client.post("/_faststate/Notes/whoami", headers=DS, content=b"{}")
+    assert patched_signals(r.text)[0]["notes"]["seen_user"] == "anonymous"
 
 
 def test_non_http_scopes_pass_through() -> None:
@@ -185,7 +209,12 @@ def test_non_http_scopes_pass_through() -> None:
 def test_bad_configuration_fails_at_construction() -> None:
     from faststate_mw import ConfigurationError
 
-    for kwargs in ({"secret_key": ""}, {"secret_key": "x", "prefix": "nope"}):
+    cases: list[dict[str, Any]] = [
+        {"secret_key": ""},
+        {"secret_key": "x", "prefix": "nope"},
+        {"secret_key": "x", "store": StateStore(), "backend": "memory://"},
+    ]
+    for kwargs in cases:
         app = Starlette()
         app.add_middleware(FastStateMiddleware, **kwargs)
         with pytest.raises(ConfigurationError):
