@@ -18,8 +18,16 @@ from datastar_py import ServerSentEventGenerator as SSE
 
 from ._config import info_of, meta_of
 from ._exceptions import BackendUnavailable
-from ._store import Conflict
 from ._stored import load_into
+from .backends import Backend, Stored
+
+
+class Conflict(Exception):
+    """Another worker changed the state first (shared backends): re-run on what it stored."""
+
+    def __init__(self, stored: Stored) -> None:
+        self.stored = stored
+
 
 _IMMUTABLE = (int, float, str, bool, bytes, type(None), tuple, frozenset)
 #: how often a change is re-run when other workers keep changing its state first
@@ -75,12 +83,28 @@ async def commit(inst: Any, changed: list[str]) -> str:
     text = str(SSE.patch_signals(info.wrap(data, meta.ident)))
     sse = text[:-1].encode()
     store = meta.store
-    if store is not None:
-        await store.persist(inst, version, sse)
+    if store is not None and meta.key is not None:
+        await _persist(store.backend, inst, meta.key, version, sse)
     meta.version = version
     if store is not None and meta.key is not None:
         store.hub.publish(meta.key, version, sse)
     return text
+
+
+async def _persist(backend: Backend, inst: Any, key: str, version: int, sse: bytes) -> None:
+    """Write a change: a shared backend checks the version and publishes to the other workers
+    in the same step (Conflict when another worker won); a durable one writes ``auto_persist``
+    states."""
+    info = info_of(type(inst))
+    meta = meta_of(inst)
+    if backend.shared:
+        current = await backend.commit(
+            key, meta.version, version, inst.model_dump_json(), info.ttl, sse
+        )
+        if current is not None:
+            raise Conflict(current)
+    elif backend.durable and info.config.auto_persist:
+        await backend.save(key, version, inst.model_dump_json(), info.ttl)
 
 
 async def settle(inst: Any, before: dict[str, Any]) -> str:
@@ -154,6 +178,7 @@ class Mutation:
 
 
 __all__ = [
+    "Conflict",
     "Mutation",
     "changed_since",
     "commit",

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ._changes import locked, restore, run_change, settle, snapshot
+from ._changes import Conflict, locked, restore, run_change, settle, snapshot
 from ._config import info_of, meta_of
 from ._context import RequestContext
 from ._eventspec import EventSpec
@@ -31,7 +31,7 @@ from ._http import (
     send_error,
     tab_of,
 )
-from ._store import Conflict, StateStore
+from ._store import StateStore
 from ._types import Receive, Scope, Send
 
 log = logging.getLogger("faststate_mw")

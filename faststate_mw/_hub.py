@@ -20,6 +20,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
+from ._config import catalog, info_of
 from ._context import UserContext
 
 _conn_ids = itertools.count(1)
@@ -177,6 +178,28 @@ class Hub:
         for index, k in enumerate(conn.keys):
             if k == key:
                 conn.resync.discard(index)
+
+    def refresh_user(self, user_id: str, user: UserContext | None) -> int:
+        """Re-check the streams of ``user_id`` (see :meth:`reauthorize`); returns how many."""
+        conns = [c for c in list(self.tabs.values()) if c.user and c.user.id == user_id]
+        for conn in conns:
+            self.reauthorize(conn, user)
+        return len(conns)
+
+    def reauthorize(self, conn: Connection, user: UserContext | None) -> None:
+        """Re-check a stream after its user changed: stop delivering what they may not see
+        (the state's auth rule, and the scope's owner through ``ScopeRule.owner_matches``)."""
+        conn.user = user
+        for key, name in zip(conn.keys, conn.names, strict=True):
+            if conn not in self.subscribers.get(key, {}):
+                continue
+            cls = catalog.class_named(name)
+            if cls is None:
+                self.unsubscribe(conn, key)
+                continue
+            info = info_of(cls)
+            if info.auth.failure(user) is not None or not info.rule.owner_matches(key, name, user):
+                self.unsubscribe(conn, key)
 
     def live_tab(self, tab: str | None, session_id: str | None, key: str) -> bool:
         """Whether ``tab`` (of this session) has an open stream subscribed to ``key``."""

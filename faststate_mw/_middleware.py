@@ -268,7 +268,7 @@ class FastStateMiddleware:
             return
         for conn in list(conns):
             if conn.user != user:
-                self.store.reauthorize(conn, user)
+                self.store.hub.reauthorize(conn, user)
 
     def _inner_app(self, scope: Scope) -> ASGIApp:
         """The event endpoint wrapped in the middlewares the app runs inside this one, so that

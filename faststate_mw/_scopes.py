@@ -24,6 +24,7 @@ from enum import StrEnum
 from typing import Any
 from urllib.parse import quote
 
+from ._auth import OWNER_FIELDS
 from ._context import RequestContext, UserContext
 from ._exceptions import AuthenticationError, ConfigurationError, InvalidPayload, MissingIdentifier
 
@@ -112,6 +113,9 @@ class ScopeRule:
         Scopes keyed by something other than the user keep their keys."""
         return True
 
+    def on_create(self, inst: Any, ctx: RequestContext | None) -> None:
+        """A new instance was made for ``ctx`` (before anyone sees it)."""
+
     def key(self, state_name: str, ctx: RequestContext | None, ident: str | None) -> str:
         if ctx is None:
             raise MissingIdentifier(f"scope {self.name!r} needs a request to build its key")
@@ -159,6 +163,16 @@ class _User(ScopeRule):
 
     def owner_matches(self, key: str, state_name: str, user: UserContext | None) -> bool:
         return user is not None and key == f"{self.name}:{escape_id(user.id)}:{state_name}"
+
+    def on_create(self, inst: Any, ctx: RequestContext | None) -> None:
+        """A new instance belongs to its user: fill an empty owner field."""
+        user = ctx.user if ctx is not None else None
+        if user is None:
+            return
+        for name in OWNER_FIELDS:
+            if name in type(inst).model_fields and getattr(inst, name) in (None, "", 0):
+                setattr(inst, name, user.id)
+                return
 
 
 class _Component(ScopeRule):

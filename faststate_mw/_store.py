@@ -13,10 +13,8 @@ import asyncio
 import contextlib
 import inspect
 import logging
-import threading
 import time
 import weakref
-from collections import OrderedDict
 from collections.abc import Callable, Coroutine, Iterator
 from contextvars import ContextVar
 from typing import Any, TypeVar
@@ -24,11 +22,11 @@ from typing import Any, TypeVar
 import anyio.from_thread
 from pydantic import BaseModel
 
-from ._auth import OWNER_FIELDS
-from ._config import Meta, StateInfo, catalog, info_of, meta_of
+from ._config import Meta, StateInfo, info_of, meta_of
 from ._context import RequestContext, UserContext
 from ._exceptions import FastStateError, NoRequestContextError
-from ._hub import Connection, Hub
+from ._hub import Hub
+from ._instances import InstanceTable
 from ._scopes import StateScope
 from ._stored import from_stored, load_into
 from .backends import Backend, Stored, backend_from_url
@@ -63,13 +61,6 @@ def current_store() -> StateStore:
     )
 
 
-class Conflict(Exception):
-    """Another worker changed the state first (shared backends): re-run on what it stored."""
-
-    def __init__(self, stored: Stored) -> None:
-        self.stored = stored
-
-
 class StateStore:
     """The live states of one app, where they are stored and who is watching them.
 
@@ -98,9 +89,7 @@ class StateStore:
         self.hub = Hub(max_queue)
         self.hub.heartbeat = heartbeat
         self.hub.write_timeout = write_timeout
-        self._instances: dict[str, Any] = {}
-        self._expiry: dict[float, OrderedDict[str, float]] = {}
-        self._create_lock = threading.Lock()  # sync handlers resolve from worker threads
+        self._table = InstanceTable(clock)
         self._backend_started = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -217,13 +206,9 @@ class StateStore:
         return _run_inline(self.resolve(cls, ctx, ident), cls.__name__)
 
     def _hit(self, key: str, cls: type[T]) -> T | None:
-        inst = self._instances.get(key)
+        inst = self._table.get(key)
         if inst is not None and type(inst) is cls:
-            ttl = meta_of(inst).ttl
-            if ttl is not None:
-                order = self._expiry[ttl]
-                order[key] = self.clock()
-                order.move_to_end(key)
+            self._table.touch(key, meta_of(inst).ttl)
             return inst
         return None
 
@@ -236,8 +221,8 @@ class StateStore:
         ctx: RequestContext | None,
         stored: Stored | None,
     ) -> T:
-        with self._create_lock:
-            inst: Any = self._instances.get(key)
+        with self._table.create_lock:
+            inst: Any = self._table.get(key)
             if inst is not None and type(inst) is cls:
                 return inst
             if stored is not None:
@@ -253,33 +238,11 @@ class StateStore:
                 meta.version = stored.version
             info = info_of(cls)
             meta.key, meta.ident, meta.store, meta.ttl = key, ident, self, info.ttl
-            if info.scope == StateScope.USER and ctx is not None and ctx.user is not None:
-                _fill_owner(inst, ctx.user.id)
-            self._instances[key] = inst
-            if meta.ttl is not None:
-                self._expiry.setdefault(meta.ttl, OrderedDict())[key] = self.clock()
+            info.rule.on_create(inst, ctx)
+            self._table.add(key, inst, meta.ttl)
         return inst  # type: ignore[no-any-return]
 
-    # -- changes -----------------------------------------------------------------------------------
-    async def persist(self, inst: Any, version: int, sse: bytes) -> None:
-        """Write a change to the backend: a shared one checks the version and publishes to the
-        other workers in the same step (raising Conflict when another worker won); a durable
-        one writes ``auto_persist`` states. Then local streams get the change."""
-        meta = meta_of(inst)
-        key = meta.key
-        if key is None:
-            return
-        backend = self.backend
-        info = info_of(type(inst))
-        if backend.shared:
-            current = await backend.commit(
-                key, meta.version, version, inst.model_dump_json(), info.ttl, sse
-            )
-            if current is not None:
-                raise Conflict(current)
-        elif backend.durable and info.config.auto_persist:
-            await backend.save(key, version, inst.model_dump_json(), info.ttl)
-
+    # -- changes made elsewhere --------------------------------------------------------------------
     def _apply_stored(self, inst: Any, stored: Stored | None) -> bool:
         """Bring a cached instance up to a newer stored version (in place). Skipped while a
         change runs on it: its commit will notice."""
@@ -291,14 +254,14 @@ class StateStore:
 
     def apply_remote(self, key: str, version: int, data: str, sse: bytes) -> None:
         """A change made by another worker: update the cached copy, tell local streams."""
-        inst = self._instances.get(key)
+        inst = self._table.get(key)
         if inst is not None:
             self._apply_stored(inst, Stored(version, data))
         self.hub.publish(key, version, sse)
 
     async def refreshed(self, key: str) -> Any:
         """The cached instance under ``key``, brought up to date from a shared backend."""
-        inst = self._instances.get(key)
+        inst = self._table.get(key)
         if inst is not None and self.backend.shared:
             self._apply_stored(inst, await self.backend.load(key))
         return inst
@@ -306,7 +269,7 @@ class StateStore:
     # -- looking around ----------------------------------------------------------------------------
     def get(self, key: str) -> Any:
         """The live instance stored under ``key``, if any."""
-        return self._instances.get(key)
+        return self._table.get(key)
 
     def keys(
         self, scope: StateScope | str | None = None, state_cls: type | None = None
@@ -315,39 +278,34 @@ class StateStore:
         prefix = None if scope is None else f"{scope}:"
         return [
             key
-            for key, inst in list(self._instances.items())
+            for key, inst in self._table.items()
             if (prefix is None or key.startswith(prefix))
             and (state_cls is None or type(inst) is state_cls)
         ]
 
     def discard(self, key: str) -> Any:
         """Forget the instance under ``key`` (no hooks run); returns it."""
-        inst = self._instances.pop(key, None)
-        if inst is not None:
-            ttl = meta_of(inst).ttl
-            if ttl is not None:
-                self._expiry.get(ttl, OrderedDict()).pop(key, None)
-        return inst
+        inst = self._table.get(key)
+        return None if inst is None else self._table.discard(key, meta_of(inst).ttl)
 
     def clear(self) -> None:
         """Forget every live instance."""
-        self._instances.clear()
-        self._expiry.clear()
+        self._table.clear()
 
     def __len__(self) -> int:
-        return len(self._instances)
+        return len(self._table)
 
     def __repr__(self) -> str:
-        return f"<StateStore {self.backend.url} {len(self._instances)} instances>"
+        return f"<StateStore {self.backend.url} {len(self._table)} instances>"
 
     def stats(self) -> dict[str, Any]:
         """Live instances (in all and by scope), streams, and the backend's counters."""
         by_scope: dict[str, int] = {}
-        for key in list(self._instances):
+        for key, _inst in self._table.items():
             scope = key.split(":", 1)[0]
             by_scope[scope] = by_scope.get(scope, 0) + 1
         return {
-            "instances": len(self._instances),
+            "instances": len(self._table),
             "by_scope": by_scope,
             "streams": self.hub.stats(),
             "backend": self.backend.stats(),
@@ -358,76 +316,47 @@ class StateStore:
         """Tell open streams that ``user_id`` changed (roles, permissions, logged out
         elsewhere): they stop delivering what the user may no longer see. Returns how many
         streams were re-checked."""
-        conns = [c for c in list(self.hub.tabs.values()) if c.user and c.user.id == user_id]
-        for conn in conns:
-            self.reauthorize(conn, user)
-        return len(conns)
-
-    def reauthorize(self, conn: Connection, user: UserContext | None) -> None:
-        """Re-check a stream after its user changed: stop delivering what they may not see."""
-        conn.user = user
-        hub = self.hub
-        for key, name in zip(conn.keys, conn.names, strict=True):
-            if conn not in hub.subscribers.get(key, {}):
-                continue
-            cls = catalog.class_named(name)
-            if cls is None:
-                hub.unsubscribe(conn, key)
-                continue
-            info = info_of(cls)
-            if info.auth.failure(user) is not None or not info.rule.owner_matches(key, name, user):
-                hub.unsubscribe(conn, key)
+        return self.hub.refresh_user(user_id, user)
 
     # -- time to live ------------------------------------------------------------------------------
     async def sweep(self, batch: int = 1000) -> list[str]:
         """Drop every instance idle longer than its ttl, after its ``on_evict`` hook (e.g. a
         save). Yields to the event loop every ``batch`` evictions so requests never stall."""
         now = self.clock()
+        table = self._table
         evicted: list[str] = []
-        for ttl, order in list(self._expiry.items()):
-            while order:
-                key, last = next(iter(order.items()))
-                if now - last <= ttl:
-                    break
-                order.popitem(last=False)
-                inst = self._instances.get(key)
-                if inst is None:
-                    continue
-                if meta_of(inst).locked():
-                    order[key] = now  # a change is running on it: keep it for another ttl
-                    continue
-                try:
-                    await self._before_evict(inst)
-                except Exception:
-                    log.exception("saving %s before eviction failed; instance kept", key)
-                    order[key] = now
-                    continue
-                self._instances.pop(key, None)
-                evicted.append(key)
-                if len(evicted) % batch == 0:
-                    await asyncio.sleep(0)
-        if len(evicted) > 1000 and len(evicted) > len(self._instances):
-            self._compact()
+        for key, ttl in table.expired(now):
+            inst = table.get(key)
+            if inst is None:
+                continue
+            if meta_of(inst).locked():
+                table.keep(key, ttl, now)  # a change is running on it: keep it for another ttl
+                continue
+            try:
+                await self._before_evict(inst)
+            except Exception:
+                log.exception("saving %s before eviction failed; instance kept", key)
+                table.keep(key, ttl, now)
+                continue
+            table.pop(key)
+            evicted.append(key)
+            if len(evicted) % batch == 0:
+                await asyncio.sleep(0)
+        if len(evicted) > 1000 and len(evicted) > len(table):
+            table.compact()
         return evicted
 
     async def save_all(self) -> int:
         """Save every live instance as eviction would (hooks, and a durable backend that does
         not already hold every change). Runs at shutdown; returns how many were saved."""
         saved = 0
-        for key, inst in list(self._instances.items()):
+        for key, inst in self._table.items():
             try:
                 if await self._before_evict(inst):
                     saved += 1
             except Exception:
                 log.exception("saving %s at shutdown failed", key)
         return saved
-
-    def _compact(self) -> None:
-        """Dicts never shrink their tables: after a large eviction, copy them so the memory of
-        the dropped entries is returned."""
-        with self._create_lock:
-            self._instances = dict(self._instances)
-            self._expiry = {ttl: OrderedDict(order) for ttl, order in self._expiry.items()}
 
     async def _before_evict(self, inst: Any) -> bool:
         config = info_of(type(inst)).config
@@ -470,14 +399,6 @@ def _run_inline(coro: Coroutine[Any, Any, R], name: str) -> R:
     raise NoRequestContextError(_AWAIT_HINT.format(name=name))
 
 
-def _fill_owner(inst: Any, user_id: str) -> None:
-    """A new USER-scoped instance belongs to its user: fill an empty owner field."""
-    for name in OWNER_FIELDS:
-        if name in type(inst).model_fields and getattr(inst, name) in (None, "", 0):
-            setattr(inst, name, user_id)
-            return
-
-
 def _safe_key(info: StateInfo, ctx: RequestContext, ident: str | None) -> str:
     """The key for the audit log; the state name where no key can be built (no user yet)."""
     try:
@@ -486,4 +407,4 @@ def _safe_key(info: StateInfo, ctx: RequestContext, ident: str | None) -> str:
         return info.name
 
 
-__all__ = ["Conflict", "StateStore", "current_store"]
+__all__ = ["StateStore", "current_store"]
