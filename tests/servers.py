@@ -5,6 +5,7 @@ Outside CI a missing redis-server skips the tests that need it; under CI=true it
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -126,3 +127,128 @@ class RedisServer:
             self.proc.terminate()
             self.proc.wait(10)
         wait_closed(self.port)
+
+
+def redis_cli() -> str:
+    path = shutil.which("redis-cli")
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail("redis-cli is missing under CI", pytrace=False)
+        pytest.skip("redis-cli is not installed")
+    return path
+
+
+def _cluster_port() -> int:
+    """A free port whose cluster bus port (+10000) is free too."""
+    while True:
+        port = free_port()
+        if port + 10000 > 65535:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            try:
+                s.bind(("127.0.0.1", port + 10000))
+            except OSError:
+                continue
+        return port
+
+
+class RedisCluster:
+    """A private Redis Cluster: ``masters`` masters, each with ``replicas`` replicas, on free
+    loopback ports, created with ``redis-cli --cluster create``. A short node timeout lets a
+    replica take over quickly when a test kills its master."""
+
+    def __init__(self, workdir: Path, masters: int = 3, replicas: int = 1) -> None:
+        self.binary = redis_binary()
+        self.cli = redis_cli()
+        self.workdir = workdir
+        self.masters = masters
+        self.replicas = replicas
+        self.ports = [_cluster_port() for _ in range(masters * (1 + replicas))]
+        self.procs: dict[int, subprocess.Popen[bytes]] = {}
+
+    @property
+    def url(self) -> str:
+        return f"redis+cluster://127.0.0.1:{self.ports[0]}"
+
+    def start_node(self, port: int) -> None:
+        node_dir = self.workdir / str(port)
+        node_dir.mkdir(parents=True, exist_ok=True)
+        args = [self.binary, "--port", str(port), "--bind", "127.0.0.1", "--save", ""]
+        args += ["--dir", str(node_dir), "--daemonize", "no", "--loglevel", "warning"]
+        args += ["--cluster-enabled", "yes", "--cluster-node-timeout", "1000"]
+        args += ["--cluster-config-file", "nodes.conf", "--appendonly", "no"]
+        self.procs[port] = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+        wait_for_port(port, self.procs[port])
+
+    def start(self) -> RedisCluster:
+        for port in self.ports:
+            self.start_node(port)
+        nodes = [f"127.0.0.1:{p}" for p in self.ports]
+        subprocess.run(
+            [self.cli, "--cluster", "create", *nodes, "--cluster-replicas", str(self.replicas)],
+            input=b"yes\n",
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        self.wait_ok()
+        return self
+
+    def info(self, port: int) -> str:
+        out = subprocess.run(
+            [self.cli, "-p", str(port), "cluster", "info"],
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
+        return out.stdout.decode()
+
+    def wait_ok(self, timeout: float = 30.0) -> None:
+        """Until every live node reports ``cluster_state:ok``."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            live = [p for p, proc in self.procs.items() if proc.poll() is None]
+            if all("cluster_state:ok" in self.info(p) for p in live):
+                return
+            time.sleep(0.1)
+        raise RuntimeError("the redis cluster did not become ok")
+
+    def master_of(self, key: str) -> int:
+        """The port of the master that owns ``key``'s slot."""
+        live = next(p for p, proc in self.procs.items() if proc.poll() is None)
+        slot = subprocess.run(
+            [self.cli, "-p", str(live), "cluster", "keyslot", key],
+            capture_output=True,
+            timeout=10,
+            check=True,
+        ).stdout.decode()
+        nodes = subprocess.run(
+            [self.cli, "-p", str(live), "cluster", "nodes"],
+            capture_output=True,
+            timeout=10,
+            check=True,
+        ).stdout.decode()
+        wanted = int(slot)
+        for line in nodes.splitlines():
+            parts = line.split()
+            if "master" not in parts[2] or "fail" in parts[2]:
+                continue
+            for span in parts[8:]:
+                lo, _, hi = span.partition("-")
+                if lo.isdigit() and int(lo) <= wanted <= int(hi or lo):
+                    return int(parts[1].split(":")[1].split("@")[0])
+        raise RuntimeError(f"no master owns slot {wanted}")
+
+    def kill(self, port: int) -> None:
+        """SIGKILL one node (a crashed master: its replica takes over)."""
+        proc = self.procs[port]
+        proc.kill()
+        proc.wait(10)
+
+    def stop(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(10)

@@ -4,6 +4,8 @@
 - ``sqlite:///path.db``: embedded and durable on one host.
 - ``redis://host:port/db``: durable (as the Redis server is) and shared by any number of workers
   and machines, with live changes delivered across them. Needs ``faststate-mw[redis]``.
+- ``redis+cluster://host:port``: the same over a Redis Cluster (states sharded by key, sharded
+  pub/sub for delivery).
 """
 
 from __future__ import annotations
@@ -38,7 +40,13 @@ def backend_from_url(target: str | Backend | None) -> Backend:
         from .redis import RedisBackend
 
         return RedisBackend(target)
-    raise ConfigurationError(f"unknown backend scheme {scheme!r} (memory, sqlite, redis)")
+    if scheme == "redis+cluster":
+        from .redis_cluster import RedisClusterBackend
+
+        return RedisClusterBackend(target)
+    raise ConfigurationError(
+        f"unknown backend scheme {scheme!r} (memory, sqlite, redis, redis+cluster)"
+    )
 
 
 __all__ = ["Backend", "MemoryBackend", "Stored", "backend_from_url"]

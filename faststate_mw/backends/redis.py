@@ -6,6 +6,11 @@ one Lua script run (one round trip): compare the version, write, set the ttl, pu
 many tabs watch it. When Redis goes away, requests fail fast with BackendUnavailable (503) and
 nothing is acknowledged; the listener reconnects with backoff, resubscribes, and every tab that
 watches a key gets a resync snapshot.
+
+Connections come from a bounded pool (``max_connections``, default 256 per worker); a burst that
+finds every connection busy waits up to ``pool_timeout`` seconds for one instead of failing at
+once. Every backend error is logged (``faststate_mw.redis``) and reaches clients as a 503 that
+names no host.
 """
 
 from __future__ import annotations
@@ -25,7 +30,13 @@ log = logging.getLogger("faststate_mw.redis")
 STATE_PREFIX = "faststate:state:"
 CHANNEL_PREFIX = "faststate:chan:"
 
-# KEYS[1] state hash; ARGV: expected version, new version, data, ttl ms, channel, message
+#: connections per worker (redis-py's default of 100 failed bursts of page loads at once)
+DEFAULT_MAX_CONNECTIONS = 256
+#: how long a request waits for a free pooled connection before it gets a 503
+DEFAULT_POOL_TIMEOUT = 5.0
+
+# KEYS[1] state hash; ARGV: expected version, new version, data, ttl ms, channel, message.
+# PUBLISH_COMMAND becomes PUBLISH, or SPUBLISH on a cluster (the channel shares the key's slot).
 _COMMIT = """
 local cur = redis.call('HGET', KEYS[1], 'v')
 if (cur or '0') ~= ARGV[1] then
@@ -33,18 +44,32 @@ if (cur or '0') ~= ARGV[1] then
 end
 redis.call('HSET', KEYS[1], 'v', ARGV[2], 'd', ARGV[3])
 if tonumber(ARGV[4]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[4]) end
-redis.call('PUBLISH', ARGV[5], ARGV[6])
+redis.call('PUBLISH_COMMAND', ARGV[5], ARGV[6])
 return 1
 """
 
 
 class RedisBackend(Backend):
-    """Redis for state and pub/sub. Needs ``pip install faststate-mw[redis]``."""
+    """Redis for state and pub/sub. Needs ``pip install faststate-mw[redis]``.
+
+    ``max_connections``: the size of this worker's connection pool; ``pool_timeout``: how long a
+    request waits for a free connection when all are busy (then a 503); ``timeout``: connect
+    and read timeout of one command.
+    """
 
     durable = True
     shared = True
+    #: the publish command the commit script runs
+    publish_command = "PUBLISH"
 
-    def __init__(self, url: str, *, timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 2.0,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        pool_timeout: float = DEFAULT_POOL_TIMEOUT,
+    ) -> None:
         try:
             import redis
             import redis.asyncio as aioredis
@@ -55,13 +80,14 @@ class RedisBackend(Backend):
         from redis.backoff import NoBackoff
         from redis.retry import Retry
 
+        if max_connections < 1 or pool_timeout <= 0 or timeout <= 0:
+            raise ConfigurationError("max_connections, pool_timeout and timeout: positive")
         self.url = url
-        self._errors: tuple[type[BaseException], ...] = (
-            redis.exceptions.ConnectionError,
-            redis.exceptions.TimeoutError,
-            OSError,
-        )
-        options: dict[str, Any] = {
+        self.max_connections = max_connections
+        self.pool_timeout = pool_timeout
+        # every redis error: a down server, a full pool, a refused command
+        self._errors: tuple[type[BaseException], ...] = (redis.exceptions.RedisError, OSError)
+        self._options: dict[str, Any] = {
             "socket_connect_timeout": timeout,
             "socket_timeout": timeout,
             # one immediate retry: a pooled connection the server closed (a restart) is
@@ -69,10 +95,11 @@ class RedisBackend(Backend):
             "retry": Retry(NoBackoff(), 1),
             "retry_on_error": [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
         }
-        self._async = aioredis.Redis.from_url(url, **options)
-        self._commit = self._async.register_script(_COMMIT)
-        self._pubsub_options = {**options, "socket_timeout": None}
         self._aioredis = aioredis
+        self._async: Any = self._make_client()
+        self._commit = self._async.register_script(
+            _COMMIT.replace("PUBLISH_COMMAND", self.publish_command)
+        )
         self._keys: set[str] = set()
         self._pending: list[tuple[bool, str]] = []
         self._listener: Listener | None = None
@@ -81,26 +108,64 @@ class RedisBackend(Backend):
         self._task: asyncio.Task[None] | None = None
         self.healthy = True
         self.round_trips = 0
+        self.errors = 0
+        self.reconnects = 0
+
+    # -- what a cluster changes ----------------------------------------------------------------
+    def _make_client(self) -> Any:
+        pool = self._aioredis.BlockingConnectionPool.from_url(
+            self.url,
+            max_connections=self.max_connections,
+            timeout=self.pool_timeout,
+            **self._options,
+        )
+        return self._aioredis.Redis(connection_pool=pool)
+
+    def state_key(self, key: str) -> str:
+        """The Redis key of a state's hash."""
+        return STATE_PREFIX + key
+
+    def channel(self, key: str) -> str:
+        """The pub/sub channel of a state's changes."""
+        return CHANNEL_PREFIX + key
+
+    def key_of_channel(self, channel: str) -> str:
+        """The state key a channel carries changes of (the inverse of :meth:`channel`)."""
+        return channel[len(CHANNEL_PREFIX) :]
+
+    async def _new_pubsub(self) -> Any:
+        options = {**self._options, "socket_timeout": None}
+        return self._aioredis.Redis.from_url(self.url, **options).pubsub()
+
+    async def _subscribe(self, pubsub: Any, channels: list[str]) -> None:
+        await pubsub.subscribe(*channels)
+
+    async def _unsubscribe(self, pubsub: Any, channel: str) -> None:
+        await pubsub.unsubscribe(channel)
+
+    async def _next_message(self, pubsub: Any) -> Any:
+        return await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05)
 
     # -- storage --------------------------------------------------------------------------------
     async def load(self, key: str) -> Stored | None:
         try:
             self.round_trips += 1
-            row = await self._async.hmget(STATE_PREFIX + key, "v", "d")
+            row = await self._async.hmget(self.state_key(key), "v", "d")
         except self._errors as exc:
-            raise _unavailable(exc) from None
+            raise self._unavailable(exc) from None
         return _stored(row)
 
     async def save(self, key: str, version: int, data: str, ttl: float | None) -> None:
+        name = self.state_key(key)
         try:
             self.round_trips += 1
             async with self._async.pipeline(transaction=True) as pipe:
-                pipe.hset(STATE_PREFIX + key, mapping={"v": version, "d": data})
+                pipe.hset(name, mapping={"v": version, "d": data})
                 if ttl:
-                    pipe.pexpire(STATE_PREFIX + key, int(ttl * 1000))
+                    pipe.pexpire(name, int(ttl * 1000))
                 await pipe.execute()
         except self._errors as exc:
-            raise _unavailable(exc) from None
+            raise self._unavailable(exc) from None
 
     async def commit(
         self, key: str, expected: int, version: int, data: str, ttl: float | None, sse: bytes
@@ -114,14 +179,14 @@ class RedisBackend(Backend):
             version,
             data,
             int(ttl * 1000) if ttl else 0,
-            CHANNEL_PREFIX + key,
+            self.channel(key),
             message,
         ]
         try:
             self.round_trips += 1
-            result = await self._commit(keys=[STATE_PREFIX + key], args=args)
+            result = await self._commit(keys=[self.state_key(key)], args=args)
         except self._errors as exc:
-            raise _unavailable(exc) from None
+            raise self._unavailable(exc) from None
         if result == 1:
             return None
         current, stored = result
@@ -129,16 +194,22 @@ class RedisBackend(Backend):
 
     async def delete(self, key: str) -> None:
         try:
-            await self._async.delete(STATE_PREFIX + key)
+            await self._async.delete(self.state_key(key))
         except self._errors as exc:
-            raise _unavailable(exc) from None
+            raise self._unavailable(exc) from None
+
+    def _unavailable(self, exc: BaseException) -> BackendUnavailable:
+        """The client-safe error; the cause (host, port, errno) goes to the log only."""
+        self.errors += 1
+        log.warning("redis unavailable: %s: %s", type(exc).__name__, exc)
+        return BackendUnavailable("the state backend is unavailable; try again shortly")
 
     # -- pub/sub --------------------------------------------------------------------------------
     async def start(self, listener: Listener, origin: str) -> None:
         try:
             await self._async.ping()
         except self._errors as exc:
-            raise _unavailable(exc) from None
+            raise self._unavailable(exc) from None
         self._listener = listener
         self._origin = origin
         if self._task is None or self._task.done():
@@ -161,49 +232,56 @@ class RedisBackend(Backend):
     async def _listen(self) -> None:
         backoff = 0.05
         while True:
-            pubsub = self._aioredis.Redis.from_url(self.url, **self._pubsub_options).pubsub()
+            pubsub: Any = None
             try:
-                keys = sorted(self._keys)
-                self._pending.clear()
-                await pubsub.subscribe(CHANNEL_PREFIX + "__faststate__")
-                if keys:
-                    await pubsub.subscribe(*(CHANNEL_PREFIX + k for k in keys))
-                if not self.healthy:
-                    log.warning("redis is back: resubscribed %d keys", len(keys))
-                self.healthy = True
+                pubsub = await self._new_pubsub()
+                await self._resubscribe(pubsub)
                 backoff = 0.05
-                if keys and self._on_resubscribed is not None:
-                    self._on_resubscribed(keys)
                 while True:
                     await self._apply_pending(pubsub)
-                    message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.05)
+                    message = await self._next_message(pubsub)
                     if message is not None:
                         self._deliver(message)
             except asyncio.CancelledError:
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await _close_quietly(pubsub)
                 raise
             except self._errors as exc:
                 if self.healthy:
                     log.warning("redis pub/sub lost (%s); reconnecting", exc)
+                    self.errors += 1
                 self.healthy = False
-                with contextlib.suppress(Exception):
-                    await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await _close_quietly(pubsub)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 2.0)
             except Exception:  # never let the listener die silently
                 log.exception("redis listener failed; restarting it")
+                self.errors += 1
+                await _close_quietly(pubsub)
                 await asyncio.sleep(backoff)
+
+    async def _resubscribe(self, pubsub: Any) -> None:
+        """Subscribe a new pubsub connection to every watched key, then tell the store, which
+        resyncs the tabs watching them (they may have changed meanwhile)."""
+        keys = sorted(self._keys)
+        self._pending.clear()
+        channels = [self.channel("__faststate__"), *(self.channel(k) for k in keys)]
+        await self._subscribe(pubsub, channels)
+        if not self.healthy:
+            self.reconnects += 1
+            log.warning("redis is back: resubscribed %d keys", len(keys))
+        self.healthy = True
+        if keys and self._on_resubscribed is not None:
+            self._on_resubscribed(keys)
 
     async def _apply_pending(self, pubsub: Any) -> None:
         while self._pending:
             subscribe, key = self._pending.pop(0)
             if subscribe:
-                await pubsub.subscribe(CHANNEL_PREFIX + key)
+                await self._subscribe(pubsub, [self.channel(key)])
                 if self._on_resubscribed is not None:
                     self._on_resubscribed([key])  # changes before the subscription took hold
             else:
-                await pubsub.unsubscribe(CHANNEL_PREFIX + key)
+                await self._unsubscribe(pubsub, self.channel(key))
 
     def _deliver(self, message: dict[str, Any]) -> None:
         try:
@@ -211,7 +289,7 @@ class RedisBackend(Backend):
             body = json.loads(message["data"])
             if body.get("o") == self._origin or self._listener is None:
                 return  # our own change: already delivered locally
-            key = channel[len(CHANNEL_PREFIX) :]
+            key = self.key_of_channel(channel)
             self._listener(key, int(body["v"]), str(body["s"]), str(body["d"]).encode())
         except Exception:
             log.exception("bad message on %r", message.get("channel"))
@@ -230,13 +308,15 @@ class RedisBackend(Backend):
             "healthy": self.healthy,
             "subscribed_keys": len(self._keys),
             "round_trips": self.round_trips,
+            "errors": self.errors,
+            "reconnects": self.reconnects,
         }
 
 
-def _unavailable(exc: BaseException) -> BackendUnavailable:
-    """The client-safe error; the cause (host, port, errno) goes to the log only."""
-    log.warning("redis unavailable: %s", exc)
-    return BackendUnavailable("the state backend is unavailable; try again shortly")
+async def _close_quietly(pubsub: Any) -> None:
+    if pubsub is not None:
+        with contextlib.suppress(Exception):
+            await pubsub.aclose()
 
 
 def _text(value: Any) -> str:
