@@ -59,10 +59,10 @@ class FastStateMiddleware:
         https_only: bool = False,
         same_site: str = "lax",
         datastar_js: str | Path | None = None,
-        sweep_interval: float = 30.0,
-        heartbeat: float = 15.0,
-        write_timeout: float = 10.0,
-        max_queue: int = 64,
+        sweep_interval: float | None = None,
+        heartbeat: float | None = None,
+        write_timeout: float | None = None,
+        max_queue: int | None = None,
         backend: Backend | str | None = None,
     ) -> None:
         if not secret_key or not isinstance(secret_key, str):
@@ -71,19 +71,19 @@ class FastStateMiddleware:
             raise ConfigurationError("prefix must start with '/' and not end with '/'")
         if max_body_size <= 0:
             raise ConfigurationError("max_body_size must be positive")
-        if store is not None and backend is not None:
-            raise ConfigurationError("pass either store= or backend=, not both")
+        options: dict[str, Any] = {
+            "sweep_interval": sweep_interval,
+            "heartbeat": heartbeat,
+            "write_timeout": write_timeout,
+            "max_queue": max_queue,
+        }
+        given = {name: value for name, value in options.items() if value is not None}
+        if store is not None and (backend is not None or given):
+            names = ["backend"] * (backend is not None) + list(given)
+            raise ConfigurationError(f"pass either store= or {'=, '.join(names)}=, not both")
         self.app = app
         #: where this app's states live (see :class:`StateStore`)
-        if store is None:
-            store = StateStore(
-                backend,
-                sweep_interval=sweep_interval,
-                heartbeat=heartbeat,
-                write_timeout=write_timeout,
-                max_queue=max_queue,
-            )
-        self.store = store
+        self.store = store if store is not None else StateStore(backend, **given)
         self.prefix = prefix
         self.user_loader = user_loader
         self.async_user_loader = inspect.iscoroutinefunction(user_loader) or (

@@ -29,16 +29,6 @@ from tests.conftest import API, DS
 from tests.helpers import patched_signals
 
 
-@pytest.fixture(autouse=True)
-def _this_tests_store(store: StateStore) -> None:
-    """Apps built by this module's helpers keep their states in the test's own store."""
-    global STORE
-    STORE = store
-
-
-STORE = StateStore()
-
-
 class Doc(State):
     __faststate__ = StateConfig(scope=StateScope.RECORD)
     owner_id: str = ""
@@ -109,7 +99,7 @@ USERS = {
 }
 
 
-def app() -> Starlette:
+def app(store: StateStore) -> Starlette:
     async def settings_page(request: Request) -> JSONResponse:
         return JSONResponse(SiteSettings.current().public_data())
 
@@ -128,7 +118,7 @@ def app() -> Starlette:
     return Starlette(
         routes=[Route("/settings", settings_page), Route("/doc/{record_id}", doc_page)],
         middleware=[
-            Middleware(FastStateMiddleware, secret_key="auth", user_loader=loader, store=STORE)
+            Middleware(FastStateMiddleware, secret_key="auth", user_loader=loader, store=store)
         ],
     )
 
@@ -138,8 +128,8 @@ def headers(who: str, base: dict[str, str] = API) -> dict[str, str]:
     return {**base, "x-user": user} if user else dict(base)
 
 
-def seed_doc() -> Doc:
-    with STORE.activate():
+def seed_doc(store: StateStore) -> Doc:
+    with store.activate():
         doc = Doc.for_record("d1")
     doc.owner_id = "alice"
     doc.secret_note = "alice-only-secret-42"
@@ -157,9 +147,9 @@ EXPECT = {
 
 @pytest.mark.parametrize("event_name", list(EXPECT))
 @pytest.mark.parametrize("who", list(USERS))
-def test_event_matrix(event_name: str, who: str) -> None:
-    client = TestClient(app())
-    doc = seed_doc()
+def test_event_matrix(event_name: str, who: str, store: StateStore) -> None:
+    client = TestClient(app(store))
+    doc = seed_doc(store)
     before = doc.model_dump()
     url = f"/_faststate/Doc/{event_name}?record_id=d1"
     if event_name == "rename":
@@ -187,8 +177,10 @@ def test_event_matrix(event_name: str, who: str) -> None:
     ("who", "status"),
     [("anonymous", 401), ("other", 403), ("role", 403), ("no_permission", 403), ("admin", 200)],
 )
-def test_state_wide_protection_covers_pages_and_events(who: str, status: int) -> None:
-    client = TestClient(app())
+def test_state_wide_protection_covers_pages_and_events(
+    who: str, status: int, store: StateStore
+) -> None:
+    client = TestClient(app(store))
     r = client.get("/settings", headers=headers(who, {}))
     assert r.status_code == status
     r = client.post("/_faststate/SiteSettings/toggle", headers=headers(who), content=b"{}")
@@ -199,16 +191,16 @@ def test_state_wide_protection_covers_pages_and_events(who: str, status: int) ->
         json={"siteSettings": {"maintenance": False}},
     )
     assert r.status_code == status
-    inst = STORE.get("global:SiteSettings")
+    inst = store.get("global:SiteSettings")
     if status == 200:  # toggled on, then set off again through the setter
         assert inst is not None and inst.maintenance is False  # type: ignore[attr-defined]
     else:
         assert inst is None or inst.maintenance is False  # type: ignore[attr-defined]
 
 
-def test_permissions_mean_all_and_roles_mean_any() -> None:
-    client = TestClient(app())
-    seed_doc()
+def test_permissions_mean_all_and_roles_mean_any(store: StateStore) -> None:
+    client = TestClient(app(store))
+    seed_doc(store)
     # docs.edit alone is not enough: publish needs docs.publish AND docs.edit
     assert (
         client.post(
@@ -231,13 +223,13 @@ def test_permissions_mean_all_and_roles_mean_any() -> None:
     )
 
 
-def test_user_scoped_owner_is_filled_and_checked() -> None:
-    client = TestClient(app())
+def test_user_scoped_owner_is_filled_and_checked(store: StateStore) -> None:
+    client = TestClient(app(store))
     r = client.post(
         "/_faststate/Account/set_nick?nickname=al", headers=headers("owner"), content=b"{}"
     )
     assert r.status_code == 200
-    acct = STORE.get("user:alice:Account")
+    acct = store.get("user:alice:Account")
     assert acct is not None and acct.user_id == "alice"  # type: ignore[attr-defined]
     # bob reaches only his own account
     r = client.post(
@@ -247,9 +239,9 @@ def test_user_scoped_owner_is_filled_and_checked() -> None:
     assert acct.nickname == "al"  # type: ignore[attr-defined]
 
 
-def test_admin_role_can_be_turned_off() -> None:
-    client = TestClient(app())
-    seed_doc()
+def test_admin_role_can_be_turned_off(store: StateStore) -> None:
+    client = TestClient(app(store))
+    seed_doc(store)
     old = UserContext.admin_role
     UserContext.admin_role = None
     try:
@@ -261,7 +253,7 @@ def test_admin_role_can_be_turned_off() -> None:
         UserContext.admin_role = old
 
 
-def test_owner_only_needs_an_owner_field() -> None:
+def test_owner_only_needs_an_owner_field(store: StateStore) -> None:
     with pytest.raises(ConfigurationError, match="owner field"):
 
         class NoOwner(State):
@@ -291,10 +283,10 @@ def test_owner_only_needs_an_owner_field() -> None:
         def rename(self, title: str) -> None:
             self.title = title
 
-    with STORE.activate():
+    with store.activate():
         essay = CustomOwner.for_record("e1")
     essay.author = "alice"
-    client = TestClient(app())
+    client = TestClient(app(store))
     url = "/_faststate/CustomOwner/rename?record_id=e1&title="
     assert client.post(url + "b", headers=headers("other"), content=b"{}").status_code == 403
     assert client.post(url + "a", headers=headers("owner"), content=b"{}").status_code == 200
@@ -311,18 +303,20 @@ def test_owner_only_needs_an_owner_field() -> None:
         ("admin", {"view", "publish", "rename"}),
     ],
 )
-def test_actions_hidden_from_users_who_may_not_use_them(who: str, visible: set[str]) -> None:
-    client = TestClient(app())
-    seed_doc()
+def test_actions_hidden_from_users_who_may_not_use_them(
+    who: str, visible: set[str], store: StateStore
+) -> None:
+    client = TestClient(app(store))
+    seed_doc(store)
     page = client.get("/doc/d1", headers=headers(who, {})).json()
     shown = {name for name in ("publish", "feature", "rename", "view") if page[name]}
     assert shown == visible
     assert (page["attrs"] != {}) == ("publish" in visible)
 
 
-def test_denials_are_audited(caplog: pytest.LogCaptureFixture) -> None:
-    client = TestClient(app())
-    seed_doc()
+def test_denials_are_audited(caplog: pytest.LogCaptureFixture, store: StateStore) -> None:
+    client = TestClient(app(store))
+    seed_doc(store)
     with caplog.at_level(logging.WARNING, logger="faststate_mw.audit"):
         client.post(
             "/_faststate/Doc/rename?record_id=d1&title=x", headers=headers("other"), content=b"{}"

@@ -11,16 +11,6 @@ from tests.conftest import API, DS
 from tests.helpers import patched_signals
 
 
-@pytest.fixture(autouse=True)
-def _this_tests_store(store: StateStore) -> None:
-    """Apps built by this module's helpers keep their states in the test's own store."""
-    global STORE
-    STORE = store
-
-
-STORE = StateStore()
-
-
 class Vault(State):
     __faststate__ = StateConfig(scope=StateScope.GLOBAL)
     count: int = 0
@@ -36,15 +26,15 @@ class Vault(State):
         pass
 
 
-def client(max_body: int | None = None) -> TestClient:
+def client(store: StateStore, max_body: int | None = None) -> TestClient:
     app = Starlette()
     kw = {} if max_body is None else {"max_body_size": max_body}
-    app.add_middleware(FastStateMiddleware, secret_key="bad-input", store=STORE, **kw)
+    app.add_middleware(FastStateMiddleware, secret_key="bad-input", store=store, **kw)
     return TestClient(app, raise_server_exceptions=True)
 
 
-def vault() -> Vault:
-    inst = STORE.get("global:Vault")
+def vault(store: StateStore) -> Vault:
+    inst = store.get("global:Vault")
     return inst if isinstance(inst, Vault) else Vault()
 
 
@@ -81,9 +71,15 @@ CASES = [
 
 @pytest.mark.parametrize(("desc", "url", "body", "headers", "status", "code"), CASES)
 def test_bad_input_is_a_clear_error_and_changes_nothing(
-    desc: str, url: str, body: bytes, headers: dict[str, str], status: int, code: str
+    desc: str,
+    url: str,
+    body: bytes,
+    headers: dict[str, str],
+    status: int,
+    code: str,
+    store: StateStore,
 ) -> None:
-    c = client()
+    c = client(store)
     c.post("/_faststate/Vault/add?amount=5&note=kept", headers=API, content=b"{}")
     r = c.post(url, headers=headers, content=body)
     assert r.status_code == status, desc
@@ -92,26 +88,26 @@ def test_bad_input_is_a_clear_error_and_changes_nothing(
     assert err["status"] == status
     assert err["message"]
     assert "Traceback" not in r.text
-    assert (vault().count, vault().label) == (5, "kept")
+    assert (vault(store).count, vault(store).label) == (5, "kept")
 
 
-def test_datastar_client_gets_errors_as_signals() -> None:
-    c = client()
+def test_datastar_client_gets_errors_as_signals(store: StateStore) -> None:
+    c = client(store)
     r = c.post("/_faststate/Vault/add?amount=oops", headers=DS, content=b"{}")
     assert r.status_code == 200  # Datastar ignores the body of a non-200 reply
     assert r.headers["x-faststate-error"] == "invalid_arguments"
     (patch,) = patched_signals(r.text)
     assert patch["_faststate"]["status"] == 422
     assert "amount" in patch["_faststate"]["error"]
-    assert vault().count == 0
+    assert vault(store).count == 0
 
 
-def test_body_over_the_cap_is_413() -> None:
-    c = client(max_body=1024)
+def test_body_over_the_cap_is_413(store: StateStore) -> None:
+    c = client(store, max_body=1024)
     big = b'{"vault":{"note":"' + b"x" * 2000 + b'"}}'
     r = c.post("/_faststate/Vault/add?amount=1", headers=API, content=big)
     assert r.status_code == 413
-    assert vault().count == 0
+    assert vault(store).count == 0
 
     def chunks():  # type: ignore[no-untyped-def]  # no Content-Length: counted while reading
         yield b'{"vault":{"note":"'
@@ -121,11 +117,11 @@ def test_body_over_the_cap_is_413() -> None:
 
     r = c.post("/_faststate/Vault/add?amount=1", headers=API, content=chunks())
     assert r.status_code == 413
-    assert vault().count == 0
+    assert vault(store).count == 0
 
 
-def test_default_cap_is_one_mebibyte() -> None:
-    c = client()
+def test_default_cap_is_one_mebibyte(store: StateStore) -> None:
+    c = client(store)
     body = b'{"vault":{"note":"' + b"x" * (1024 * 1024) + b'"}}'
     assert c.post("/_faststate/Vault/add?amount=1", headers=API, content=body).status_code == 413
     ok = b'{"vault":{"note":"' + b"x" * (1000 * 1000) + b'"}}'
@@ -142,16 +138,18 @@ def test_default_cap_is_one_mebibyte() -> None:
         ({"datastar-request": "true", "content-type": "text/plain"}, b"{}"),
     ],
 )
-def test_cross_site_requests_are_rejected(headers: dict[str, str], body: bytes) -> None:
-    c = client()
+def test_cross_site_requests_are_rejected(
+    headers: dict[str, str], body: bytes, store: StateStore
+) -> None:
+    c = client(store)
     r = c.post("/_faststate/Vault/add?amount=1", headers=headers, content=body)
     assert r.status_code == 403
     assert r.json()["error"]["code"] == "csrf_rejected"
-    assert vault().count == 0
+    assert vault(store).count == 0
 
 
-def test_same_origin_requests_without_datastar_header_are_allowed() -> None:
-    c = client()
+def test_same_origin_requests_without_datastar_header_are_allowed(store: StateStore) -> None:
+    c = client(store)
     headers = {"content-type": "application/json", "origin": "http://testserver"}
     assert (
         c.post("/_faststate/Vault/add?amount=2", headers=headers, content=b"{}").status_code == 200
@@ -160,8 +158,8 @@ def test_same_origin_requests_without_datastar_header_are_allowed() -> None:
     assert (
         c.post("/_faststate/Vault/add?amount=2", headers=headers, content=b"{}").status_code == 200
     )
-    assert vault().count == 4
+    assert vault(store).count == 4
 
 
-def test_get_events_need_no_csrf_token() -> None:
-    assert client().get("/_faststate/Vault/read_only").status_code == 204
+def test_get_events_need_no_csrf_token(store: StateStore) -> None:
+    assert client(store).get("/_faststate/Vault/read_only").status_code == 204

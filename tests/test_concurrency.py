@@ -12,16 +12,6 @@ from faststate_mw import FastStateMiddleware, State, StateConfig, StateScope, St
 from tests.conftest import DS
 
 
-@pytest.fixture(autouse=True)
-def _this_tests_store(store: StateStore) -> None:
-    """Apps built by this module's helpers keep their states in the test's own store."""
-    global STORE
-    STORE = store
-
-
-STORE = StateStore()
-
-
 class Shared(State):
     __faststate__ = StateConfig(scope=StateScope.GLOBAL)
     count: int = 0
@@ -38,9 +28,11 @@ class Shared(State):
 
 
 @pytest.mark.parametrize("event_name", ["increment", "slow_increment"])
-async def test_200_concurrent_increments_end_at_exactly_200(event_name: str) -> None:
+async def test_200_concurrent_increments_end_at_exactly_200(
+    event_name: str, store: StateStore
+) -> None:
     app = Starlette()
-    app.add_middleware(FastStateMiddleware, secret_key="concurrency", store=STORE)
+    app.add_middleware(FastStateMiddleware, secret_key="concurrency", store=store)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
 
@@ -50,6 +42,6 @@ async def test_200_concurrent_increments_end_at_exactly_200(event_name: str) -> 
 
         statuses = await asyncio.gather(*(one(i) for i in range(200)))
     assert statuses == [200] * 200
-    inst = STORE.get("global:Shared")
+    inst = store.get("global:Shared")
     assert isinstance(inst, Shared)
     assert inst.count == 200

@@ -17,6 +17,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from faststate_mw import (
+    ConfigurationError,
     FastStateMiddleware,
     NoRequestContextError,
     State,
@@ -33,16 +34,6 @@ from tests.conftest import DS
 from tests.helpers import patched_signals
 
 SECRET = "middleware-test-secret"
-
-
-@pytest.fixture(autouse=True)
-def _this_tests_store(store: StateStore) -> None:
-    """Apps built by this module's helpers keep their states in the test's own store."""
-    global STORE
-    STORE = store
-
-
-STORE = StateStore()
 
 
 class Notes(State):
@@ -76,7 +67,7 @@ def test_current_outside_request_names_the_middleware() -> None:
         Notes.current()
 
 
-def _starlette_app(order: str) -> Starlette:
+def _starlette_app(order: str, store: StateStore) -> Starlette:
     async def login(request: Request) -> PlainTextResponse:
         request.session["auth"] = request.query_params["user"]
         request.session["color"] = "blue"
@@ -100,7 +91,7 @@ def _starlette_app(order: str) -> Starlette:
         button = f'<button data-on:click="{Notes.increment()}">+</button>'
         return HTMLResponse(f"<html><body>{notes.to_html()}{button}</body></html>")
 
-    fs = Middleware(FastStateMiddleware, secret_key=SECRET, store=STORE)
+    fs = Middleware(FastStateMiddleware, secret_key=SECRET, store=store)
     sess = Middleware(SessionMiddleware, secret_key="app-session-secret")
     middleware = [fs, sess] if order == "faststate-outside" else [sess, fs]
     return Starlette(
@@ -110,8 +101,8 @@ def _starlette_app(order: str) -> Starlette:
 
 
 @pytest.mark.parametrize("order", ["faststate-outside", "faststate-inside"])
-def test_events_see_the_same_session_and_user_as_pages(order: str) -> None:
-    client = TestClient(_starlette_app(order))
+def test_events_see_the_same_session_and_user_as_pages(order: str, store: StateStore) -> None:
+    client = TestClient(_starlette_app(order, store))
     assert client.get("/").json()["user"] is None
     client.get("/login?user=alice")
     r = client.post("/_faststate/Notes/whoami", headers=DS, content=b"{}")
@@ -123,8 +114,8 @@ def test_events_see_the_same_session_and_user_as_pages(order: str) -> None:
     assert client.get("/").json()["count"] == 1
 
 
-def test_sessions_are_separate_and_global_is_shared() -> None:
-    app = _starlette_app("faststate-outside")
+def test_sessions_are_separate_and_global_is_shared(store: StateStore) -> None:
+    app = _starlette_app("faststate-outside", store)
     a, b = TestClient(app), TestClient(app)
     a.get("/")
     b.get("/")
@@ -133,13 +124,13 @@ def test_sessions_are_separate_and_global_is_shared() -> None:
     assert b.get("/").json()["count"] == 0
     a.post("/_faststate/Hits/hit", headers=DS, content=b"{}")
     b.post("/_faststate/Hits/hit", headers=DS, content=b"{}")
-    assert STORE.get("global:Hits").hits == 2  # type: ignore[union-attr]
+    assert store.get("global:Hits").hits == 2  # type: ignore[union-attr]
     assert a.get("/").json()["key"].startswith("session:")
     assert a.get("/").json()["key"] != b.get("/").json()["key"]
 
 
-def test_session_cookie_is_signed_and_tampering_gives_a_new_session() -> None:
-    client = TestClient(_starlette_app("faststate-inside"))
+def test_session_cookie_is_signed_and_tampering_gives_a_new_session(store: StateStore) -> None:
+    client = TestClient(_starlette_app("faststate-inside", store))
     r = client.get("/")
     cookie = r.cookies["faststate_sid"]
     sid, _sig = cookie.rsplit(".", 1)
@@ -153,10 +144,10 @@ def test_session_cookie_is_signed_and_tampering_gives_a_new_session() -> None:
     assert body["key"] != f"session:{sid}:Notes"
 
 
-def test_secrets_never_reach_the_page() -> None:
+def test_secrets_never_reach_the_page(store: StateStore) -> None:
     """The rendered page, with the live-stream element the middleware adds, shows neither the
     secret key, nor the session cookie, nor the session id (the states' keys contain it)."""
-    client = TestClient(_starlette_app("faststate-outside"))
+    client = TestClient(_starlette_app("faststate-outside", store))
     r = client.get("/html")
     sid = r.cookies["faststate_sid"].split(".")[0]
     key = client.get("/").json()["key"]
@@ -173,7 +164,7 @@ def test_secrets_never_reach_the_page() -> None:
 
 
 @pytest.mark.parametrize("kind", ["sync", "async"])
-def test_custom_user_loader_sync_and_async(kind: str) -> None:
+def test_custom_user_loader_sync_and_async(kind: str, store: StateStore) -> None:
     def sync_loader(scope: Any) -> UserContext | None:
         token = dict(scope["headers"]).get(b"x-user")
         return UserContext(id=token.decode(), roles=["admin"]) if token else None
@@ -183,7 +174,7 @@ def test_custom_user_loader_sync_and_async(kind: str) -> None:
 
     loader = sync_loader if kind == "sync" else async_loader
     app = Starlette(routes=[])
-    app.add_middleware(FastStateMiddleware, secret_key=SECRET, user_loader=loader, store=STORE)
+    app.add_middleware(FastStateMiddleware, secret_key=SECRET, user_loader=loader, store=store)
     client = TestClient(app)
     r = client.post("/_faststate/Notes/whoami", headers={**DS, "x-user": "bob"}, content=b"{}")
     assert patched_signals(r.text)[0]["notes"]["seen_user"] == "bob"
@@ -191,7 +182,7 @@ def test_custom_user_loader_sync_and_async(kind: str) -> None:
     assert patched_signals(r.text)[0]["notes"]["seen_user"] == "anonymous"
 
 
-def test_non_http_scopes_pass_through() -> None:
+def test_non_http_scopes_pass_through(store: StateStore) -> None:
     from starlette.routing import WebSocketRoute
     from starlette.websockets import WebSocket
 
@@ -201,14 +192,12 @@ def test_non_http_scopes_pass_through() -> None:
         await websocket.close()
 
     app = Starlette(routes=[WebSocketRoute("/ws", ws)])
-    app.add_middleware(FastStateMiddleware, secret_key=SECRET, store=STORE)
+    app.add_middleware(FastStateMiddleware, secret_key=SECRET, store=store)
     with TestClient(app).websocket_connect("/ws") as conn:
         assert conn.receive_text() == "hi"
 
 
 def test_bad_configuration_fails_at_construction() -> None:
-    from faststate_mw import ConfigurationError
-
     cases: list[dict[str, Any]] = [
         {"secret_key": ""},
         {"secret_key": "x", "prefix": "nope"},
@@ -219,3 +208,18 @@ def test_bad_configuration_fails_at_construction() -> None:
         app.add_middleware(FastStateMiddleware, **kwargs)
         with pytest.raises(ConfigurationError):
             TestClient(app).get("/")
+
+
+@pytest.mark.parametrize(
+    "option",
+    [{"heartbeat": 5.0}, {"max_queue": 8}, {"write_timeout": 1.0}, {"sweep_interval": 1.0}],
+)
+def test_store_settings_beside_a_store_are_refused(
+    option: dict[str, Any], store: StateStore
+) -> None:
+    """The stream and sweep settings belong to the store: beside ``store=`` they would be
+    silently ignored, so they are refused like ``backend=``."""
+    (name,) = option
+    with pytest.raises(ConfigurationError, match=f"store= or {name}="):
+        FastStateMiddleware(Starlette(), secret_key=SECRET, store=store, **option)
+    FastStateMiddleware(Starlette(), secret_key=SECRET, **option)  # fine without a store
