@@ -29,7 +29,7 @@ from tests.conftest import API, DS
 from tests.helpers import patched_signals
 
 
-class Doc(State):
+class Paper(State):
     __faststate__ = StateConfig(scope=StateScope.RECORD)
     owner_id: str = ""
     title: str = "draft"
@@ -104,14 +104,14 @@ def app(store: StateStore) -> Starlette:
         return JSONResponse(SiteSettings.current().public_data())
 
     async def doc_page(request: Request) -> JSONResponse:
-        doc = Doc.current()
+        doc = Paper.current()
         return JSONResponse(
             {
-                "publish": Doc.publish(),
-                "feature": Doc.feature(),
+                "publish": Paper.publish(),
+                "feature": Paper.feature(),
                 "rename": doc.actions.rename("x"),
-                "view": Doc.view(),
-                "attrs": on("click", Doc.publish()),
+                "view": Paper.view(),
+                "attrs": on("click", Paper.publish()),
             }
         )
 
@@ -128,9 +128,9 @@ def headers(who: str, base: dict[str, str] = API) -> dict[str, str]:
     return {**base, "x-user": user} if user else dict(base)
 
 
-def seed_doc(store: StateStore) -> Doc:
+def seed_doc(store: StateStore) -> Paper:
     with store.activate():
-        doc = Doc.for_record("d1")
+        doc = Paper.for_record("d1")
     doc.owner_id = "alice"
     doc.secret_note = "alice-only-secret-42"
     return doc
@@ -151,7 +151,7 @@ def test_event_matrix(event_name: str, who: str, store: StateStore) -> None:
     client = TestClient(app(store))
     doc = seed_doc(store)
     before = doc.model_dump()
-    url = f"/_faststate/Doc/{event_name}?record_id=d1"
+    url = f"/_faststate/Paper/{event_name}?record_id=d1"
     if event_name == "rename":
         url += "&title=hacked"
     r = client.post(url, headers=headers(who), content=b"{}")
@@ -204,20 +204,22 @@ def test_permissions_mean_all_and_roles_mean_any(store: StateStore) -> None:
     # docs.edit alone is not enough: publish needs docs.publish AND docs.edit
     assert (
         client.post(
-            "/_faststate/Doc/publish?record_id=d1", headers=headers("no_permission"), content=b"{}"
+            "/_faststate/Paper/publish?record_id=d1",
+            headers=headers("no_permission"),
+            content=b"{}",
         ).status_code
         == 403
     )
     assert (
         client.post(
-            "/_faststate/Doc/publish?record_id=d1", headers=headers("permitted"), content=b"{}"
+            "/_faststate/Paper/publish?record_id=d1", headers=headers("permitted"), content=b"{}"
         ).status_code
         == 200
     )
     # one of the roles editor / curator is enough
     assert (
         client.post(
-            "/_faststate/Doc/feature?record_id=d1", headers=headers("role"), content=b"{}"
+            "/_faststate/Paper/feature?record_id=d1", headers=headers("role"), content=b"{}"
         ).status_code
         == 200
     )
@@ -246,7 +248,7 @@ def test_admin_role_can_be_turned_off(store: StateStore) -> None:
     UserContext.admin_role = None
     try:
         r = client.post(
-            "/_faststate/Doc/publish?record_id=d1", headers=headers("admin"), content=b"{}"
+            "/_faststate/Paper/publish?record_id=d1", headers=headers("admin"), content=b"{}"
         )
         assert r.status_code == 403
     finally:
@@ -319,15 +321,15 @@ def test_denials_are_audited(caplog: pytest.LogCaptureFixture, store: StateStore
     seed_doc(store)
     with caplog.at_level(logging.WARNING, logger="faststate_mw.audit"):
         client.post(
-            "/_faststate/Doc/rename?record_id=d1&title=x", headers=headers("other"), content=b"{}"
+            "/_faststate/Paper/rename?record_id=d1&title=x", headers=headers("other"), content=b"{}"
         )
         client.post(
-            "/_faststate/Doc/publish?record_id=d1", headers=headers("anonymous"), content=b"{}"
+            "/_faststate/Paper/publish?record_id=d1", headers=headers("anonymous"), content=b"{}"
         )
         client.get("/settings", headers=headers("role", {}))
     messages = [r.getMessage() for r in caplog.records if r.name == "faststate_mw.audit"]
     assert messages == [
-        "denied key=record:Doc:d1 event=rename user=bob reason=only the owner may do this",
-        "denied key=Doc event=publish user=anonymous reason=authentication required",
+        "denied key=record:Paper:d1 event=rename user=bob reason=only the owner may do this",
+        "denied key=Paper event=publish user=anonymous reason=authentication required",
         "denied key=global:SiteSettings event=- user=erin reason=missing permission: admin",
     ]

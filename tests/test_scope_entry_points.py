@@ -11,69 +11,15 @@ from starlette.testclient import TestClient
 
 from faststate_mw import (
     FastStateMiddleware,
-    ScopeRule,
     State,
     StateConfig,
     StateScope,
     StateStore,
     event,
-    register_scope,
 )
 from tests.conftest import DS
 from tests.helpers import patched_signals
-
-
-class EntryProfile(State):
-    __faststate__ = StateConfig(scope=StateScope.USER, requires_auth=True)
-    bio: str = ""
-
-    @event
-    def write(self, bio: str) -> None:
-        self.bio = bio
-
-
-class EntryWidget(State):
-    __faststate__ = StateConfig(scope=StateScope.COMPONENT)
-    count: int = 0
-
-    @event
-    def increment(self) -> None:
-        self.count += 1
-
-
-class EntryProduct(State):
-    __faststate__ = StateConfig(scope=StateScope.RECORD)
-    likes: int = 0
-
-    @event
-    def like(self) -> None:
-        self.likes += 1
-
-
-class EntryDraft(State):
-    __faststate__ = StateConfig(scope=StateScope.TEMPORARY)
-    step: int = 1
-
-    @event
-    def next_step(self) -> None:
-        self.step += 1
-
-
-class SiteScope(ScopeRule):
-    """A custom scope: one instance per site, named by a header."""
-
-    name = "site"
-
-    def owner(self, ctx: Any) -> str | None:
-        return ctx.request.headers.get("x-site") or ctx.request.url.hostname
-
-
-register_scope(SiteScope())
-
-
-class EntrySite(State):
-    __faststate__ = StateConfig(scope="site")
-    theme: str = "light"
+from tests.scope_states import Draft, Listing, Profile, SiteTheme, Widget
 
 
 def _describe(inst: State) -> str:
@@ -92,40 +38,38 @@ def test_every_scope_through_fasthtml_injection(store: StateStore) -> None:
         return "ok"
 
     @rt("/profile")
-    def profile(p: EntryProfile) -> str:
+    def profile(p: Profile) -> str:
         return _describe(p)
 
     @rt("/widget")
-    def widget(w: EntryWidget) -> str:
+    def widget(w: Widget) -> str:
         return _describe(w)
 
     @rt("/product/{record_id}")
-    def product(p: EntryProduct, record_id: str) -> str:
+    def product(p: Listing, record_id: str) -> str:
         return _describe(p)
 
     @rt("/draft")
-    def draft(d: EntryDraft) -> str:
+    def draft(d: Draft) -> str:
         return _describe(d)
 
     @rt("/site")
-    def site(settings: EntrySite) -> str:  # FastHTML gives a parameter named `s` the session
+    def site(settings: SiteTheme) -> str:  # FastHTML gives a parameter named `s` the session
         return _describe(settings)
 
     with TestClient(app) as client:
         client.get("/login")
-        assert client.get("/profile").text == "EntryProfile|user:erin:EntryProfile"
-        assert client.get("/widget?component_id=w1").text.endswith(":EntryWidget:w1")
-        assert client.get("/product/42").text == "EntryProduct|record:EntryProduct:42"
-        assert client.get("/draft").text.startswith("EntryDraft|temporary:")
-        assert client.get("/site", headers={"x-site": "t1"}).text == ("EntrySite|site:t1:EntrySite")
-        r = client.post("/_faststate/EntryProduct/like?record_id=42", headers=DS, content=b"{}")
-        assert patched_signals(r.text) == [{"entryProduct": {"likes": 1}}]
-        r = client.post(
-            "/_faststate/EntryWidget/increment?component_id=w1", headers=DS, content=b"{}"
-        )
-        assert patched_signals(r.text) == [{"entryWidget": {"w1": {"count": 1}}}]
-        r = client.post("/_faststate/EntryDraft/next_step", headers=DS, content=b"{}")
-        assert patched_signals(r.text) == [{"entryDraft": {"step": 2}}]
+        assert client.get("/profile").text == "Profile|user:erin:Profile"
+        assert client.get("/widget?component_id=w1").text.endswith(":Widget:w1")
+        assert client.get("/product/42").text == "Listing|record:Listing:42"
+        assert client.get("/draft").text.startswith("Draft|temporary:")
+        assert client.get("/site", headers={"x-site": "t1"}).text == ("SiteTheme|site:t1:SiteTheme")
+        r = client.post("/_faststate/Listing/like?record_id=42", headers=DS, content=b"{}")
+        assert patched_signals(r.text) == [{"listing": {"likes": 1}}]
+        r = client.post("/_faststate/Widget/increment?component_id=w1", headers=DS, content=b"{}")
+        assert patched_signals(r.text) == [{"widget": {"w1": {"count": 1}}}]
+        r = client.post("/_faststate/Draft/next_step", headers=DS, content=b"{}")
+        assert patched_signals(r.text) == [{"draft": {"step": 2}}]
 
 
 def test_every_scope_through_fastapi_depends(store: StateStore) -> None:
@@ -137,35 +81,35 @@ def test_every_scope_through_fastapi_depends(store: StateStore) -> None:
     )
 
     @api.get("/profile")
-    def profile(p: EntryProfile = Depends(EntryProfile.current)) -> str:
+    def profile(p: Profile = Depends(Profile.current)) -> str:
         return _describe(p)
 
     @api.get("/widget")
-    async def widget(w: EntryWidget = Depends(EntryWidget.dependency)) -> str:
+    async def widget(w: Widget = Depends(Widget.dependency)) -> str:
         return _describe(w)
 
     @api.get("/product/{record_id}")
-    def product(record_id: str, p: EntryProduct = Depends(EntryProduct.current)) -> str:
+    def product(record_id: str, p: Listing = Depends(Listing.current)) -> str:
         return _describe(p)
 
     @api.get("/draft")
-    def draft(d: EntryDraft = Depends(EntryDraft.current)) -> str:
+    def draft(d: Draft = Depends(Draft.current)) -> str:
         return _describe(d)
 
     @api.get("/site")
-    def site(settings: EntrySite = Depends(EntrySite.current)) -> str:
+    def site(settings: SiteTheme = Depends(SiteTheme.current)) -> str:
         return _describe(settings)
 
     with TestClient(api) as client:
-        assert client.get("/profile").json() == "EntryProfile|user:frank:EntryProfile"
-        assert client.get("/widget?component_id=w2").json().endswith(":EntryWidget:w2")
-        assert client.get("/product/9").json() == "EntryProduct|record:EntryProduct:9"
-        assert client.get("/draft").json().startswith("EntryDraft|temporary:")
+        assert client.get("/profile").json() == "Profile|user:frank:Profile"
+        assert client.get("/widget?component_id=w2").json().endswith(":Widget:w2")
+        assert client.get("/product/9").json() == "Listing|record:Listing:9"
+        assert client.get("/draft").json().startswith("Draft|temporary:")
         assert client.get("/site", headers={"x-site": "t2"}).json() == (
-            "EntrySite|site:t2:EntrySite"
+            "SiteTheme|site:t2:SiteTheme"
         )
-        r = client.post("/_faststate/EntryProfile/write?bio=hi", headers=DS, content=b"{}")
-        assert patched_signals(r.text) == [{"entryProfile": {"bio": "hi"}}]
+        r = client.post("/_faststate/Profile/write?bio=hi", headers=DS, content=b"{}")
+        assert patched_signals(r.text) == [{"profile": {"bio": "hi"}}]
 
 
 # -- RECORD load/save hooks against a real SQLite file -----------------------------------------

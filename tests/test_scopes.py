@@ -17,68 +17,16 @@ from faststate_mw import (
     DEFAULT_TTLS,
     ConfigurationError,
     FastStateMiddleware,
-    ScopeRule,
     State,
     StateConfig,
     StateScope,
     StateStore,
     event,
-    register_scope,
 )
 from faststate_mw.testing import FakeClock
 from tests.conftest import API, DS
 from tests.helpers import patched_signals
-
-
-class Profile(State):
-    __faststate__ = StateConfig(scope=StateScope.USER, requires_auth=True)
-    bio: str = ""
-
-    @event
-    def write(self, bio: str) -> None:
-        self.bio = bio
-
-
-class Widget(State):
-    __faststate__ = StateConfig(scope=StateScope.COMPONENT)
-    count: int = 0
-
-    @event
-    def increment(self) -> None:
-        self.count += 1
-
-
-class Product(State):
-    __faststate__ = StateConfig(scope=StateScope.RECORD)
-    likes: int = 0
-
-    @event
-    def like(self) -> None:
-        self.likes += 1
-
-
-class Draft(State):
-    __faststate__ = StateConfig(scope=StateScope.TEMPORARY)
-    step: int = 1
-
-    @event
-    def next_step(self) -> None:
-        self.step += 1
-
-
-class TenantScope(ScopeRule):
-    name = "tenant"
-
-    def owner(self, ctx: Any) -> str | None:
-        return ctx.request.headers.get("x-tenant") or ctx.request.url.hostname
-
-
-register_scope(TenantScope())
-
-
-class TenantSettings(State):
-    __faststate__ = StateConfig(scope="tenant")
-    theme: str = "light"
+from tests.scope_states import Draft, Listing, Profile, SiteTheme, Widget
 
 
 def _payload(inst: State) -> dict[str, Any]:
@@ -111,14 +59,14 @@ def app(store: StateStore) -> Starlette:
         )
 
     async def product(request: Request) -> JSONResponse:
-        p = Product.current()
+        p = Listing.current()
         return JSONResponse({**_payload(p), "action": p.actions.like()})
 
     async def draft(request: Request) -> JSONResponse:
         return JSONResponse(_payload(Draft.current()))
 
-    async def tenant(request: Request) -> JSONResponse:
-        return JSONResponse(_payload(TenantSettings.current()))
+    async def site(request: Request) -> JSONResponse:
+        return JSONResponse(_payload(SiteTheme.current()))
 
     return Starlette(
         routes=[
@@ -130,7 +78,7 @@ def app(store: StateStore) -> Starlette:
             Route("/item/{id}", product),
             Route("/product", product),
             Route("/draft", draft),
-            Route("/tenant", tenant),
+            Route("/site", site),
         ],
         middleware=[
             Middleware(FastStateMiddleware, secret_key="scopes", store=store),
@@ -220,9 +168,9 @@ def test_record_shared_by_everyone_on_it_and_events_target_it(store: StateStore)
     a = app(store)
     one, two = TestClient(a), TestClient(a)
     page = one.get("/product/7").json()
-    assert page["key"] == "record:Product:7"
-    assert page["action"] == "@post('/_faststate/Product/like?record_id=7')"
-    one.post("/_faststate/Product/like?record_id=7", headers=DS, content=b"{}")
+    assert page["key"] == "record:Listing:7"
+    assert page["action"] == "@post('/_faststate/Listing/like?record_id=7')"
+    one.post("/_faststate/Listing/like?record_id=7", headers=DS, content=b"{}")
     assert two.get("/product/7").json()["data"] == {"likes": 1}
     assert two.get("/item/7").json()["data"] == {"likes": 1}  # `id` path param
     assert two.get("/product?record_id=7").json()["data"] == {"likes": 1}
@@ -235,31 +183,31 @@ def test_record_without_id_is_400(store: StateStore) -> None:
     r = client.get("/product")
     assert r.status_code == 400
     assert r.json()["error"]["code"] == "missing_identifier"
-    r = client.post("/_faststate/Product/like", headers=API, content=b"{}")
+    r = client.post("/_faststate/Listing/like", headers=API, content=b"{}")
     assert r.status_code == 400
 
 
 @pytest.mark.parametrize(
-    "rid", ["a:b", "global", "7:Product", "a/b", "*", "ü✓", "x" * 200, "%3A", "7%20"]
+    "rid", ["a:b", "global", "7:Listing", "a/b", "*", "ü✓", "x" * 200, "%3A", "7%20"]
 )
 def test_record_ids_are_escaped_into_distinct_keys(rid: str, store: StateStore) -> None:
     client = TestClient(app(store))
     r = client.post(
-        "/_faststate/Product/like", params={"record_id": rid}, headers=DS, content=b"{}"
+        "/_faststate/Listing/like", params={"record_id": rid}, headers=DS, content=b"{}"
     )
     assert r.status_code == 200
     (key,) = store.keys(scope=StateScope.RECORD)
     assert key.count(":") == 2  # nothing a client sends can add a level to the key
-    assert key.startswith("record:Product:")
+    assert key.startswith("record:Listing:")
     assert store.get(key).identity == rid  # type: ignore[union-attr]
     # and it is not the same record as a plain neighbour
-    client.post("/_faststate/Product/like?record_id=7", headers=DS, content=b"{}")
+    client.post("/_faststate/Listing/like?record_id=7", headers=DS, content=b"{}")
     assert len(store.keys(scope=StateScope.RECORD)) == 2
 
 
 def test_huge_record_id_is_rejected(store: StateStore) -> None:
     r = TestClient(app(store)).post(
-        "/_faststate/Product/like", params={"record_id": "x" * 10_000}, headers=API, content=b"{}"
+        "/_faststate/Listing/like", params={"record_id": "x" * 10_000}, headers=API, content=b"{}"
     )
     assert r.status_code == 400
     assert store.keys(scope=StateScope.RECORD) == []
@@ -377,19 +325,15 @@ async def test_default_ttls_apply_per_scope(clock: FakeClock, store: StateStore)
 
 
 # -- custom scope ------------------------------------------------------------------------------
-def test_custom_tenant_scope_from_header_or_host(store: StateStore) -> None:
+def test_custom_site_scope_from_header_or_host(store: StateStore) -> None:
     client = TestClient(app(store))
-    assert client.get("/tenant", headers={"x-tenant": "acme"}).json()["key"] == (
-        "tenant:acme:TenantSettings"
-    )
-    assert client.get("/tenant").json()["key"] == "tenant:testserver:TenantSettings"
-    assert client.get("/tenant", headers={"x-tenant": "a:b"}).json()["key"] == (
-        "tenant:a%3Ab:TenantSettings"
-    )
-    assert sorted(store.keys(scope="tenant")) == [
-        "tenant:a%3Ab:TenantSettings",
-        "tenant:acme:TenantSettings",
-        "tenant:testserver:TenantSettings",
+    assert client.get("/site", headers={"x-site": "acme"}).json()["key"] == ("site:acme:SiteTheme")
+    assert client.get("/site").json()["key"] == "site:testserver:SiteTheme"
+    assert client.get("/site", headers={"x-site": "a:b"}).json()["key"] == ("site:a%3Ab:SiteTheme")
+    assert sorted(store.keys(scope="site")) == [
+        "site:a%3Ab:SiteTheme",
+        "site:acme:SiteTheme",
+        "site:testserver:SiteTheme",
     ]
 
 
@@ -403,9 +347,9 @@ def test_keys_by_scope_and_class(store: StateStore) -> None:
     client.get("/product/1")
     client.get("/product/2")
     client.get("/draft")
-    assert sorted(store.keys(state_cls=Product)) == [
-        "record:Product:1",
-        "record:Product:2",
+    assert sorted(store.keys(state_cls=Listing)) == [
+        "record:Listing:1",
+        "record:Listing:2",
     ]
     assert len(store.keys(scope=StateScope.TEMPORARY)) == 1
     assert store.stats()["by_scope"] == {"record": 2, "temporary": 1}
