@@ -10,13 +10,14 @@ import asyncio
 import contextlib
 import ctypes
 import gc
+import os
 import tracemalloc
 from typing import Any
 
 from pydantic import BaseModel
 
 from faststate_mw import State, StateConfig, StateStore
-from faststate_mw._context import RequestContext, _current
+from faststate_mw.testing import FakeClock, in_session
 
 SESSIONS = 100_000
 SAMPLE = 10_000
@@ -34,21 +35,9 @@ class BareCart(BaseModel):
     note: str = ""
 
 
-class _Owner:
-    user_loader = staticmethod(lambda scope: None)
-
-    def read_session_id(self, scope: Any) -> str:
-        return str(scope["sid"])
-
-    def new_session_id(self) -> str:  # pragma: no cover - every scope names its session
-        raise AssertionError
-
-
 def rss() -> int:
     with open("/proc/self/statm") as f:
         pages = int(f.read().split()[1])
-    import os
-
     return pages * os.sysconf("SC_PAGE_SIZE")
 
 
@@ -60,13 +49,10 @@ def trim() -> None:
 
 
 def touch(store: StateStore, count: int, offset: int = 0) -> None:
-    owner = _Owner()
-    for i in range(offset, offset + count):
-        ctx = RequestContext({"type": "http", "headers": [], "sid": f"s{i:07d}"}, owner)
-        token = _current.set(ctx)
-        inst = store.resolve_now(Cart, ctx)
-        inst.items = 1
-        _current.reset(token)
+    with store.activate():
+        for i in range(offset, offset + count):
+            with in_session(f"s{i:07d}"):
+                Cart.current().items = 1
 
 
 def traced_bytes(fn: Any) -> int:
@@ -83,12 +69,12 @@ def traced_bytes(fn: Any) -> int:
 
 def run() -> None:
     print("\n== memory: SESSION states of 100,000 sessions, then eviction ==")
-    now = [0.0]
-    store = StateStore(clock=lambda: now[0])
+    clock = FakeClock()
+    store = StateStore(clock=clock)
 
     # bytes per live instance, measured on a sample with tracemalloc
     def sample() -> StateStore:
-        store = StateStore(clock=lambda: now[0])
+        store = StateStore(clock=clock)
         touch(store, SAMPLE)
         return store
 
@@ -106,7 +92,7 @@ def run() -> None:
     touch(store, SESSIONS)
     peak = rss()
     assert len(store) == SESSIONS
-    now[0] += TTL + 1
+    clock.advance(TTL + 1)
     evicted = asyncio.run(store.sweep())
     del evicted[:]
     trim()

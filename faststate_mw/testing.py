@@ -6,14 +6,18 @@
   classes with the same names.
 - :func:`isolated_stores`: forget the stores earlier tests started, so code outside a request
   (``State.for_record(7)``) finds only the store of the running test.
+- :func:`in_session`: run code as if inside a request of a given browser session (and user),
+  without an app: ``with store.activate(), in_session("s1"): Cart.current()``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from ._config import catalog
+from ._context import RequestContext, UserContext, UserLoader, _current
 from ._store import _running
 
 
@@ -55,4 +59,35 @@ def isolated_state_names() -> Iterator[None]:
         catalog.restore(saved)
 
 
-__all__ = ["FakeClock", "isolated_state_names", "isolated_stores"]
+class _SessionOwner:
+    """The part of a middleware a RequestContext asks for: one fixed session and user."""
+
+    prefix = "/_faststate"
+    datastar_src: str | None = None
+    async_user_loader = False
+
+    def __init__(self, session_id: str, user: UserContext | None) -> None:
+        self.session_id = session_id
+        self.user_loader: UserLoader = lambda scope: user
+
+    def read_session_id(self, scope: Any) -> str | None:
+        return self.session_id
+
+    def new_session_id(self) -> str:
+        return self.session_id
+
+
+@contextmanager
+def in_session(session_id: str, user: UserContext | None = None) -> Iterator[RequestContext]:
+    """Within the block, ``State.current()`` and ``current_user()`` answer as in a request of
+    browser session ``session_id`` by ``user`` (no app, no HTTP); yields that request's context."""
+    scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b""}
+    ctx = RequestContext(scope, _SessionOwner(session_id, user))
+    token = _current.set(ctx)
+    try:
+        yield ctx
+    finally:
+        _current.reset(token)
+
+
+__all__ = ["FakeClock", "in_session", "isolated_state_names", "isolated_stores"]
