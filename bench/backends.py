@@ -11,17 +11,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import shutil
-import socket
 import statistics
-import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.servers import RedisServer, Uvicorn, running
+from tests.sse import stream_url
+
+from .client import cookie_header, request
 from .roundtrip import EVENT_PATH, _env_float
-from .servers import Server, cookie_header, free_port, request, running
 from .wrk import run_wrk
 
 APP = "bench.backend_app:app"
@@ -30,30 +30,15 @@ LATENCY_SAMPLES = 200
 
 @contextlib.contextmanager
 def redis_server(workdir: Path) -> Iterator[str]:
-    binary = shutil.which("redis-server")
-    if binary is None:
-        raise RuntimeError("redis-server is not installed (make system-deps)")
-    port = free_port()
-    args = [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly"]
-    args += ["no", "--dir", str(workdir), "--loglevel", "warning"]
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
+    """A private redis-server without persistence (tests.servers.RedisServer)."""
+    server = RedisServer(workdir, durable=False).start()
     try:
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise RuntimeError("redis-server did not start") from None
-                time.sleep(0.02)
-        yield f"redis://127.0.0.1:{port}/0"
+        yield server.url
     finally:
-        proc.terminate()
-        proc.wait(5)
+        server.stop()
 
 
-def servers(backend: str, count: int = 1) -> contextlib.AbstractContextManager[list[Server]]:
+def servers(backend: str, count: int = 1) -> contextlib.AbstractContextManager[list[Uvicorn]]:
     """``count`` workers of the bench app, storing states in ``backend``."""
     return running(*[APP] * count, env={"FS_BACKEND": backend})
 
@@ -77,16 +62,16 @@ def redis_calls(url: str) -> int:
     return sum(calls.get(name, 0) for name in _ROUND_TRIP_COMMANDS)
 
 
-def throughput(server: Server, seconds: float, conns: int) -> tuple[float, int]:
-    page = request("GET", server.base_url + "/")
+def throughput(server: Uvicorn, seconds: float, conns: int) -> tuple[float, int]:
+    page = request("GET", server.url + "/")
     cookie = cookie_header(page)
     before = int(page.body)
-    url = server.base_url + EVENT_PATH
+    url = server.url + EVENT_PATH
     run_wrk(url, seconds=1, connections=conns, script_args=(cookie,))
     result = run_wrk(url, seconds=seconds, connections=conns, script_args=(cookie,))
     for problem in result.problems:
         print(f"  WARNING {server.app}: {problem}")
-    after = int(request("GET", server.base_url + "/", headers={"Cookie": cookie}).body)
+    after = int(request("GET", server.url + "/", headers={"Cookie": cookie}).body)
     if after - before < result.requests:  # an error reply in disguise would not count up
         print(
             f"  WARNING {server.app}: the counter rose by {after - before}, fewer than the "
@@ -95,14 +80,12 @@ def throughput(server: Server, seconds: float, conns: int) -> tuple[float, int]:
     return result.requests_per_sec, result.requests
 
 
-async def _stream_latency(watch: Server, writer: Server, samples: int) -> list[float]:
+async def _stream_latency(watch: Uvicorn, writer: Uvicorn, samples: int) -> list[float]:
     """Open one live stream on ``watch``, change the GLOBAL state on ``writer`` ``samples``
     times, and time each change until the stream carries it."""
-    page = request("GET", watch.base_url + "/live")
+    page = request("GET", watch.url + "/live")
     start_n = int(re.search(rb'n(?:"|&quot;):(\d+)', page.body).group(1))  # type: ignore[union-attr]
-    match = re.search(rb"@get\('([^']+)'", page.body)
-    assert match, "no live stream on the page"
-    path = match.group(1).decode()
+    path = stream_url(page.body)
     cookie = cookie_header(page)
     reader, out = await asyncio.open_connection("127.0.0.1", watch.port)
     out.write(
@@ -166,10 +149,10 @@ def run() -> None:
                     f"{rates['memory'] / rate:5.2f}x"
                 )
         with servers(redis_url) as (server,):
-            page = request("GET", server.base_url + "/")
+            page = request("GET", server.url + "/")
             cookie = cookie_header(page)
             headers = {"Datastar-Request": "true", "Content-Type": "application/json"}
-            url = server.base_url + EVENT_PATH
+            url = server.url + EVENT_PATH
             request("POST", url, headers={**headers, "Cookie": cookie}, body=b"{}")  # warm key
             before = redis_calls(redis_url)
             for _ in range(100):

@@ -18,6 +18,10 @@ from typing import Any
 from starlette.applications import Starlette
 
 from faststate_mw import FastStateMiddleware, State, StateConfig, StateScope, StateStore
+from tests.servers import running
+from tests.sse import stream_url
+
+from .client import cookie_header, request
 
 ROUNDS = 15
 SIZES = (100, 1_000, 10_000)
@@ -206,16 +210,11 @@ async def _loopback_rounds(
 
 
 def _loopback() -> tuple[float, float, float, float]:
-    import re
-
-    from .servers import cookie_header, request, running
-
     async def ours(server: Any) -> list[float]:
         paths = []
         for _ in range(LOOPBACK_STREAMS):
-            page = request("GET", server.base_url + "/live")
-            path = re.search(rb"@get\('([^']+)'", page.body).group(1).decode()  # type: ignore[union-attr]
-            paths.append((path, cookie_header(page)))
+            page = request("GET", server.url + "/live")
+            paths.append((stream_url(page.body), cookie_header(page)))
         conns = await _open_http_streams(server.port, paths)
         await asyncio.sleep(1.0)  # let every stream open (not measured)
         post_reader, post_writer = await asyncio.open_connection("127.0.0.1", server.port)
@@ -240,7 +239,7 @@ def _loopback() -> tuple[float, float, float, float]:
         await asyncio.sleep(1.0)
 
         async def trigger() -> None:
-            request("POST", server.base_url + "/push")
+            request("POST", server.url + "/push")
 
         return await _loopback_rounds(
             server.port, conns, trigger, b'"shared":{"n":%d}', LOOPBACK_ROUNDS

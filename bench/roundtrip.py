@@ -17,10 +17,12 @@ machine; only the first round has a warm-up).
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass
 
-from .servers import HttpReply, Server, cookie_header, request, running
+from tests.servers import Uvicorn, running
+from tests.sse import patched_signals
+
+from .client import HttpReply, cookie_header, request
 from .wrk import WrkResult, run_wrk
 
 EVENT_PATH = "/_faststate/Counter/increment?amount=1"
@@ -66,14 +68,14 @@ class Measured:
     cpu_per_event: float | None = None
 
 
-def _post_event(server: Server, cookie: str) -> HttpReply:
+def _post_event(server: Uvicorn, cookie: str) -> HttpReply:
     headers = {**EVENT_HEADERS, "Cookie": cookie}
-    return request("POST", server.base_url + EVENT_PATH, headers=headers, body=EVENT_BODY)
+    return request("POST", server.url + EVENT_PATH, headers=headers, body=EVENT_BODY)
 
 
-def _session(server: Server) -> tuple[str, int]:
+def _session(server: Uvicorn) -> tuple[str, int]:
     """Open a session with ``GET /``: its Cookie header and its count."""
-    page = request("GET", server.base_url + "/")
+    page = request("GET", server.url + "/")
     if page.status != 200:
         raise RuntimeError(f"GET / on {server.app} answered {page.status}: {page.body[:200]!r}")
     cookie = cookie_header(page)
@@ -82,14 +84,14 @@ def _session(server: Server) -> tuple[str, int]:
     return cookie, int(page.body)
 
 
-def _count(server: Server, cookie: str) -> int:
-    page = request("GET", server.base_url + "/", headers={"Cookie": cookie})
+def _count(server: Uvicorn, cookie: str) -> int:
+    page = request("GET", server.url + "/", headers={"Cookie": cookie})
     if page.set_cookies:
         raise RuntimeError(f"{server.app} minted a new session: the cookie was not accepted")
     return int(page.body)
 
 
-def _check_event(server: Server, cookie: str, expected: int) -> None:
+def _check_event(server: Uvicorn, cookie: str, expected: int) -> None:
     """One event by hand: a 200 SSE reply patching the count, not an error in disguise."""
     reply = _post_event(server, cookie)
     problems = []
@@ -99,7 +101,8 @@ def _check_event(server: Server, cookie: str, expected: int) -> None:
         problems.append(f"content-type {reply.headers.get('content-type')!r}")
     if "x-faststate-error" in reply.headers:
         problems.append(f"x-faststate-error {reply.headers['x-faststate-error']!r}")
-    if not re.search(rb'"count":%d\b' % expected, reply.body):
+    patches = patched_signals(reply.body.decode(errors="replace"))
+    if {"counter": {"count": expected}} not in patches:
         problems.append("no count patch")
     if problems:
         raise RuntimeError(
@@ -108,11 +111,11 @@ def _check_event(server: Server, cookie: str, expected: int) -> None:
 
 
 def _measure(
-    server: Server, cookie: str, seconds: float, warmup: float, conns: int
+    server: Uvicorn, cookie: str, seconds: float, warmup: float, conns: int
 ) -> tuple[WrkResult, float | None, list[str]]:
     """A warm-up run (if ``warmup``), then the measured one. Returns the latter, the server's
     CPU time per event served during it, and every problem seen."""
-    url = server.base_url + EVENT_PATH
+    url = server.url + EVENT_PATH
     problems = []
     if warmup:
         warm = run_wrk(url, seconds=warmup, connections=conns, script_args=(cookie,))

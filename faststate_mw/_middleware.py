@@ -71,19 +71,16 @@ class FastStateMiddleware:
             raise ConfigurationError("prefix must start with '/' and not end with '/'")
         if max_body_size <= 0:
             raise ConfigurationError("max_body_size must be positive")
-        options: dict[str, Any] = {
-            "sweep_interval": sweep_interval,
-            "heartbeat": heartbeat,
-            "write_timeout": write_timeout,
-            "max_queue": max_queue,
-        }
-        given = {name: value for name, value in options.items() if value is not None}
-        if store is not None and (backend is not None or given):
-            names = ["backend"] * (backend is not None) + list(given)
-            raise ConfigurationError(f"pass either store= or {'=, '.join(names)}=, not both")
         self.app = app
         #: where this app's states live (see :class:`StateStore`)
-        self.store = store if store is not None else StateStore(backend, **given)
+        self.store = _app_store(
+            store,
+            backend,
+            sweep_interval=sweep_interval,
+            heartbeat=heartbeat,
+            write_timeout=write_timeout,
+            max_queue=max_queue,
+        )
         self.prefix = prefix
         self.user_loader = user_loader
         self.async_user_loader = inspect.iscoroutinefunction(user_loader) or (
@@ -101,12 +98,7 @@ class FastStateMiddleware:
         self._event_prefix = prefix + "/"
         self._stream_path = prefix + "/stream"
         self._datastar_path = prefix + "/datastar.js"
-        self._datastar_js: bytes | None = None
-        if datastar_js is not None:
-            path = Path(datastar_js)
-            if not path.is_file():
-                raise ConfigurationError(f"datastar_js file not found: {path}")
-            self._datastar_js = path.read_bytes()
+        self._datastar_js = _read_datastar_js(datastar_js)
         #: where pages load the Datastar client from when this middleware self-hosts it
         self.datastar_src = self._datastar_path if self._datastar_js is not None else None
         self._inner_apps: dict[int, ASGIApp] = {}
@@ -322,6 +314,29 @@ class FastStateMiddleware:
             return
         cls, spec = found
         await serve_event(scope, receive, send, ctx, self.store, cls, spec, self.max_body_size)
+
+
+def _app_store(
+    store: StateStore | None, backend: Backend | str | None, **options: Any
+) -> StateStore:
+    """The given store, or a new one made from ``backend`` and the store ``options`` given (not
+    None); beside a store, a backend or store option would be ignored, so it is refused."""
+    given = {name: value for name, value in options.items() if value is not None}
+    if store is None:
+        return StateStore(backend, **given)
+    if backend is not None or given:
+        names = ["backend"] * (backend is not None) + list(given)
+        raise ConfigurationError(f"pass either store= or {'=, '.join(names)}=, not both")
+    return store
+
+
+def _read_datastar_js(datastar_js: str | Path | None) -> bytes | None:
+    if datastar_js is None:
+        return None
+    path = Path(datastar_js)
+    if not path.is_file():
+        raise ConfigurationError(f"datastar_js file not found: {path}")
+    return path.read_bytes()
 
 
 def _is_html(message: Message) -> bool:

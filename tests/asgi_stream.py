@@ -4,16 +4,13 @@ can hold many streams open, read events as they arrive, stall a reader, and disc
 from __future__ import annotations
 
 import asyncio
-import json
-import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-STREAM_URL = re.compile(r"@get\('([^']+)'")
-TAB = re.compile(r"&quot;tab&quot;:&quot;([^&]+)&quot;|\"tab\":\"([^\"]+)\"")
+from tests.sse import SSEReader
 
 
 class Stream:
@@ -24,7 +21,7 @@ class Stream:
         self.headers = headers
         self.status: int | None = None
         self.response_headers: dict[str, str] = {}
-        self.buffer = b""
+        self.reader = SSEReader()
         self.events: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.comments = 0
         self.disconnected = asyncio.Event()
@@ -82,8 +79,7 @@ class Stream:
             if not self.flowing.is_set():
                 self.blocked.set()
                 await self.flowing.wait()
-            self.buffer += message.get("body", b"")
-            self._parse()
+            self._parse(message.get("body", b""))
             if not message.get("more_body", False):
                 self.finished.set()
             self._progressed()
@@ -104,24 +100,10 @@ class Stream:
         event, self._progress = self._progress, asyncio.Event()
         event.set()
 
-    def _parse(self) -> None:
-        while b"\n\n" in self.buffer:
-            block, self.buffer = self.buffer.split(b"\n\n", 1)
-            event: dict[str, Any] = {"event": "", "id": None, "data": []}
-            for line in block.decode().split("\n"):
-                if line.startswith(":"):
-                    self.comments += 1
-                elif line.startswith("event: "):
-                    event["event"] = line[7:]
-                elif line.startswith("id: "):
-                    event["id"] = line[4:]
-                elif line.startswith("data: "):
-                    event["data"].append(line[6:])
+    def _parse(self, chunk: bytes) -> None:
+        for event in self.reader.feed(chunk):
+            self.comments += event["comments"]
             if event["event"]:
-                if event["event"] == "datastar-patch-signals":
-                    event["signals"] = json.loads(
-                        "\n".join(d.removeprefix("signals ") for d in event["data"])
-                    )
                 self.events.put_nowait(event)
 
     def stall(self) -> None:
@@ -160,15 +142,3 @@ class Stream:
         self.resume()
         if self.task is not None:
             await asyncio.wait_for(self.task, 5)
-
-
-def stream_url(html: str) -> str:
-    match = STREAM_URL.search(html)
-    assert match, "the page has no live stream element"
-    return match.group(1)
-
-
-def tab_id(html: str) -> str:
-    match = TAB.search(html)
-    assert match
-    return match.group(1) or match.group(2)

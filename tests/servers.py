@@ -1,6 +1,8 @@
-"""Real processes for tests: uvicorn servers and a private redis-server, on free loopback ports.
+"""Real processes for tests and bench: uvicorn servers and private redis-servers, on free
+loopback ports. The one launcher of the project: tests/e2e and bench/ use it too.
 
-Outside CI a missing redis-server skips the tests that need it; under CI=true it fails them.
+Outside CI a missing redis-server skips the tests that need it; under CI=true it fails them
+(outside a test run, as in bench, it is a plain error).
 """
 
 from __future__ import annotations
@@ -12,17 +14,31 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import IO, NoReturn
 
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+HOST = "127.0.0.1"
+
+
+def unavailable(reason: str) -> NoReturn:
+    """A missing prerequisite: a skip in a local test run, a failure under CI (``CI=true``),
+    an error outside a test run."""
+    if "PYTEST_CURRENT_TEST" not in os.environ:
+        raise RuntimeError(reason)
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"prerequisite missing under CI: {reason}", pytrace=False)
+    pytest.skip(reason)
 
 
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
+        s.bind((HOST, 0))
         return int(s.getsockname()[1])
 
 
@@ -51,48 +67,116 @@ def wait_closed(port: int, timeout: float = 10.0) -> None:
 
 
 class Uvicorn:
-    """``python -m uvicorn <app>`` on a free port (or a given one), stopped on exit."""
+    """``python -m uvicorn <app>`` (one worker) on a free port (or a given one), run from the
+    repository root. ``log=True`` keeps its output for :meth:`output`; ``graceful`` caps how long
+    a stop waits for open responses (live streams never end by themselves)."""
 
-    def __init__(self, app: str, env: dict[str, str], port: int | None = None) -> None:
+    def __init__(
+        self,
+        app: str,
+        env: Mapping[str, str] | None = None,
+        port: int | None = None,
+        *,
+        graceful: float | None = None,
+        log: bool = False,
+    ) -> None:
         self.app = app
-        self.env = env
+        self.env = dict(env or {})
         self.port = port or free_port()
+        self.graceful = graceful
+        self.keep_log = log
+        self.log: IO[bytes] | None = None
         self.proc: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        return f"http://{HOST}:{self.port}"
 
-    def start(self) -> Uvicorn:
-        cmd = [sys.executable, "-m", "uvicorn", self.app, "--host", "127.0.0.1"]
-        cmd += ["--port", str(self.port), "--log-level", "warning", "--no-access-log"]
-        self.proc = subprocess.Popen(cmd, cwd=ROOT, env={**os.environ, **self.env})
-        wait_for_port(self.port, self.proc)
+    def launch(self) -> Uvicorn:
+        """Start the process without waiting for it (see :meth:`wait_ready`)."""
+        assert self.proc is None or self.proc.poll() is not None, "already running"
+        cmd = [sys.executable, "-m", "uvicorn", self.app, "--host", HOST, "--port", str(self.port)]
+        cmd += ["--workers", "1", "--log-level", "warning", "--no-access-log"]
+        if self.graceful is not None:
+            cmd += ["--timeout-graceful-shutdown", str(int(self.graceful))]
+        if self.keep_log:
+            self.log = tempfile.TemporaryFile()  # noqa: SIM115 (closed in stop())
+        stderr = subprocess.STDOUT if self.log is not None else None
+        env = {**os.environ, "PYTHONDONTWRITEBYTECODE": "1", **self.env}
+        self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=self.log, stderr=stderr)
         return self
 
+    def wait_ready(self, timeout: float = 20.0) -> Uvicorn:
+        try:
+            wait_for_port(self.port, self.proc, timeout)
+        except RuntimeError as exc:
+            self.stop()
+            raise RuntimeError(f"uvicorn {self.app}: {exc}\n{self.output()}") from None
+        return self
+
+    def start(self) -> Uvicorn:
+        return self.launch().wait_ready()
+
     def kill(self) -> None:
-        """A hard kill (SIGKILL): no shutdown code runs."""
+        """A hard kill (SIGKILL), like a crash: no shutdown code runs, streams drop at once."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGKILL)
             self.proc.wait(10)
         wait_closed(self.port)
 
-    def stop(self) -> None:
+    def stop(self, grace: float = 10.0) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             try:
-                self.proc.wait(10)
+                self.proc.wait(grace)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+        if self.log is not None:
+            self.log.close()
+            self.log = None
+
+    def output(self) -> str:
+        """What the server printed (with ``log=True``)."""
+        if self.log is None:
+            return ""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")
+
+    def cpu_seconds(self) -> float | None:
+        """User + system CPU time the server process has used so far (Linux ``/proc``)."""
+        if self.proc is None:
+            return None
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rpartition(")")[2].split()
+        except OSError:
+            return None
+        # after the command name: state is field 3, utime and stime are fields 14 and 15
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+@contextlib.contextmanager
+def running(
+    *apps: str, env: Mapping[str, str] | None = None, timeout: float = 20.0, log: bool = True
+) -> Iterator[list[Uvicorn]]:
+    """One uvicorn per app, started side by side; yields them once all answer; always stops them."""
+    servers = [Uvicorn(app, env, log=log) for app in apps]
+    try:
+        for server in servers:
+            server.launch()
+        for server in servers:
+            server.wait_ready(timeout)
+        yield servers
+    finally:
+        for server in servers:
+            server.stop(5)
 
 
 def redis_binary() -> str:
     path = shutil.which("redis-server")
     if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-server is missing under CI", pytrace=False)
-        pytest.skip("redis-server is not installed")
+        unavailable("redis-server is not installed (make system-deps)")
     return path
 
 
@@ -132,9 +216,7 @@ class RedisServer:
 def redis_cli() -> str:
     path = shutil.which("redis-cli")
     if path is None:
-        if os.environ.get("CI") == "true":
-            pytest.fail("redis-cli is missing under CI", pytrace=False)
-        pytest.skip("redis-cli is not installed")
+        unavailable("redis-cli is not installed (make system-deps)")
     return path
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,8 @@ from faststate_mw import (
     event,
 )
 from tests.conftest import DS
-from tests.helpers import patched_signals
+from tests.servers import free_port
+from tests.sse import patched_signals
 
 
 class LifeCounter(State):
@@ -93,16 +93,10 @@ def test_lifespan_starts_and_closes_the_store(tmp_path: Path) -> None:
         assert again.get("global:LifeCounter").count == 1
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_unreachable_redis_fails_at_startup() -> None:
     pytest.importorskip("redis")
     app = make_app([])
-    mw = FastStateMiddleware(app, secret_key="s", backend=f"redis://127.0.0.1:{_free_port()}/0")
+    mw = FastStateMiddleware(app, secret_key="s", backend=f"redis://127.0.0.1:{free_port()}/0")
     sent: list[dict[str, Any]] = []
     messages = [{"type": "lifespan.startup"}]
 

@@ -26,7 +26,7 @@ from faststate_mw import (
     requires_auth,
 )
 from tests.conftest import API, DS
-from tests.helpers import patched_signals
+from tests.sse import patched_signals
 
 
 class Paper(State):

@@ -8,7 +8,7 @@ from starlette.testclient import TestClient
 
 from faststate_mw import FastStateMiddleware, State, StateConfig, StateScope, StateStore, event
 from tests.conftest import API, DS
-from tests.helpers import patched_signals
+from tests.sse import patched_signals
 
 
 class Vault(State):

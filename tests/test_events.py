@@ -21,7 +21,7 @@ from faststate_mw import (
     server_owned,
 )
 from tests.conftest import API, DS
-from tests.helpers import patched_signals, sse_events
+from tests.sse import patched_signals, sse_events
 
 
 class Shop(State):

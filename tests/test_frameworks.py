@@ -8,7 +8,7 @@ from starlette.testclient import TestClient
 
 from faststate_mw import FastStateMiddleware, State, StateStore, UserContext, event, on, text
 from tests.conftest import DS
-from tests.helpers import patched_signals
+from tests.sse import patched_signals
 
 
 class FrameworkTally(State):

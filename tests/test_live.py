@@ -34,8 +34,9 @@ from faststate_mw import (
     signals,
 )
 from faststate_mw.testing import FakeClock
-from tests.asgi_stream import Stream, stream_url, tab_id
+from tests.asgi_stream import Stream
 from tests.conftest import DS
+from tests.sse import stream_url, tab_id
 
 SENTINEL = "liveSentinel"
 

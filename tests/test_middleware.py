@@ -31,7 +31,7 @@ from faststate_mw import (
     event,
 )
 from tests.conftest import DS
-from tests.helpers import patched_signals
+from tests.sse import patched_signals
 
 SECRET = "middleware-test-secret"
 

@@ -12,7 +12,7 @@ from starlette.testclient import TestClient
 
 from faststate_mw.testing import isolated_state_names
 from tests.conftest import DS
-from tests.helpers import patched_signals
+from tests.sse import patched_signals
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 SNIPPETS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)

@@ -13,7 +13,8 @@ import pytest
 from faststate_mw.backends.redis_cluster import RedisClusterBackend
 from tests.conftest import DS
 from tests.servers import RedisCluster, Uvicorn
-from tests.test_scaleout import APP, LiveStream, browser, count_on, stream_path
+from tests.sse import stream_url
+from tests.test_scaleout import APP, LiveStream, browser, count_on
 
 
 @pytest.fixture
@@ -96,7 +97,7 @@ async def test_a_tab_on_worker_a_sees_a_change_made_on_worker_b(
     a, b = workers
     async with browser(a.url) as tab_client, browser(b.url) as other:
         html = (await tab_client.get("/")).text
-        async with LiveStream(tab_client, stream_path(html)) as stream:
+        async with LiveStream(tab_client, stream_url(html)) as stream:
             await shard_subscribed(cluster, "global:Tally")  # only worker A streams it
             r = await other.post("/_faststate/Tally/increment", headers=DS, content=b"{}")
             assert r.status_code == 200
@@ -113,7 +114,7 @@ async def test_the_failover_of_a_master_is_survived_with_a_resync(
             r = await other.post("/_faststate/Tally/increment", headers=DS, content=b"{}")
             assert r.status_code == 200
         html = (await tab_client.get("/")).text
-        async with LiveStream(tab_client, stream_path(html)) as stream:
+        async with LiveStream(tab_client, stream_url(html)) as stream:
             await stream.wait_for(lambda s: s.get("tally", {}).get("count") == 3)
             await shard_subscribed(cluster, "global:Tally")
             master = cluster.master_of("faststate:state:{global:Tally}")

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +14,7 @@ import redis.asyncio as aioredis
 
 from tests.conftest import DS
 from tests.servers import RedisServer, Uvicorn
+from tests.sse import SSEReader, stream_url
 
 APP = "tests.apps.shared_app:app"
 
@@ -53,17 +52,11 @@ class LiveStream:
             async with self.client.stream("GET", self.url, headers=headers, timeout=None) as r:
                 assert r.status_code == 200
                 ready.set()
-                event: dict[str, Any] = {}
-                async for line in r.aiter_lines():
-                    if line.startswith("event: "):
-                        event = {"event": line[7:], "data": []}
-                    elif line.startswith("data: signals "):
-                        event["signals"] = json.loads(line[len("data: signals ") :])
-                    elif line.startswith("id: "):
-                        event["id"] = line[4:]
-                    elif line == "" and event:
-                        self.events.put_nowait(event)
-                        event = {}
+                reader = SSEReader()
+                async for chunk in r.aiter_bytes():
+                    for event in reader.feed(chunk):
+                        if event["event"]:
+                            self.events.put_nowait(event)
 
         self.task = asyncio.ensure_future(run())
         await asyncio.wait_for(ready.wait(), 10)
@@ -83,12 +76,6 @@ class LiveStream:
                     return ev
 
         return await asyncio.wait_for(look(), timeout)
-
-
-def stream_path(html: str) -> str:
-    match = re.search(r"@get\('([^']+)'", html)
-    assert match
-    return match.group(1)
 
 
 @contextlib.asynccontextmanager
@@ -147,7 +134,7 @@ async def test_a_tab_on_worker_a_sees_a_change_made_on_worker_b(
     a, b = workers
     async with browser(a.url) as tab_client, browser(b.url) as other:
         html = (await tab_client.get("/")).text
-        async with LiveStream(tab_client, stream_path(html)) as stream:
+        async with LiveStream(tab_client, stream_url(html)) as stream:
             await subscribed(redis_server, "global:Tally")  # only worker A streams it
             r = await other.post("/_faststate/Tally/increment", headers=DS, content=b"{}")
             assert r.status_code == 200
@@ -165,7 +152,7 @@ async def test_redis_outage_fails_fast_and_recovers_with_resync(
             assert (
                 await other.post("/_faststate/Tally/increment", headers=DS, content=b"{}")
             ).status_code == 200
-        async with LiveStream(tab_client, stream_path(html)) as stream:
+        async with LiveStream(tab_client, stream_url(html)) as stream:
             await stream.wait_for(lambda s: s.get("tally", {}).get("count") == 3)
             redis_server.stop()
             r = await other.post(

@@ -18,8 +18,8 @@ from faststate_mw import (
     event,
 )
 from tests.conftest import DS
-from tests.helpers import patched_signals
 from tests.scope_states import Draft, Listing, Profile, SiteTheme, Widget
+from tests.sse import patched_signals
 
 
 def _describe(inst: State) -> str:

@@ -25,8 +25,8 @@ from faststate_mw import (
 )
 from faststate_mw.testing import FakeClock
 from tests.conftest import API, DS
-from tests.helpers import patched_signals
 from tests.scope_states import Draft, Listing, Profile, SiteTheme, Widget
+from tests.sse import patched_signals
 
 
 def _payload(inst: State) -> dict[str, Any]:

@@ -7,20 +7,17 @@ missing the tests are skipped locally, and fail under CI (``CI=true``), where th
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
+
+from tests.servers import Uvicorn, unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
 SECRET = "e2e-test-secret-5f0c1d9a7b3e42a8"
-STARTUP_TIMEOUT = 20.0
 E2E_DIR = Path(__file__).resolve().parent
 
 
@@ -48,31 +45,6 @@ def _datastar_js() -> Path:
     return Path(env) if env else ROOT / ".cache" / "datastar" / "datastar-core.js"
 
 
-def _unavailable(reason: str) -> NoReturn:
-    """Skip locally; under CI a missing prerequisite is a failure, never a skip."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"e2e prerequisite missing under CI: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _wait_for_port(port: int, proc: subprocess.Popen[bytes], deadline: float) -> None:
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"uvicorn exited early with code {proc.returncode}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return
-        except OSError:
-            time.sleep(0.05)
-    raise RuntimeError(f"uvicorn did not answer on port {port} within {STARTUP_TIMEOUT}s")
-
-
 @pytest.fixture(scope="session")
 def secret() -> str:
     return SECRET
@@ -82,7 +54,7 @@ def secret() -> str:
 def datastar_js() -> Path:
     path = _datastar_js()
     if not path.is_file():
-        _unavailable(f"Datastar client not found at {path} (run `make datastar-js`)")
+        unavailable(f"Datastar client not found at {path} (run `make datastar-js`)")
     return path
 
 
@@ -90,108 +62,50 @@ def _server_env(datastar_js: Path, db: Path) -> dict[str, str]:
     """The app's environment: the cached client, the test secret and a SQLite file of the
     test's own (EXAMPLE_DB), so tests never touch example_app/example.db."""
     return {
-        **os.environ,
         "FASTSTATE_DATASTAR_JS": str(datastar_js),
         "FASTSTATE_SECRET": SECRET,
         "EXAMPLE_DB": str(db),
     }
 
 
-def _start_uvicorn(port: int, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    """example_app.main:app in a uvicorn process, once it accepts connections on ``port``."""
-    cmd = [
-        sys.executable,
-        "-m",
-        "uvicorn",
-        "example_app.main:app",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--log-level",
-        "warning",
-        # live streams never end by themselves: do not wait long for them on shutdown
-        "--timeout-graceful-shutdown",
-        "1",
-    ]
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env)
-    try:
-        _wait_for_port(port, proc, time.monotonic() + STARTUP_TIMEOUT)
-    except BaseException:
-        _stop_uvicorn(proc)
-        raise
-    return proc
-
-
-def _stop_uvicorn(proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout=grace)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=10)
+def _example_app(env: dict[str, str]) -> Uvicorn:
+    """example_app.main:app in a uvicorn process of its own; live streams never end by
+    themselves, so a stop does not wait long for them."""
+    return Uvicorn("example_app.main:app", env, graceful=1)
 
 
 @pytest.fixture(scope="session")
 def server(datastar_js: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """example_app.main:app served by a real uvicorn process; yields its base URL."""
-    port = _free_port()
     db = tmp_path_factory.mktemp("example-db") / "example.db"
-    proc = _start_uvicorn(port, _server_env(datastar_js, db))
+    srv = _example_app(_server_env(datastar_js, db)).start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield srv.url
     finally:
-        _stop_uvicorn(proc)
-
-
-class RestartableServer:
-    """A uvicorn process of one test's own (own port, own SQLite file) that the test may kill
-    and start again: same port, same EXAMPLE_DB, same FASTSTATE_SECRET. In-memory states start
-    over in the new process; the products table persists."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        assert self.proc is None or self.proc.poll() is not None, "already running"
-        self.proc = _start_uvicorn(self.port, self.env)
-
-    def kill(self) -> None:
-        """SIGKILL, like a crash: every open stream drops at once."""
-        assert self.proc is not None
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc is not None:
-            _stop_uvicorn(self.proc, grace=3.0)
+        srv.stop()
 
 
 @pytest.fixture
-def restartable_server(datastar_js: Path, tmp_path: Path) -> Iterator[RestartableServer]:
-    """A function-scoped server of its own, so that restarting it disturbs no other test."""
-    srv = RestartableServer(_server_env(datastar_js, tmp_path / "example.db"))
-    srv.start()
+def restartable_server(datastar_js: Path, tmp_path: Path) -> Iterator[Uvicorn]:
+    """A function-scoped server of its own (own port, own SQLite file) that the test may kill
+    and start again on the same port with the same EXAMPLE_DB and FASTSTATE_SECRET; restarting
+    it disturbs no other test. In-memory states start over; the products table persists."""
+    srv = _example_app(_server_env(datastar_js, tmp_path / "example.db")).start()
     try:
         yield srv
     finally:
-        srv.stop()
+        srv.stop(grace=3.0)
 
 
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Any]:
     """A headless Debian chromium driven by Playwright."""
     if not CHROMIUM.is_file():
-        _unavailable(f"{CHROMIUM} not found (run `make system-deps`)")
+        unavailable(f"{CHROMIUM} not found (run `make system-deps`)")
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
-        _unavailable("the playwright package is not installed")
+        unavailable("the playwright package is not installed")
     pw = sync_playwright().start()
     try:
         browser = pw.chromium.launch(

@@ -8,7 +8,8 @@ from typing import Any
 
 from playwright.sync_api import expect
 
-from .conftest import RestartableServer
+from tests.servers import Uvicorn
+
 from .helpers import (
     TIMEOUT,
     WATCH_STREAM_JS,
@@ -81,7 +82,7 @@ def test_rapid_clicks_all_count_in_every_tab(page: Any) -> None:
 
 
 def test_a_tab_whose_stream_dropped_comes_back_in_sync(
-    restartable_server: RestartableServer, new_page: Any
+    restartable_server: Uvicorn, new_page: Any
 ) -> None:
     srv = restartable_server
     home = new_page(srv.url)
@@ -125,7 +126,7 @@ def test_a_tab_whose_stream_dropped_comes_back_in_sync(
 
 
 def test_a_reconnected_tab_shows_the_new_server_state_before_any_change(
-    restartable_server: RestartableServer, new_page: Any
+    restartable_server: Uvicorn, new_page: Any
 ) -> None:
     """After a restart the GLOBAL Visitors state starts over (waves 0). A tab of the old process
     that reconnects must show what a fresh page shows, even if nothing changes afterwards."""

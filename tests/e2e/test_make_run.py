@@ -13,17 +13,18 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import pytest
 from playwright.sync_api import expect
+
+from tests.servers import free_port, unavailable
 
 ROOT = Path(__file__).resolve().parents[2]
 #: a fresh venv and `pip install -e '.[dev]'` (from pip's cache when it is warm)
@@ -32,19 +33,6 @@ TIMEOUT = 10_000
 NUMBER = re.compile(r"^-?\d+$")
 #: variables of a calling make (or of its venv) that must not leak into the clone's make
 LEAKY_ENV = ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES", "FASTSTATE_DATASTAR_JS")
-
-
-def _unavailable(reason: str) -> NoReturn:
-    """Skip locally; under CI a missing prerequisite is a failure, never a skip."""
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"prerequisite missing under CI: {reason}", pytrace=False)
-    pytest.skip(reason)
-
-
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _tail(log: Path, lines: int = 40) -> str:
@@ -86,11 +74,11 @@ def make_run(tmp_path: Path) -> Iterator[str]:
     """``make run PORT=<free port>`` in a fresh clone of this repository; yields its base URL."""
     for tool in ("git", "make"):
         if shutil.which(tool) is None:
-            _unavailable(f"{tool} is not installed")
+            unavailable(f"{tool} is not installed")
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
     env = {k: v for k, v in os.environ.items() if k not in LEAKY_ENV}
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     log = tmp_path / "make-run.log"
     with log.open("wb") as out:
