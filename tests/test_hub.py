@@ -1,0 +1,117 @@
+"""The hub (_hub.py): fan-out in per-key order, bounded logs (a slow consumer drops to one
+snapshot and never blocks the others), stalled writers removed, nothing kept after a stream
+closes."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import tracemalloc
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+
+from faststate_mw import (
+    StateStore,
+)
+from faststate_mw.testing import FakeClock
+from tests.asgi_stream import Stream
+from tests.conftest import DS
+from tests.live_app import (
+    SENTINEL,
+    client_of,
+    live_browser,
+    make_app,
+    mark,
+)
+from tests.sse import stream_url
+
+
+@pytest.fixture
+async def app_and_browser(store: StateStore) -> AsyncIterator[tuple[Starlette, Any]]:
+    async with live_browser(store) as pair:
+        yield pair
+
+
+async def test_ordering_per_key_and_rapid_events_converge(
+    app_and_browser: Any, store: StateStore
+) -> None:
+    _app, (browser, tab) = app_and_browser
+    t1 = await tab(browser())
+    t2 = await tab(browser())
+    await asyncio.gather(*(t1.fire("LiveGlobal") for _ in range(30)))
+    await mark(store)
+    for t in (t1, t2):
+        assert t.stream is not None
+        values = [p["liveGlobal"]["n"] for p in await t.stream.before(SENTINEL)]
+        assert values == list(range(1, 31))
+
+
+async def test_slow_consumer_drops_to_one_snapshot_and_never_blocks_others(
+    clock: FakeClock,
+) -> None:
+    store = StateStore(clock=clock, max_queue=4, write_timeout=5)
+    app = make_app(store)
+    async with client_of(app, store) as c:
+        html_slow = (await c.get("/")).text
+        html_fast = (await c.get("/")).text
+        slow = await Stream(app, stream_url(html_slow), c.cookies, {}).open()
+        fast = await Stream(app, stream_url(html_fast), c.cookies, {}).open()
+        slow.stall()
+        await c.post("/_faststate/LiveGlobal/bump", headers=DS, content=b"{}")
+        await slow.blocked.wait()  # the slow writer is blocked inside its write
+        seen = [(await fast.next())["signals"]["liveGlobal"]["n"]]
+        for _ in range(20):
+            await c.post("/_faststate/LiveGlobal/bump", headers=DS, content=b"{}")
+            seen.append((await fast.next())["signals"]["liveGlobal"]["n"])
+        assert seen == list(range(1, 22))  # the fast tab got every patch, in order
+        slow.resume()
+        await mark(store)
+        got = [p["liveGlobal"]["n"] for p in await slow.before(SENTINEL)]
+        # the stalled tab fell further behind than its queue: after the write it was blocked
+        # in, one snapshot instead of the rest
+        assert got == [1, 21]
+        assert store.hub.stats()["dropped_to_resync"] == 1
+        await slow.close()
+        await fast.close()
+
+
+async def test_stalled_writer_is_removed(clock: FakeClock) -> None:
+    store = StateStore(clock=clock, write_timeout=0.05)
+    app = make_app(store)
+    hub = store.hub
+    async with client_of(app, store) as c:
+        s = await Stream(app, stream_url((await c.get("/")).text), c.cookies, {}).open()
+        assert len(hub.tabs) == 1
+        s.stall()
+        await c.post("/_faststate/LiveGlobal/bump", headers=DS, content=b"{}")
+        await asyncio.wait_for(s.finished.wait(), 2)
+        assert len(hub.tabs) == 0 and hub.subscribers == {}
+        await s.close()
+
+
+async def test_ten_thousand_connect_disconnect_cycles_leak_nothing(store: StateStore) -> None:
+    app = make_app(store)
+    hub = store.hub
+    async with client_of(app, store) as c:
+        url = stream_url((await c.get("/")).text)
+
+        async def cycle() -> None:
+            s = await Stream(app, url, c.cookies, {}).open()
+            await s.close()
+
+        for _ in range(200):  # warm up
+            await cycle()
+        gc.collect()
+        tracemalloc.start()
+        before = tracemalloc.take_snapshot()
+        for _ in range(10_000):
+            await cycle()
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+        tracemalloc.stop()
+        grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
+        assert len(hub.tabs) == 0 and hub.subscribers == {} and hub.sessions == {}
+        assert grown < 200_000, f"{grown} bytes retained after 10,000 cycles"
