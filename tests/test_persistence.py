@@ -1,10 +1,9 @@
-"""Backends chosen by URL; SQLite durability across a hard kill; stored states whose class
-changed; ttl eviction saves first."""
+"""Backends chosen by URL; SQLite durability across a hard kill; ttl eviction saves first.
+(Reading stored states back, also when their class changed: tests/test_stored.py.)"""
 
 from __future__ import annotations
 
 import json
-import logging
 import sqlite3
 from pathlib import Path
 
@@ -14,14 +13,12 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
-from starlette.testclient import TestClient
 
 from faststate_mw import (
     ConfigurationError,
     FastStateMiddleware,
     State,
     StateConfig,
-    StateScope,
     StateStore,
 )
 from faststate_mw.backends import MemoryBackend, backend_from_url
@@ -60,50 +57,6 @@ def test_sqlite_survives_a_hard_kill(tmp_path: Path) -> None:
             assert client.get("/values").json() == {"count": 3, "text": "kept"}
     finally:
         server.stop()
-
-
-class Evolving(State):
-    __faststate__ = StateConfig(scope=StateScope.RECORD, auto_persist=True)
-    title: str = "untitled"
-    stars: int = 0
-    tags: list[str] = []
-
-
-def _app_with(store: StateStore) -> TestClient:
-    async def page(request: Request) -> JSONResponse:
-        return JSONResponse(Evolving.current().public_data())
-
-    app = Starlette(routes=[Route("/r/{record_id}", page)])
-    app.add_middleware(FastStateMiddleware, secret_key="evo", store=store)
-    return TestClient(app)
-
-
-def test_a_state_whose_class_changed_loads_with_defaults(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    backend = SQLiteBackend(tmp_path / "evo.db")
-    old = {"title": "kept", "stars": "not a number", "removed_field": 1}
-    backend.save_sync("record:Evolving:1", 4, json.dumps(old), None)
-    store = StateStore(backend)
-    client = _app_with(store)
-    with caplog.at_level(logging.WARNING, logger="faststate_mw"):
-        r = client.get("/r/1")
-    assert r.status_code == 200
-    assert r.json() == {"title": "kept", "stars": 0, "tags": []}
-    assert "record:Evolving:1" in caplog.text and "stars" in caplog.text
-    assert store.get("record:Evolving:1").version == 4  # type: ignore[union-attr]
-
-
-def test_a_corrupt_stored_state_is_a_clear_error_naming_the_key(tmp_path: Path) -> None:
-    backend = SQLiteBackend(tmp_path / "bad.db")
-    backend.save_sync("record:Evolving:2", 1, "{not json", None)
-    client = _app_with(StateStore(backend))
-    r = client.get("/r/2")
-    assert r.status_code == 500
-    assert r.json()["error"]["code"] == "stored_state_invalid"
-    assert "record:Evolving:2" in r.json()["error"]["message"]
-    assert "Traceback" not in r.text
-    assert client.get("/r/3").status_code == 200  # other records are fine
 
 
 async def test_sqlite_without_auto_persist_saves_on_eviction(

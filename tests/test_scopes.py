@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.middleware.sessions import SessionMiddleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
-from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from faststate_mw import (
-    DEFAULT_TTLS,
     ConfigurationError,
-    FastStateMiddleware,
     State,
     StateConfig,
     StateScope,
@@ -25,66 +16,8 @@ from faststate_mw import (
 )
 from faststate_mw.testing import FakeClock
 from tests.conftest import API, DS
-from tests.scope_states import Draft, Listing, Profile, SiteTheme, Widget
+from tests.scope_states import app
 from tests.sse import patched_signals
-
-
-def _payload(inst: State) -> dict[str, Any]:
-    return {"key": inst.key, "data": inst.public_data(), "ident": inst.identity}
-
-
-def app(store: StateStore) -> Starlette:
-    async def login(request: Request) -> PlainTextResponse:
-        request.session["auth"] = request.query_params["user"]
-        return PlainTextResponse("ok")
-
-    async def logout(request: Request) -> PlainTextResponse:
-        request.session.clear()
-        return PlainTextResponse("ok")
-
-    async def profile(request: Request) -> JSONResponse:
-        return JSONResponse(_payload(Profile.current()))
-
-    async def widgets(request: Request) -> JSONResponse:
-        a, b = Widget.component("a"), Widget.component("b")
-        fresh = Widget.current()
-        return JSONResponse(
-            {
-                "a": _payload(a),
-                "b": _payload(b),
-                "fresh": _payload(fresh),
-                "a_action": a.actions.increment(),
-                "a_ref": a.ref("count"),
-            }
-        )
-
-    async def product(request: Request) -> JSONResponse:
-        p = Listing.current()
-        return JSONResponse({**_payload(p), "action": p.actions.like()})
-
-    async def draft(request: Request) -> JSONResponse:
-        return JSONResponse(_payload(Draft.current()))
-
-    async def site(request: Request) -> JSONResponse:
-        return JSONResponse(_payload(SiteTheme.current()))
-
-    return Starlette(
-        routes=[
-            Route("/login", login),
-            Route("/logout", logout),
-            Route("/profile", profile),
-            Route("/widgets", widgets),
-            Route("/product/{record_id}", product),
-            Route("/item/{id}", product),
-            Route("/product", product),
-            Route("/draft", draft),
-            Route("/site", site),
-        ],
-        middleware=[
-            Middleware(FastStateMiddleware, secret_key="scopes", store=store),
-            Middleware(SessionMiddleware, secret_key="app"),
-        ],
-    )
 
 
 # -- USER --------------------------------------------------------------------------------------
@@ -233,8 +166,6 @@ def test_record_ids_in_reserved_argument_names_are_refused() -> None:
 
 # -- TEMPORARY and TTL -------------------------------------------------------------------------
 async def test_temporary_state_is_gone_after_its_ttl(clock: FakeClock, store: StateStore) -> None:
-    import httpx
-
     transport = httpx.ASGITransport(app=app(store))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         await client.get("/draft")
@@ -249,79 +180,6 @@ async def test_temporary_state_is_gone_after_its_ttl(clock: FakeClock, store: St
         assert len(evicted) == 1 and evicted[0].startswith("temporary:")
         assert store.keys(scope=StateScope.TEMPORARY) == []
         assert (await client.get("/draft")).json()["data"] == {"step": 1}
-
-
-saved: list[str] = []
-
-
-class ScopesNote(State):
-    __faststate__ = StateConfig(ttl=10, on_evict=lambda s: saved.append(s.text))
-    text: str = ""
-
-
-class Chores(State):
-    """A SESSION state and a GLOBAL one with the default ttls of their scopes."""
-
-    done: int = 0
-
-
-class Motd(State):
-    __faststate__ = StateConfig(scope=StateScope.GLOBAL)
-    text: str = "hi"
-
-
-def _note_app(store: StateStore) -> Starlette:
-    async def page(request: Request) -> JSONResponse:
-        n, c, m = ScopesNote.current(), Chores.current(), Motd.current()
-        return JSONResponse({"key": n.key, "text": n.text, "chores": c.key, "motd": m.key})
-
-    app = Starlette(routes=[Route("/", page)])
-    app.add_middleware(FastStateMiddleware, secret_key="notes", store=store)
-    return app
-
-
-async def test_ttl_eviction_saves_first_and_skips_busy_instances(
-    clock: FakeClock, store: StateStore
-) -> None:
-    import httpx
-
-    saved.clear()
-    transport = httpx.ASGITransport(app=_note_app(store))
-    keys = {}
-    for sid in ("s1", "s2"):
-        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-            keys[sid] = (await client.get("/")).json()["key"]
-            body = {"scopesNote": {"text": sid * 3}}
-            r = await client.post("/_faststate/ScopesNote/set_text", headers=DS, json=body)
-            assert r.status_code == 200
-    busy = store.get(keys["s2"])
-    assert busy is not None and busy.text == "s2s2s2"
-    clock.advance(11)
-    async with busy.mutate():  # a change is running on s2's note
-        assert await store.sweep() == [keys["s1"]]
-    assert saved == ["s1s1s1"]  # on_evict ran before the instance was dropped
-    assert store.get(keys["s1"]) is None and store.get(keys["s2"]) is busy
-    clock.advance(11)
-    assert await store.sweep() == [keys["s2"]]
-    assert saved == ["s1s1s1", "s2s2s2"]
-    assert store.keys(state_cls=ScopesNote) == []
-
-
-async def test_default_ttls_apply_per_scope(clock: FakeClock, store: StateStore) -> None:
-    import httpx
-
-    session_ttl = DEFAULT_TTLS[StateScope.SESSION]
-    assert session_ttl is not None and DEFAULT_TTLS[StateScope.GLOBAL] is None
-    transport = httpx.ASGITransport(app=_note_app(store))
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-        page = (await client.get("/")).json()
-    clock.advance(session_ttl - 1)
-    assert page["chores"] not in await store.sweep()
-    clock.advance(2)
-    assert page["chores"] in await store.sweep()
-    clock.advance(365 * 24 * 3600)
-    await store.sweep()
-    assert store.keys() == [page["motd"]]  # a GLOBAL state never expires
 
 
 # -- custom scope ------------------------------------------------------------------------------
@@ -340,16 +198,3 @@ def test_custom_site_scope_from_header_or_host(store: StateStore) -> None:
 def test_unknown_scope_is_a_configuration_error() -> None:
     with pytest.raises(ConfigurationError, match="unknown scope"):
         StateConfig(scope="planet")
-
-
-def test_keys_by_scope_and_class(store: StateStore) -> None:
-    client = TestClient(app(store))
-    client.get("/product/1")
-    client.get("/product/2")
-    client.get("/draft")
-    assert sorted(store.keys(state_cls=Listing)) == [
-        "record:Listing:1",
-        "record:Listing:2",
-    ]
-    assert len(store.keys(scope=StateScope.TEMPORARY)) == 1
-    assert store.stats()["by_scope"] == {"record": 2, "temporary": 1}
