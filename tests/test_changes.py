@@ -13,8 +13,8 @@ import pytest
 from starlette.applications import Starlette
 
 from faststate_mw import FastStateMiddleware, State, StateConfig, StateScope, StateStore, event
+from tests.apps.live import SENTINEL, LiveRecord, live_browser, mark
 from tests.conftest import DS
-from tests.live_app import SENTINEL, LiveRecord, live_browser, mark
 
 
 class Shared(State):

@@ -13,7 +13,6 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from faststate_mw import (
-    ConfigurationError,
     FastStateMiddleware,
     State,
     StateStore,
@@ -235,22 +234,6 @@ def test_failing_event_rolls_back_and_hides_details(store: StateStore) -> None:
     assert r.json()["error"]["code"] == "event_failed"
     assert shop(store).count == 1
     assert shop(store).tags == []
-
-
-def test_event_signature_errors_at_definition() -> None:
-    with pytest.raises(ConfigurationError):
-
-        class Bad(State):
-            @event
-            def f(self, *args: int) -> None:
-                pass
-
-    with pytest.raises(ConfigurationError):
-
-        class Bad2(State):
-            @event(method="BREW")
-            def f(self) -> None:
-                pass
 
 
 def test_flat_and_custom_namespaces(store: StateStore) -> None:

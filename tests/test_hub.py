@@ -17,15 +17,15 @@ from faststate_mw import (
     StateStore,
 )
 from faststate_mw.testing import FakeClock
-from tests.asgi_stream import Stream
-from tests.conftest import DS
-from tests.live_app import (
+from tests.apps.live import (
     SENTINEL,
     client_of,
     live_browser,
     make_app,
     mark,
 )
+from tests.asgi_stream import Stream
+from tests.conftest import DS
 from tests.sse import stream_url
 
 

@@ -14,7 +14,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from faststate_mw import FastStateMiddleware, StateStore
-from tests.live_app import LiveGlobal, client_of, make_app
+from tests.apps.live import LiveGlobal, client_of, make_app
 
 
 async def test_one_stream_element_per_page_and_none_without_states(store: StateStore) -> None:

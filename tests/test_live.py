@@ -18,9 +18,7 @@ from faststate_mw import (
     StateStore,
     signals,
 )
-from tests.asgi_stream import Stream
-from tests.conftest import DS
-from tests.live_app import (
+from tests.apps.live import (
     SENTINEL,
     LiveGlobal,
     LiveSession,
@@ -29,6 +27,8 @@ from tests.live_app import (
     live_browser,
     mark,
 )
+from tests.asgi_stream import Stream
+from tests.conftest import DS
 from tests.sse import stream_url
 
 

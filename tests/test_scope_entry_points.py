@@ -17,8 +17,8 @@ from faststate_mw import (
     StateStore,
     event,
 )
+from tests.apps.scopes import Draft, Listing, Profile, SiteTheme, Widget
 from tests.conftest import DS
-from tests.scope_states import Draft, Listing, Profile, SiteTheme, Widget
 from tests.sse import patched_signals
 
 

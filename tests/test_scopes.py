@@ -15,20 +15,12 @@ from faststate_mw import (
     event,
 )
 from faststate_mw.testing import FakeClock
+from tests.apps.scopes import app
 from tests.conftest import API, DS
-from tests.scope_states import app
 from tests.sse import patched_signals
 
 
 # -- USER --------------------------------------------------------------------------------------
-def test_user_state_must_require_auth() -> None:
-    with pytest.raises(ConfigurationError, match="requires_auth"):
-
-        class LooseUserState(State):
-            __faststate__ = StateConfig(scope=StateScope.USER)
-            x: int = 0
-
-
 def test_user_scope_shared_across_sessions_of_one_user_only(store: StateStore) -> None:
     a = app(store)
     anon = TestClient(a)
@@ -193,8 +185,3 @@ def test_custom_site_scope_from_header_or_host(store: StateStore) -> None:
         "site:acme:SiteTheme",
         "site:testserver:SiteTheme",
     ]
-
-
-def test_unknown_scope_is_a_configuration_error() -> None:
-    with pytest.raises(ConfigurationError, match="unknown scope"):
-        StateConfig(scope="planet")

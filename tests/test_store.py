@@ -19,8 +19,8 @@ from faststate_mw import (
     StateStore,
 )
 from faststate_mw.testing import FakeClock
+from tests.apps.scopes import Listing, app
 from tests.conftest import DS
-from tests.scope_states import Listing, app
 
 saved: list[str] = []
 

@@ -21,9 +21,7 @@ from faststate_mw import (
     UserContext,
 )
 from faststate_mw.testing import FakeClock
-from tests.asgi_stream import Stream
-from tests.conftest import DS
-from tests.live_app import (
+from tests.apps.live import (
     SENTINEL,
     LiveSentinel,
     client_of,
@@ -31,6 +29,8 @@ from tests.live_app import (
     make_app,
     mark,
 )
+from tests.asgi_stream import Stream
+from tests.conftest import DS
 from tests.sse import stream_url
 
 

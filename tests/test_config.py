@@ -1,0 +1,37 @@
+"""How a State class is configured (_config.py): mistakes in a class's configuration are
+errors when the class is defined, not at its first request."""
+
+from __future__ import annotations
+
+import pytest
+
+from faststate_mw import ConfigurationError, State, StateConfig, StateScope, event
+
+
+def test_user_state_must_require_auth() -> None:
+    with pytest.raises(ConfigurationError, match="requires_auth"):
+
+        class LooseUserState(State):
+            __faststate__ = StateConfig(scope=StateScope.USER)
+            x: int = 0
+
+
+def test_unknown_scope_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="unknown scope"):
+        StateConfig(scope="planet")
+
+
+def test_event_signature_errors_at_definition() -> None:
+    with pytest.raises(ConfigurationError):
+
+        class Bad(State):
+            @event
+            def f(self, *args: int) -> None:
+                pass
+
+    with pytest.raises(ConfigurationError):
+
+        class Bad2(State):
+            @event(method="BREW")
+            def f(self) -> None:
+                pass

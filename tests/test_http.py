@@ -1,0 +1,73 @@
+"""HTTP plumbing (_http.py): the body cap (with and without Content-Length) and CSRF: a request
+a cross-site page could send is refused, a same-origin one is not, GET events need no token."""
+
+from __future__ import annotations
+
+import pytest
+
+from faststate_mw import StateStore
+from tests.apps.vault import client, vault
+from tests.conftest import API
+
+
+def test_body_over_the_cap_is_413(store: StateStore) -> None:
+    c = client(store, max_body=1024)
+    big = b'{"vault":{"note":"' + b"x" * 2000 + b'"}}'
+    r = c.post("/_faststate/Vault/add?amount=1", headers=API, content=big)
+    assert r.status_code == 413
+    assert vault(store).count == 0
+
+    def chunks():  # type: ignore[no-untyped-def]  # no Content-Length: counted while reading
+        yield b'{"vault":{"note":"'
+        for _ in range(10):
+            yield b"x" * 200
+        yield b'"}}'
+
+    r = c.post("/_faststate/Vault/add?amount=1", headers=API, content=chunks())
+    assert r.status_code == 413
+    assert vault(store).count == 0
+
+
+def test_default_cap_is_one_mebibyte(store: StateStore) -> None:
+    c = client(store)
+    body = b'{"vault":{"note":"' + b"x" * (1024 * 1024) + b'"}}'
+    assert c.post("/_faststate/Vault/add?amount=1", headers=API, content=body).status_code == 413
+    ok = b'{"vault":{"note":"' + b"x" * (1000 * 1000) + b'"}}'
+    assert c.post("/_faststate/Vault/add?amount=1", headers=API, content=ok).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("headers", "body"),
+    [
+        ({"content-type": "application/x-www-form-urlencoded"}, b"amount=1"),  # a cross-site form
+        ({"content-type": "text/plain"}, b"{}"),  # the other "simple" CORS content type
+        ({"content-type": "application/json"}, b"{}"),  # no Datastar header, no origin
+        ({"content-type": "text/plain", "origin": "https://evil.example"}, b"{}"),
+        ({"datastar-request": "true", "content-type": "text/plain"}, b"{}"),
+    ],
+)
+def test_cross_site_requests_are_rejected(
+    headers: dict[str, str], body: bytes, store: StateStore
+) -> None:
+    c = client(store)
+    r = c.post("/_faststate/Vault/add?amount=1", headers=headers, content=body)
+    assert r.status_code == 403
+    assert r.json()["error"]["code"] == "csrf_rejected"
+    assert vault(store).count == 0
+
+
+def test_same_origin_requests_without_datastar_header_are_allowed(store: StateStore) -> None:
+    c = client(store)
+    headers = {"content-type": "application/json", "origin": "http://testserver"}
+    assert (
+        c.post("/_faststate/Vault/add?amount=2", headers=headers, content=b"{}").status_code == 200
+    )
+    headers = {"content-type": "application/json", "sec-fetch-site": "same-origin"}
+    assert (
+        c.post("/_faststate/Vault/add?amount=2", headers=headers, content=b"{}").status_code == 200
+    )
+    assert vault(store).count == 4
+
+
+def test_get_events_need_no_csrf_token(store: StateStore) -> None:
+    assert client(store).get("/_faststate/Vault/read_only").status_code == 204
