@@ -30,7 +30,8 @@ class FastStateMiddleware:
     this one (``app.user_middleware``), so events see the same session and user as pages.
 
     Options: ``store``, the :class:`StateStore` this app keeps its states in (default: a new one
-    made from ``backend``, ``sweep_interval``, ``heartbeat``, ``write_timeout``, ``max_queue``);
+    made from ``backend``, ``sweep_interval``, ``heartbeat``, ``write_timeout``, ``max_queue``,
+    which are therefore refused beside ``store=``: set them on the store);
     ``prefix`` of event URLs (default ``/_faststate``); ``user_loader(scope)`` (sync or async)
     returning a UserContext or None; ``max_body_size`` in bytes (default 1 MiB);
     ``session_cookie`` name, ``max_age``, ``https_only`` and ``same_site`` of the signed cookie
