@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from ._config import StateConfig, server_owned
+from ._config import StateConfig
 from ._context import (
     UserContext,
     current_request,
@@ -50,6 +50,7 @@ from ._middleware import FastStateMiddleware
 from ._scopes import DEFAULT_TTLS, ScopeRule, StateScope, register_scope
 from ._state import State
 from ._store import StateStore, current_store
+from ._writable import Writable, client_writable, server_owned
 from .backends import Backend
 
 __version__ = "0.1.0"
@@ -92,9 +93,11 @@ __all__ = [
     "StoredStateError",
     "UnknownEvent",
     "UserContext",
+    "Writable",
     "attr",
     "attrs_html",
     "bind",
+    "client_writable",
     "current_request",
     "current_session",
     "current_store",
