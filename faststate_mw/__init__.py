@@ -12,6 +12,7 @@ from ._context import (
     current_user,
     default_user_loader,
     load_user,
+    rotate_session,
 )
 from ._events import EventAction, event, requires_auth
 from ._exceptions import (
@@ -111,6 +112,7 @@ __all__ = [
     "on",
     "register_scope",
     "requires_auth",
+    "rotate_session",
     "server_owned",
     "show",
     "signals",
