@@ -37,8 +37,14 @@ class BareCart(BaseModel):
 class _Owner:
     user_loader = staticmethod(lambda scope: None)
 
-    def read_session_id(self, scope: Any) -> str:
-        return str(scope["sid"])
+    def read_session(self, scope: Any) -> tuple[str, str]:
+        return str(scope["sid"]), ""  # an anonymous session
+
+    def session_binding(self, session_id: str, user: Any) -> str:
+        return ""
+
+    def session_ended(self, session_id: str, user: Any) -> None:  # pragma: no cover
+        raise AssertionError
 
     def new_session_id(self) -> str:  # pragma: no cover - every scope names its session
         raise AssertionError
