@@ -239,6 +239,8 @@ async def test_old_streams_stop_receiving_the_old_session(
     sentinel = await RotSentinel.resolve(store=store)
     await sentinel.update(n=1)
     assert await stream.before("rotSentinel") == []
+    # alice's states were not deleted: they wait, out of reach, for their ttl
+    assert store.get(counter_key) is alices_counter and alices_counter.n == 42
     await stream.close()
     # the old page's stream, reconnecting with the browser's new cookie, is turned away
     again = await Stream(app, stream_url(html), client.cookies, {}).open()
