@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 from pathlib import Path
@@ -190,6 +191,8 @@ class FastStateMiddleware:
             kind = message["type"]
             if kind == "http.response.start":
                 if ctx.page_states and not ctx.stream_rendered and _is_html(message):
+                    with contextlib.suppress(Exception):  # the token names the session: its
+                        await ctx.load_user()  # binding to the user is checked first
                     element = stream_element(ctx, self.prefix, self.signer, self.store.hub.epoch)
                     injector = PageInjector(element.encode())
                     adjusted = injector.start(message)

@@ -278,19 +278,29 @@ async def test_async_user_loaders(store: StateStore, waits: bool) -> None:
     async def awaited(request: Request) -> HTMLResponse:
         return HTMLResponse((await RotCounter.dependency()).to_html())
 
+    async def global_only(request: Request) -> HTMLResponse:
+        return HTMLResponse(f"<html><body>{RotSentinel.current().to_html()}</body></html>")
+
     app = Starlette(
-        routes=[Route("/sync", sync_style), Route("/awaited", awaited)],
+        routes=[
+            Route("/sync", sync_style),
+            Route("/awaited", awaited),
+            Route("/global", global_only),
+        ],
         middleware=[
             Middleware(FastStateMiddleware, secret_key="rot", store=store, user_loader=loader),
             Middleware(SessionMiddleware, secret_key="app"),
         ],
     )
     with isolated_state_names():
-        catalog.restore({"RotCounter": RotCounter})
+        catalog.restore({"RotCounter": RotCounter, "RotSentinel": RotSentinel})
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
             assert (await c.get("/awaited")).status_code == 200
             assert await bump_async(c) == 1
+            # a page of public states only: its stream token still names this session
+            r = await c.get("/global")
+            assert r.status_code == 200 and 'id="faststate-stream"' in r.text
             r = await c.get("/sync")
             if waits:
                 assert r.status_code == 500
