@@ -200,7 +200,7 @@ class RequestContext:
     def rotate_session(self) -> None:
         """Give this browser a new session id, bound to the user as the app now says (the
         cookie is set on this response). The old session's states stay behind, out of reach,
-        and its open streams end."""
+        and its open streams stop delivering them."""
         found = self.owner.read_session(self.scope)
         self.forget_user()
         for old in {found[0] if found else None, self._sid}:
@@ -294,8 +294,8 @@ def rotate_session() -> None:
     """Give the browser a new faststate session id, bound to the user the app now has: call it
     in a login (or logout) handler, after changing who is signed in, before the response
     starts. The old session's SESSION, TEMPORARY and COMPONENT states stay behind, out of reach
-    of the new id, and its open live streams end. (faststate also rotates by itself on the
-    first request that finds the cookie bound to another user.)"""
+    of the new id, and its open live streams stop delivering them. (faststate also rotates
+    by itself on the first request that finds the cookie bound to another user.)"""
     current_context().rotate_session()
 
 
