@@ -70,6 +70,7 @@ def test_bob_never_sees_alices_session_states(example: TestClient) -> None:
     assert r.status_code == 200
     assert "alice-secret" in client.get("/wizard").text  # what bob must not see
     alice_sid = client.cookies.get(SID)
+    assert alice_sid and "alice" not in alice_sid  # bound to her by a keyed hash, not by name
     assert client.post("/logout").status_code == 200
     log_in(client, "bob")
     assert client.cookies.get(SID) != alice_sid
