@@ -8,7 +8,7 @@ of loading it from the CDN).
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import Annotated, Any
 
 from fasthtml.common import (
     H1,
@@ -41,7 +41,9 @@ from faststate_mw import (
     StateConfig,
     StateScope,
     UserContext,
+    Writable,
     bind,
+    client_writable,
     datastar_script,
     error_attrs,
     event,
@@ -57,8 +59,8 @@ SECRET = os.environ.get("FASTSTATE_SECRET", "dev-only-secret-change-me")
 class Counter(State):
     """Per browser session (the default scope)."""
 
-    count: int = 0
-    message: str = "Hello"
+    count: int = 0  # server-owned (the default): only the events below change it
+    message: Annotated[str, client_writable] = "Hello"  # set_message binds the input
 
     @event
     def increment(self, amount: int = 1) -> None:
@@ -90,8 +92,9 @@ class Profile(State):
 
     __faststate__ = StateConfig(scope=StateScope.USER, requires_auth=True)
     user_id: str = ""  # filled with the signed-in user's id when the profile is created
-    display_name: str = ""
-    bio: str = ""
+    display_name: Annotated[str, client_writable] = ""
+    # save_bio reads the bound signal, so bio is client-writable, under save_bio's own rule
+    bio: Annotated[str, Writable(owner_only=True)] = ""
 
     @event(owner_only=True)
     def save_bio(self, bio: str) -> None:
@@ -152,8 +155,8 @@ class Wizard(State):
 
     __faststate__ = StateConfig(scope=StateScope.TEMPORARY)
     step: int = 1
-    name: str = ""
-    email: str = ""
+    name: Annotated[str, client_writable] = ""
+    email: Annotated[str, client_writable] = ""
     done: bool = False
 
     @event

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from ._config import StateConfig, server_owned
+from ._config import StateConfig
 from ._context import (
     UserContext,
     current_request,
@@ -12,6 +12,7 @@ from ._context import (
     current_user,
     default_user_loader,
     load_user,
+    rotate_session,
 )
 from ._events import EventAction, event, requires_auth
 from ._exceptions import (
@@ -50,6 +51,7 @@ from ._middleware import FastStateMiddleware
 from ._scopes import DEFAULT_TTLS, ScopeRule, StateScope, register_scope
 from ._state import State
 from ._store import StateStore, current_store
+from ._writable import Writable, client_writable, server_owned
 from .backends import Backend
 
 __version__ = "0.1.0"
@@ -92,9 +94,11 @@ __all__ = [
     "StoredStateError",
     "UnknownEvent",
     "UserContext",
+    "Writable",
     "attr",
     "attrs_html",
     "bind",
+    "client_writable",
     "current_request",
     "current_session",
     "current_store",
@@ -108,6 +112,7 @@ __all__ = [
     "on",
     "register_scope",
     "requires_auth",
+    "rotate_session",
     "server_owned",
     "show",
     "signals",

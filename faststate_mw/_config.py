@@ -20,12 +20,9 @@ from ._auth import AuthRule
 from ._eventspec import EventSpec
 from ._exceptions import ConfigurationError
 from ._scopes import ScopeRule, StateScope, scope_rule
+from ._writable import server_owned, writable_fields, writable_names
 
 DEFAULT_PREFIX = "/_faststate"
-
-#: Mark a field as server-owned: ``count: Annotated[int, server_owned] = 0``. Client input never
-#: writes it: it gets no generated setter and event arguments are never read from its signal.
-server_owned = type("ServerOwned", (), {"__repr__": lambda self: "server_owned"})()
 
 
 @dataclass(frozen=True)
@@ -56,6 +53,9 @@ class StateConfig:
     save: Callable[[Any], Any] | None = None
     #: ``on_evict(state)`` runs before an idle instance is dropped after its ttl; sync or async
     on_evict: Callable[[Any], Any] | None = None
+    #: fields a client may write (each gets a ``set_<field>`` event); every other field is
+    #: server-owned. Per field: ``Annotated[str, client_writable]`` or ``Writable(...)``
+    writable: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         scope = self.scope
@@ -67,6 +67,7 @@ class StateConfig:
         object.__setattr__(self, "scope", scope)
         object.__setattr__(self, "permissions", tuple(self.permissions))
         object.__setattr__(self, "roles", tuple(self.roles))
+        object.__setattr__(self, "writable", writable_names(self.writable))
         if self.ttl is not None and self.ttl <= 0:
             raise ConfigurationError("StateConfig.ttl must be a positive number of seconds")
         if self.name is not None and not (self.name.isidentifier() and self.name.isascii()):
@@ -101,6 +102,9 @@ class StateInfo:
     events: dict[str, EventSpec]
     #: public fields (signals on the page)
     fields: tuple[str, ...]
+    #: client-writable fields -> the field's own rule (the state's applies too)
+    writable: dict[str, AuthRule]
+    #: every field a client may not write (never read from signals)
     server_owned: frozenset[str]
 
     @property
@@ -177,9 +181,7 @@ def meta_of(inst: Any) -> Meta:
     return meta
 
 
-def describe(
-    cls: type, fields: dict[str, Any], events: dict[str, EventSpec], owned: frozenset[str]
-) -> StateInfo:
+def describe(cls: type, fields: dict[str, Any], events: dict[str, EventSpec]) -> StateInfo:
     """Build (and validate) the description of ``cls`` from its ``__faststate__`` config."""
     declared = cls.__dict__.get("__faststate__")
     if declared is not None and not isinstance(declared, StateConfig):
@@ -193,7 +195,9 @@ def describe(
     else:
         namespace = name[:1].lower() + name[1:]
     public = tuple(n for n, info in fields.items() if not n.startswith("_") and not info.exclude)
-    info = StateInfo(cls, config, name, namespace, events, public, owned)
+    writable = writable_fields(cls.__name__, fields, public, config.writable, events)
+    owned = frozenset(n for n in fields if n not in writable)
+    info = StateInfo(cls, config, name, namespace, events, public, writable, owned)
     _validate(info)
     return info
 

@@ -8,6 +8,7 @@ the app's SessionMiddleware runs before or after FastStateMiddleware.
 
 from __future__ import annotations
 
+import hmac
 import inspect
 from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
@@ -121,8 +122,17 @@ class ContextOwner(Protocol):
     #: whether ``user_loader`` is a coroutine function (it must then be awaited up front)
     async_user_loader: bool
 
-    def read_session_id(self, scope: Scope) -> str | None: ...
+    def read_session(self, scope: Scope) -> tuple[str, str] | None:
+        """The session id of the request's cookie and the binding it carries, if any."""
+
+    def session_binding(self, session_id: str, user: UserContext | None) -> str:
+        """What binds ``session_id`` to ``user`` (compared with the cookie's)."""
+
     def new_session_id(self) -> str: ...
+
+    def session_ended(self, session_id: str, user: UserContext | None) -> None:
+        """``session_id`` no longer belongs to this browser (now ``user``'s): its open
+        streams stop delivering its states."""
 
 
 _UNSET: Any = object()
@@ -168,12 +178,35 @@ class RequestContext:
 
     def session_id(self, create: bool = True) -> str | None:
         """The signed faststate session id of this browser; minted (and later set as a cookie)
-        on first use when ``create``."""
+        on first use when ``create``. A cookie bound to another user than this request's (a
+        sign-out, a sign-in, someone else signing in) is never used: its session ends and the
+        browser gets a new id (see :func:`rotate_session`)."""
         if self._sid is _UNSET:
-            self._sid = self.owner.read_session_id(self.scope)
+            self._sid = self._bound_session()
         if self._sid is None and create:
             self._sid = self.new_session_id = self.owner.new_session_id()
         return self._sid
+
+    def _bound_session(self) -> str | None:
+        found = self.owner.read_session(self.scope)
+        if found is None:
+            return None
+        sid, binding = found
+        if hmac.compare_digest(binding, self.owner.session_binding(sid, self.user)):
+            return sid
+        self.owner.session_ended(sid, self.user)
+        return None
+
+    def rotate_session(self) -> None:
+        """Give this browser a new session id, bound to the user as the app now says (the
+        cookie is set on this response). The old session's states stay behind, out of reach,
+        and its open streams stop delivering them."""
+        found = self.owner.read_session(self.scope)
+        self.forget_user()
+        for old in {found[0] if found else None, self._sid}:
+            if isinstance(old, str):
+                self.owner.session_ended(old, self._user_or_none())
+        self._sid = self.new_session_id = self.owner.new_session_id()
 
     @property
     def user(self) -> UserContext | None:
@@ -182,15 +215,15 @@ class RequestContext:
         if self._user is _UNSET:
             result = self.owner.user_loader(self.scope)
             if inspect.isawaitable(result):
-                close = getattr(result, "close", None)
-                if close is not None:
-                    close()
-                raise NoRequestContextError(
-                    "the user_loader is async: resolve the user with `await load_user()` "
-                    "(or use FastHTML injection / `Depends(MyState.dependency)`) first"
-                )
+                result = _finished(result)
             self._user = UserContext.from_value(result)
         return self._user
+
+    def _user_or_none(self) -> UserContext | None:
+        try:
+            return self.user
+        except NoRequestContextError:  # an async loader that must wait: assume signed out
+            return None
 
     async def load_user(self) -> UserContext | None:
         if self._user is _UNSET:
@@ -203,6 +236,24 @@ class RequestContext:
     def forget_user(self) -> None:
         """Drop the cached user (after a login or logout inside this request)."""
         self._user = _UNSET
+
+
+def _finished(awaitable: Any) -> Any:
+    """The result of an async user_loader that completes without waiting (no I/O); one that
+    must wait cannot be awaited from sync code: a clear error."""
+    send = getattr(awaitable, "send", None)
+    if send is not None:
+        try:
+            send(None)
+        except StopIteration as stop:
+            return stop.value
+    close = getattr(awaitable, "close", None)
+    if close is not None:
+        close()
+    raise NoRequestContextError(
+        "the user_loader is async: resolve the user with `await load_user()` "
+        "(or use FastHTML injection / `Depends(MyState.dependency)`) first"
+    )
 
 
 _current: ContextVar[RequestContext | None] = ContextVar("faststate_context", default=None)
@@ -239,6 +290,15 @@ async def load_user() -> UserContext | None:
     return await current_context().load_user()
 
 
+def rotate_session() -> None:
+    """Give the browser a new faststate session id, bound to the user the app now has: call it
+    in a login (or logout) handler, after changing who is signed in, before the response
+    starts. The old session's SESSION, TEMPORARY and COMPONENT states stay behind, out of reach
+    of the new id, and its open live streams stop delivering them. (faststate also rotates
+    by itself on the first request that finds the cookie bound to another user.)"""
+    current_context().rotate_session()
+
+
 __all__ = [
     "ADMIN_ROLE",
     "RequestContext",
@@ -250,4 +310,5 @@ __all__ = [
     "current_user",
     "default_user_loader",
     "load_user",
+    "rotate_session",
 ]

@@ -41,7 +41,8 @@ def bind_arguments(
     cls: type[Any], spec: EventSpec, query: dict[str, str], signals: dict[str, Any]
 ) -> dict[str, Any]:
     """Arguments come from the action URL first, then the state's own signals, then top-level
-    signals. Server-owned fields are never read from signals."""
+    signals. An argument named like a field that is not client-writable comes from the URL
+    only: signals never carry a value into a server-owned field."""
     info = info_of(cls)
     ns = info.namespace
     own = signals.get(ns) if ns else signals

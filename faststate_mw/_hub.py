@@ -179,6 +179,19 @@ class Hub:
             if k == key:
                 conn.resync.discard(index)
 
+    def end_session(self, session_id: str, user: UserContext | None) -> int:
+        """The browser of ``session_id`` moved to a new session (a sign-in or sign-out): its
+        streams stop delivering every key of the old session, and what ``user`` may no longer
+        see; public states still flow. Returns how many streams were re-checked."""
+        owned = f":{session_id}:"
+        conns = list(self.sessions.get(session_id, ()))
+        for conn in conns:
+            for key in conn.keys:
+                if owned in key or key.endswith(owned[:-1]):
+                    self.unsubscribe(conn, key)
+            self.reauthorize(conn, user)
+        return len(conns)
+
     def refresh_user(self, user_id: str, user: UserContext | None) -> int:
         """Re-check the streams of ``user_id`` (see :meth:`reauthorize`); returns how many."""
         conns = [c for c in list(self.tabs.values()) if c.user and c.user.id == user_id]

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import logging
 from pathlib import Path
 from typing import Any
 
 from ._config import catalog
-from ._context import RequestContext, UserLoader, _current, default_user_loader
+from ._context import RequestContext, UserContext, UserLoader, _current, default_user_loader
 from ._dispatch import serve_event
 from ._exceptions import ConfigurationError, FastStateError, UnknownEvent
 from ._http import Reply, send_error
@@ -105,13 +106,22 @@ class FastStateMiddleware:
         self._inner_apps: dict[int, ASGIApp] = {}
 
     # -- ContextOwner: what a RequestContext asks of its app --------------------------------------
-    def read_session_id(self, scope: Scope) -> str | None:
-        """The session id of the request's signed cookie (None if absent or tampered with)."""
+    def read_session(self, scope: Scope) -> tuple[str, str] | None:
+        """The session id of the request's signed cookie and its user binding (None if absent
+        or tampered with)."""
         return self.cookie.read(scope)
+
+    def session_binding(self, session_id: str, user: UserContext | None) -> str:
+        """What binds ``session_id`` to ``user`` in the cookie."""
+        return self.cookie.binding(session_id, user.id if user is not None else None)
 
     def new_session_id(self) -> str:
         """A fresh session id (the response then sets the cookie)."""
         return self.cookie.new_id()
+
+    def session_ended(self, session_id: str, user: UserContext | None) -> None:
+        """The session was rotated away from: its open streams stop delivering its states."""
+        self.store.end_session(session_id, user)
 
     def refresh_user(self, user_id: str, user: Any) -> int:
         """Shortcut for ``self.store.refresh_user``."""
@@ -174,6 +184,8 @@ class FastStateMiddleware:
             kind = message["type"]
             if kind == "http.response.start":
                 if ctx.page_states and not ctx.stream_rendered and _is_html(message):
+                    with contextlib.suppress(Exception):  # the token names the session: its
+                        await ctx.load_user()  # binding to the user is checked first
                     element = stream_element(ctx, self.prefix, self.signer, self.store.hub.epoch)
                     injector = PageInjector(element.encode())
                     adjusted = injector.start(message)
@@ -182,13 +194,8 @@ class FastStateMiddleware:
                     else:
                         message = adjusted
                 if ctx.new_session_id is not None:
-                    message = {
-                        **message,
-                        "headers": [
-                            *message.get("headers", []),
-                            self.cookie.set_cookie(ctx.new_session_id),
-                        ],
-                    }
+                    cookie = await self._session_cookie(ctx, ctx.new_session_id)
+                    message = {**message, "headers": [*message.get("headers", []), cookie]}
                     ctx.new_session_id = None
             elif kind == "http.response.body" and injector is not None:
                 patched = injector.body(message)
@@ -198,6 +205,14 @@ class FastStateMiddleware:
             await send(message)
 
         return page_send
+
+    async def _session_cookie(self, ctx: RequestContext, sid: str) -> tuple[bytes, bytes]:
+        """The cookie of a new session, bound to the request's user as it is now."""
+        try:
+            user = await ctx.load_user()
+        except Exception:  # the app's loader failed: an anonymous binding rotates next time
+            user = None
+        return self.cookie.set_cookie(sid, self.session_binding(sid, user))
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Start the store before the app's own startup, close it after the app's shutdown. An
@@ -248,18 +263,24 @@ class FastStateMiddleware:
             log.exception("faststate_mw: closing the store failed")
 
     async def _recheck_streams(self, ctx: RequestContext) -> None:
-        """After a request of a session with open streams: if its user changed (a logout, a
-        new role), those streams stop delivering what the user may no longer see."""
-        sid = ctx.session_id(create=False)
-        conns = self.store.hub.sessions.get(sid) if sid is not None else None
-        if not conns:
+        """After a request of a session with open streams: if its user changed, those
+        streams stop delivering what the user may no longer see (a new role), and every
+        state of the session when it is no longer the user the session is bound to (a
+        sign-out or sign-in: the next request rotates the session id)."""
+        found = self.read_session(ctx.scope)
+        sessions = self.store.hub.sessions
+        if found is None or found[0] not in sessions:
             return
+        sid, binding = found
         ctx.forget_user()
         try:
             user = await ctx.load_user()
         except Exception:
             return
-        for conn in list(conns):
+        if binding != self.session_binding(sid, user):  # signed out or in: the session ends
+            self.session_ended(sid, user)
+            return
+        for conn in list(sessions.get(sid, ())):
             if conn.user != user:
                 self.store.hub.reauthorize(conn, user)
 

@@ -207,6 +207,11 @@ class _Record(ScopeRule):
 _RULES: dict[str, ScopeRule] = {}
 
 
+def _qualified(cls: type) -> tuple[str, str]:
+    """A class's module and name: a class defined again (a reload) is the same rule."""
+    return cls.__module__, cls.__qualname__
+
+
 def register_scope(rule: ScopeRule) -> ScopeRule:
     """Add a custom scope, named by a lower-case identifier that is not a built-in scope's.
     Registering a name again replaces its rule (with a warning when the class differs)."""
@@ -215,7 +220,7 @@ def register_scope(rule: ScopeRule) -> ScopeRule:
     if rule.name in set(StateScope):
         raise ConfigurationError(f"{rule.name!r} is a built-in scope")
     old = _RULES.get(rule.name)
-    if old is not None and type(old) is not type(rule):
+    if old is not None and _qualified(type(old)) != _qualified(type(rule)):
         warnings.warn(
             f"scope {rule.name!r} re-registered: {type(rule).__qualname__} replaces "
             f"{type(old).__module__}.{type(old).__qualname__}",

@@ -1,7 +1,14 @@
-"""The signed cookie that identifies a browser session (``faststate_sid``)."""
+"""The signed cookie that identifies a browser session (``faststate_sid``).
+
+The cookie carries the session id and a binding to the user the session was given to: a keyed
+hash of (session id, user id), empty for an anonymous session. Both are signed, so a client can
+neither choose a session id nor rebind one; the user id itself never appears in the cookie.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import secrets
 from collections import OrderedDict
 from http.cookies import SimpleCookie
@@ -33,7 +40,8 @@ class SessionCookie:
         self.name = name
         self._prefix = name.encode() + b"="
         self._signer = Signer(secret_key, salt="faststate.session")
-        self._verified: OrderedDict[bytes, str] = OrderedDict()
+        self._bind_key = hashlib.sha256(b"faststate.session.user:" + secret_key.encode()).digest()
+        self._verified: OrderedDict[bytes, tuple[str, str]] = OrderedDict()
         attrs = f"; path=/; httponly; samesite={same_site.lower()}"
         if max_age is not None:
             attrs += f"; max-age={max_age}"
@@ -41,8 +49,9 @@ class SessionCookie:
             attrs += "; secure"
         self._attrs = attrs
 
-    def read(self, scope: Scope) -> str | None:
-        """The session id of the request's signed cookie (None if absent or tampered with)."""
+    def read(self, scope: Scope) -> tuple[str, str] | None:
+        """The session id of the request's signed cookie and its user binding (None if absent
+        or tampered with)."""
         header = None
         for k, v in scope["headers"]:
             if k == b"cookie" and self._prefix in v:
@@ -50,9 +59,9 @@ class SessionCookie:
                 break
         if header is None:
             return None
-        sid = self._verified.get(header)
-        if sid is not None:
-            return sid
+        found = self._verified.get(header)
+        if found is not None:
+            return found
         cookie: SimpleCookie = SimpleCookie()
         try:
             cookie.load(header.decode("latin-1"))
@@ -62,22 +71,32 @@ class SessionCookie:
         if morsel is None or not morsel.value:
             return None
         try:
-            sid = self._signer.unsign(morsel.value.encode("latin-1")).decode("ascii")
+            value = self._signer.unsign(morsel.value.encode("latin-1")).decode("ascii")
         except (BadSignature, UnicodeDecodeError):
             return None
-        self._verified[header] = sid
+        sid, _, binding = value.partition(".")  # a cookie from before bindings: anonymous
+        if not sid:
+            return None
+        found = self._verified[header] = (sid, binding)
         if len(self._verified) > VERIFIED_CACHE_SIZE:
             self._verified.popitem(last=False)
-        return sid
+        return found
 
     @staticmethod
     def new_id() -> str:
         """A fresh random session id."""
         return secrets.token_urlsafe(18)
 
-    def set_cookie(self, sid: str) -> tuple[bytes, bytes]:
-        """The ``Set-Cookie`` header that gives the browser ``sid``."""
-        value = self._signer.sign(sid).decode("ascii")
+    def binding(self, sid: str, user_id: str | None) -> str:
+        """What binds session ``sid`` to ``user_id`` ("" for an anonymous session)."""
+        if user_id is None:
+            return ""
+        message = f"{sid}:{user_id}".encode()  # ids have no ':', so this is unambiguous
+        return hmac.new(self._bind_key, message, hashlib.sha256).hexdigest()[:32]
+
+    def set_cookie(self, sid: str, binding: str = "") -> tuple[bytes, bytes]:
+        """The ``Set-Cookie`` header that gives the browser ``sid``, bound by ``binding``."""
+        value = self._signer.sign(f"{sid}.{binding}" if binding else sid).decode("ascii")
         return (b"set-cookie", f"{self.name}={value}{self._attrs}".encode())
 
 

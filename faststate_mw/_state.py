@@ -7,14 +7,14 @@ import functools
 import json
 from collections.abc import Callable
 from html import escape
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict
 from starlette.requests import Request
 
 from ._auth import resolve_owner_field
 from ._changes import Mutation, locked, run_change
-from ._config import Meta, StateInfo, catalog, describe, info_of, meta_of, server_owned
+from ._config import Meta, StateInfo, catalog, describe, info_of, meta_of
 from ._context import RequestContext, _current, current_context
 from ._events import ActionSet, EventDescriptor
 from ._eventspec import EventSpec, build_spec
@@ -40,9 +40,10 @@ class State(BaseModel):
 
     Fields are pydantic fields; methods decorated with :func:`event` become endpoints. Every public
     field (public = no leading underscore and not ``Field(exclude=True)``) is a Datastar signal,
-    namespaced under the state's name on the page, and gets a generated ``set_<field>`` event
-    unless it is :data:`server_owned`. Configure sharing and protection with
-    ``__faststate__ = StateConfig(...)``.
+    namespaced under the state's name on the page. Only fields declared client-writable
+    (``Annotated[str, client_writable]``, ``Writable(...)`` or ``StateConfig(writable=...)``)
+    get a generated ``set_<field>`` event; every other field is server-owned. Configure sharing
+    and protection with ``__faststate__ = StateConfig(...)``.
     """
 
     model_config = ConfigDict(
@@ -52,7 +53,6 @@ class State(BaseModel):
     __faststate_info__: ClassVar[StateInfo]
     __faststate_events__: ClassVar[dict[str, EventSpec]] = {}
     __faststate_fields__: ClassVar[tuple[str, ...]] = ()
-    __faststate_server_owned__: ClassVar[frozenset[str]] = frozenset()
 
     # faststate's bookkeeping lives in a slot, not in pydantic private attributes: a slot read
     # costs ~0.1 us where a private attribute costs ~2.5 us, and events read it many times
@@ -73,25 +73,19 @@ class State(BaseModel):
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
-        fields = cls.model_fields
-        owned = frozenset(
-            name for name, f in fields.items() if any(m is server_owned for m in f.metadata)
-        )
         events = _collect_events(cls)
-        for name in fields:
+        info = describe(cls, dict(cls.model_fields), events)
+        for name, rule in info.writable.items():  # only declared fields get a setter
             setter = f"set_{name}"
-            if name.startswith("_") or fields[name].exclude or name in owned:
-                continue
-            if setter in events or hasattr(cls, setter):
+            if setter in events or _defined_by_app(cls, setter):
                 continue
             spec = build_spec(_make_setter(cls, name), name=setter, setter_field=name)
+            spec.auth = rule
             events[setter] = spec
             type.__setattr__(cls, setter, EventDescriptor(spec))
-        info = describe(cls, dict(fields), events, owned)
         cls.__faststate_info__ = info
         cls.__faststate_events__ = events
         cls.__faststate_fields__ = info.fields
-        cls.__faststate_server_owned__ = owned
         catalog.add(cls, info.name)
 
     # -- finding the instance -------------------------------------------------------------------
@@ -265,8 +259,9 @@ def _collect_events(cls: type[State]) -> dict[str, EventSpec]:
     for klass in reversed(cls.__mro__):
         for attr, value in vars(klass).items():
             if isinstance(value, EventDescriptor):
-                if value.spec.setter_field is None:
-                    value.spec.name = attr
+                if value.spec.setter_field is not None:
+                    continue  # a generated setter: each class makes its own, if declared
+                value.spec.name = attr
                 events[value.spec.name] = value.spec
     for spec in events.values():
         if spec.auth.owner_only:
@@ -299,8 +294,19 @@ def signals_attribute(signals: dict[str, Any]) -> str:
     return json.dumps(signals, separators=(",", ":")).replace("@", "\\u0040")
 
 
+def _defined_by_app(cls: type, name: str) -> bool:
+    """Whether ``name`` is an attribute the app wrote (not a generated setter)."""
+    for klass in cls.__mro__:
+        if name in vars(klass):
+            value = vars(klass)[name]
+            return not (isinstance(value, EventDescriptor) and value.spec.setter_field)
+    return False
+
+
 def _make_setter(cls: type[State], field: str) -> Any:
-    anno = cls.model_fields[field].annotation
+    info = cls.model_fields[field]
+    # the field's constraints (max_length, ge, ...) validate the argument before the event runs
+    anno: Any = Annotated[(info.annotation, *info.metadata)] if info.metadata else info.annotation
 
     def setter(self: State, value: Any) -> None:
         setattr(self, field, value)

@@ -318,6 +318,20 @@ class StateStore:
         streams were re-checked."""
         return self.hub.refresh_user(user_id, user)
 
+    def end_session(self, session_id: str, user: UserContext | None) -> None:
+        """A browser's session id was rotated (now signed in as ``user``): the streams of the
+        old one stop delivering its states (from any thread; sync handlers run in worker
+        threads). The states stay, out of reach, until their ttl."""
+        loop = self._loop
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if loop is None or running is loop:
+            self.hub.end_session(session_id, user)
+        else:
+            loop.call_soon_threadsafe(self.hub.end_session, session_id, user)
+
     # -- time to live ------------------------------------------------------------------------------
     async def sweep(self, batch: int = 1000) -> list[str]:
         """Drop every instance idle longer than its ttl, after its ``on_evict`` hook (e.g. a

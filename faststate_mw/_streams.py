@@ -147,6 +147,7 @@ async def serve_stream(
     query = scope.get("query_string", b"").decode("latin-1")
     token = next((p[2:] for p in query.split("&") if p.startswith("t=")), "")
     payload = signer.loads(token, TOKEN_MAX_AGE)
+    user = await ctx.load_user()  # first: the session id is only this browser's if bound to it
     sid = ctx.session_id(create=False)
     if (
         payload is None
@@ -156,7 +157,6 @@ async def serve_stream(
         # 204 tells Datastar not to retry: this token will never work for this browser
         await reply.full(204, [(b"x-faststate-error", b"invalid_stream_token")], b"")
         return
-    user = await ctx.load_user()
     entries = allowed_entries(ctx, user, payload["k"])
     keys = [e[1] for e in entries]
     reported = parse_event_id(header(scope, b"last-event-id"), hub.epoch, len(keys))

@@ -70,8 +70,14 @@ class _SessionOwner:
         self.session_id = session_id
         self.user_loader: UserLoader = lambda scope: user
 
-    def read_session_id(self, scope: Any) -> str | None:
-        return self.session_id
+    def read_session(self, scope: Any) -> tuple[str, str] | None:
+        return self.session_id, ""
+
+    def session_binding(self, session_id: str, user: UserContext | None) -> str:
+        return ""  # one fixed session: never rotated
+
+    def session_ended(self, session_id: str, user: UserContext | None) -> None:
+        """Never called: the session is never rotated."""
 
     def new_session_id(self) -> str:
         return self.session_id

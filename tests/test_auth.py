@@ -58,7 +58,12 @@ class Paper(State):
 
 
 class SiteSettings(State):
-    __faststate__ = StateConfig(scope=StateScope.GLOBAL, requires_auth=True, permissions=["admin"])
+    __faststate__ = StateConfig(
+        scope=StateScope.GLOBAL,
+        requires_auth=True,
+        permissions=["admin"],
+        writable=("maintenance",),
+    )
     maintenance: bool = False
 
     @event

@@ -15,7 +15,10 @@ from starlette.testclient import TestClient
 from faststate_mw import (
     FastStateMiddleware,
     State,
+    StateConfig,
     StateStore,
+    Writable,
+    client_writable,
     event,
     server_owned,
 )
@@ -24,10 +27,12 @@ from tests.sse import patched_signals, sse_events
 
 
 class Shop(State):
-    count: int = 0
-    name: str = "shop"
+    __faststate__ = StateConfig(writable=("tags",))
+    count: Annotated[int, client_writable] = 0
+    name: Annotated[str, Writable] = "shop"
     tags: list[str] = []
     stock: Annotated[int, server_owned] = 10
+    level: int = 0  # server-owned by default
 
     @event
     def increment(self, amount: int = 1) -> None:
@@ -79,6 +84,10 @@ class Shop(State):
     def take_stock(self, stock: int = 0) -> None:
         self.count = stock
 
+    @event
+    def take_level(self, level: int = 0) -> None:
+        self.count = level
+
 
 def page(request: Any) -> HTMLResponse:
     return HTMLResponse(Shop.current().to_html())
@@ -121,11 +130,12 @@ def test_instance_call_runs_the_method() -> None:
     assert s.count == 3
 
 
-def test_setters_generated_except_server_owned() -> None:
+def test_setters_generated_only_for_writable_fields() -> None:
     events = Shop.__faststate_events__
     assert {"set_count", "set_name", "set_tags"} <= set(events)
-    assert "set_stock" not in events
+    assert "set_stock" not in events and "set_level" not in events
     assert not hasattr(Shop, "set_stock")
+    assert not hasattr(Shop, "set_level")
 
 
 def test_event_replies_only_changed_fields(store: StateStore) -> None:
@@ -163,6 +173,12 @@ def test_server_owned_field_never_written_from_client(store: StateStore) -> None
     r = client.post("/_faststate/Shop/take_stock", headers=DS, json={"shop": {"stock": 77}})
     assert shop(store).count == 0
     assert shop(store).stock == 10
+    # the default: a field declared nowhere is server-owned too
+    r = client.post("/_faststate/Shop/set_level?value=3", headers=API, content=b"{}")
+    assert r.status_code == 404
+    r = client.post("/_faststate/Shop/take_level", headers=DS, json={"shop": {"level": 77}})
+    assert shop(store).count == 0
+    assert shop(store).level == 0
 
 
 def test_no_change_is_an_empty_204(store: StateStore) -> None:
@@ -237,10 +253,10 @@ def test_failing_event_rolls_back_and_hides_details(store: StateStore) -> None:
 
 
 def test_flat_and_custom_namespaces(store: StateStore) -> None:
-    from faststate_mw import StateConfig, signals
+    from faststate_mw import signals
 
     class Flat(State):
-        __faststate__ = StateConfig(flat_signals=True)
+        __faststate__ = StateConfig(flat_signals=True, writable=("myInt",))
         myInt: int = 0
 
         @event

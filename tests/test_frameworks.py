@@ -63,6 +63,9 @@ def test_fasthtml_injection_beforeware_and_events(store: StateStore) -> None:
     r = client.post("/_faststate/FrameworkTally/increment?amount=2", headers=DS, content=b"{}")
     assert patched_signals(r.text) == [{"frameworkTally": {"count": 2}}]
     client.get("/login")
+    # signing in rotates the session (fixation defence): the anonymous count stays behind
+    assert client.get("/me").text == "0:carol"
+    r = client.post("/_faststate/FrameworkTally/increment?amount=2", headers=DS, content=b"{}")
     assert client.get("/me").text == "2:carol"
 
 

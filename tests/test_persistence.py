@@ -63,7 +63,7 @@ async def test_sqlite_without_auto_persist_saves_on_eviction(
     tmp_path: Path, clock: FakeClock
 ) -> None:
     class Scratch(State):
-        __faststate__ = StateConfig(ttl=60)
+        __faststate__ = StateConfig(ttl=60, writable=("n",))
         n: int = 0
 
     path = tmp_path / "evict.db"

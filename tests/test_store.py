@@ -26,7 +26,7 @@ saved: list[str] = []
 
 
 class ScopesNote(State):
-    __faststate__ = StateConfig(ttl=10, on_evict=lambda s: saved.append(s.text))
+    __faststate__ = StateConfig(ttl=10, on_evict=lambda s: saved.append(s.text), writable=("text",))
     text: str = ""
 
 

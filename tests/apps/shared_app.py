@@ -34,7 +34,7 @@ class Tally(State):
 
 
 class Memo(State):
-    __faststate__ = StateConfig(auto_persist=True)
+    __faststate__ = StateConfig(auto_persist=True, writable=("text",))
     text: str = ""
 
 
