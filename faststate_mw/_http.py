@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl
 
 from datastar_py import ServerSentEventGenerator as SSE
 
+from . import _untrusted as untrusted
 from ._exceptions import (
     CSRFError,
     FastStateError,
@@ -176,10 +177,7 @@ def parse_signals(
         raw = body
     if not raw:
         return {}
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidPayload("malformed JSON in the request's signals") from None
+    data = untrusted.loads(raw, "the request's signals")
     if not isinstance(data, dict):
         raise InvalidPayload("the request's signals must be a JSON object")
     return data

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import secrets
 from collections import OrderedDict
-from http.cookies import SimpleCookie
 
 from itsdangerous import BadSignature, Signer
 
@@ -13,6 +12,20 @@ from ._types import Scope
 
 #: how many verified Cookie headers are remembered (a returning browser costs one lookup)
 VERIFIED_CACHE_SIZE = 10_000
+
+
+def cookie_value(header: bytes, name: bytes) -> bytes | None:
+    """The value of cookie ``name`` in a Cookie header, read as browsers write it: pairs split on
+    ``;``, each ``name=value`` with surrounding spaces dropped, the first pair of that name wins.
+    A neighbour cookie that is not RFC 6265 (JSON, spaces, quotes) changes nothing."""
+    for pair in header.split(b";"):
+        key, eq, value = pair.partition(b"=")
+        if eq and key.strip() == name:
+            value = value.strip()
+            if len(value) >= 2 and value[:1] == value[-1:] == b'"':
+                value = value[1:-1]
+            return value
+    return None
 
 
 class SessionCookie:
@@ -53,16 +66,11 @@ class SessionCookie:
         sid = self._verified.get(header)
         if sid is not None:
             return sid
-        cookie: SimpleCookie = SimpleCookie()
-        try:
-            cookie.load(header.decode("latin-1"))
-        except Exception:
-            return None
-        morsel = cookie.get(self.name)
-        if morsel is None or not morsel.value:
+        value = cookie_value(header, self._prefix[:-1])
+        if not value:
             return None
         try:
-            sid = self._signer.unsign(morsel.value.encode("latin-1")).decode("ascii")
+            sid = self._signer.unsign(value).decode("ascii")
         except (BadSignature, UnicodeDecodeError):
             return None
         self._verified[header] = sid
@@ -81,4 +89,4 @@ class SessionCookie:
         return (b"set-cookie", f"{self.name}={value}{self._attrs}".encode())
 
 
-__all__ = ["SessionCookie"]
+__all__ = ["SessionCookie", "cookie_value"]
