@@ -81,6 +81,10 @@ class AsgiDriver:
         self._lifespan = self.loop.create_task(self.app(scope, receive, send))
         await asyncio.wait_for(started.wait(), REQUEST_TIMEOUT)
 
+    def run(self, coro: Any) -> Any:
+        """Run ``coro`` on the app's event loop (background code: ``state.update(...)``)."""
+        return self.loop.run_until_complete(coro)
+
     def request(
         self,
         method: str,
@@ -161,3 +165,15 @@ class AsgiDriver:
             waiter.cancel()
             task.result()  # an exception that escaped the app fails the test
         return answer
+
+
+def state_snapshot() -> dict[str, Any]:
+    """Every live instance of the running store: its public data and version."""
+    from faststate_mw import current_store
+
+    store = current_store()
+    out: dict[str, Any] = {}
+    for key in store.keys():  # noqa: SIM118 (a method with filters, not a dict)
+        inst = store.get(key)
+        out[key] = (inst.model_dump(mode="json"), inst._fs.version)
+    return out
