@@ -112,3 +112,43 @@ def test_any_string_round_trips_through_datastar(
         finally:
             context.close()
     assert not js_errors, js_errors
+
+
+XSS = [
+    '<img src=x onerror="window.__xss=1">',
+    "<script>window.__xss=1</script>",
+    "</script><script>window.__xss=1</script>",
+    '"><svg onload=window.__xss=1>',
+    "'; window.__xss=1; '",
+    "\\'); window.__xss=1; //",
+    "${window.__xss=1}",
+    "`${window.__xss=1}`",
+    "$x = (window.__xss=1)",
+    "@post((window.__xss=1))",
+    "\U0001f595JS_ window.__xss=1 _DS\U0001f680",
+]
+
+
+def test_xss_payloads_stay_text_in_the_real_browser(
+    browser: Any, roundtrip_server: str, js_errors: list[str]
+) -> None:
+    """Script in stored strings never runs, on page load, live patch or element patch; the
+    strings are shown as text."""
+    first, second = XSS[:SLOTS], (XSS[SLOTS:] + XSS)[:SLOTS]
+    with httpx.Client(base_url=roundtrip_server) as http:
+        assert http.post("/set", json={"items": first, "panel": second}).status_code == 204
+        context = browser.new_context(base_url=roundtrip_server)
+        try:
+            page = context.new_page()
+            page.on("pageerror", lambda exc: js_errors.append(str(exc)))
+            open_live(page, "/")
+            expect_shown(page, "s", first, "page load")
+            assert http.post("/set", json={"items": second, "panel": first}).status_code == 204
+            expect_shown(page, "s", second, "live patch")
+            page.click("#reveal")
+            expect_shown(page, "p", first, "element patch")
+            assert page.evaluate("window.__xss") is None
+            assert page.locator("img, svg, script:not([src])").count() == 0
+        finally:
+            context.close()
+    assert not js_errors, js_errors
