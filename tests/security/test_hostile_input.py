@@ -185,6 +185,13 @@ def test_lone_surrogates_are_a_400(client: TestClient, body: bytes) -> None:
     assert client.get("/").status_code == 200
 
 
+def test_lone_surrogates_in_url_json_are_a_400(client: TestClient) -> None:
+    before = box_snapshot(client)
+    r = client.post('/_faststate/HostileBox/write?tree=["%5Cud800"]', headers=API)
+    assert_refused(r)
+    assert box_snapshot(client) == before
+
+
 def test_a_surrogate_pair_is_an_ordinary_character(client: TestClient) -> None:
     body = b'{"hostileBox":{"note":"\\ud83d\\ude00"}}'
     r = client.post("/_faststate/HostileBox/write", headers=API, content=body)
