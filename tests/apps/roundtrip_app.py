@@ -37,7 +37,9 @@ class RoundTrip(State):
         panel = await RoundTripPanel.resolve()
         path = RoundTripPanel.signal_path("items")
         spans = "".join(f'<span id="p{i}" data-text="${path}[{i}]"></span>' for i in range(SLOTS))
-        return f'<div id="panel">{panel.to_html()}{spans}</div>'
+        # the same strings as the app's own HTML text (escaped, as FastHTML and Jinja do)
+        texts = "".join(f'<span id="t{i}">{escape(s)}</span>' for i, s in enumerate(panel.items))
+        return f'<div id="panel">{panel.to_html()}{spans}{texts}</div>'
 
 
 async def page(request: Request) -> HTMLResponse:

@@ -1,7 +1,9 @@
 """Any string a user can store reaches the page verbatim, as the real Datastar client shows it:
-through ``data-signals`` on page load, through a signal patch on the live stream and through an
-element patch that carries ``data-signals`` (issue 10: a string ending in a backslash and a
-later one holding ``;`` used to stop a page's signals from loading at all).
+through ``data-signals`` on page load, through a signal patch on the live stream, and through an
+element patch, both in the ``data-signals`` it carries and as the app's own escaped HTML text
+(issue 10: a string ending in a backslash and a later one holding ``;`` used to stop a page's
+signals from loading at all; datastar_py's element patches turned U+2028 and friends into
+newlines).
 
 Property-based: hypothesis draws arbitrary unicode (no lone surrogates: the server refuses
 those) mixed with pieces that Datastar's expression compiler treats specially. Each example is
@@ -67,6 +69,12 @@ SHOWS = (
 )
 
 
+def as_html_text(s: str) -> str:
+    """What HTML parsing itself makes of text (any HTML, not only Datastar's): line ends become
+    LF and NUL characters are dropped."""
+    return s.replace("\r\n", "\n").replace("\r", "\n").replace("\x00", "")
+
+
 @pytest.fixture(scope="module")
 def roundtrip_server(datastar_js: Any) -> Iterator[str]:
     server = Uvicorn("tests.apps.roundtrip_app:app", {"FASTSTATE_DATASTAR_JS": str(datastar_js)})
@@ -109,6 +117,7 @@ def test_any_string_round_trips_through_datastar(
             expect_shown(page, "s", live, "signal patch over the live stream")
             page.click("#reveal")
             expect_shown(page, "p", patched, "element patch carrying data-signals")
+            expect_shown(page, "t", [as_html_text(s) for s in patched], "element patch text")
         finally:
             context.close()
     assert not js_errors, js_errors

@@ -27,6 +27,7 @@ from faststate_mw import (
     StoredStateError,
     event,
 )
+from faststate_mw._http import patch_elements
 from faststate_mw._session import cookie_value
 from faststate_mw._state import signals_attribute
 from faststate_mw._stored import from_stored
@@ -318,3 +319,14 @@ def test_a_503_while_redis_is_down_names_no_host_or_port(redis_server: RedisServ
                 assert detail not in r.text
                 assert detail not in str(r.headers)
         redis_server.start()
+
+
+# -- element patches --------------------------------------------------------------------------
+def test_element_patches_split_lines_only_where_sse_does() -> None:
+    html = "<p>a\u2028b\u2029c\x85d\x0be\x0cf\x1cg</p>\n<p>h</p>"
+    event = patch_elements(html)
+    lines = event.split("\n")
+    assert lines[0] == "event: datastar-patch-elements"
+    data = [ln.removeprefix("data: elements ") for ln in lines[1:] if ln.startswith("data: ")]
+    assert "\n".join(data) == html  # what the client rebuilds from the data lines
+    assert "\r" not in event
