@@ -45,9 +45,14 @@ def snapshot(inst: Any) -> dict[str, Any]:
 
 
 def changed_since(inst: Any, before: dict[str, Any]) -> list[str]:
-    """The public fields whose values differ from ``before``."""
+    """The public fields whose values differ from ``before`` (the same object is unchanged,
+    even a NaN the app put there, which is not equal to itself)."""
     d = inst.__dict__
-    return [k for k in info_of(type(inst)).fields if d.get(k) != before.get(k)]
+    return [k for k in info_of(type(inst)).fields if _differs(d.get(k), before.get(k))]
+
+
+def _differs(now: Any, then: Any) -> bool:
+    return now is not then and bool(now != then)
 
 
 def restore(inst: Any, before: dict[str, Any]) -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
+from . import _untrusted as untrusted
 from ._auth import AuthRule
 from ._exceptions import ArgumentError, ConfigurationError
 
@@ -33,13 +34,20 @@ class Param:
         return self.default is _MISSING
 
     def validate(self, raw: Any) -> Any:
+        """The argument's value; a number JSON cannot carry (NaN, Infinity) is an
+        InvalidPayload (400), whether it came as JSON or as text such as ``?x=nan``."""
+        what = f"argument {self.name!r}"
         try:
-            return self.adapter.validate_python(raw)
+            value = self.adapter.validate_python(raw)
         except ValidationError:
             if not isinstance(raw, str) or raw[:1] not in ("[", "{", '"'):
                 raise
-        # URL values arrive as text: lists, dicts and models come as JSON.
-        return self.adapter.validate_json(raw)
+            # URL values arrive as text: lists, dicts and models come as JSON (read strictly
+            # first: bounded depth, finite numbers, valid unicode).
+            untrusted.loads(raw, what)
+            value = self.adapter.validate_json(raw)
+        untrusted.check_finite(value, what)
+        return value
 
 
 @dataclass(eq=False)

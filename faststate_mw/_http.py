@@ -11,6 +11,7 @@ from urllib.parse import parse_qsl
 
 from datastar_py import ServerSentEventGenerator as SSE
 
+from . import _untrusted as untrusted
 from ._exceptions import (
     CSRFError,
     FastStateError,
@@ -176,10 +177,7 @@ def parse_signals(
         raw = body
     if not raw:
         return {}
-    try:
-        data = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise InvalidPayload("malformed JSON in the request's signals") from None
+    data = untrusted.loads(raw, "the request's signals")
     if not isinstance(data, dict):
         raise InvalidPayload("the request's signals must be a JSON object")
     return data
@@ -222,10 +220,21 @@ def elements_events(returned: Any) -> str:
     if returned is None:
         return ""
     if isinstance(returned, (list, tuple)) and all(is_html(r) for r in returned):
-        return "".join(SSE.patch_elements(to_html(r)) for r in returned)
+        return "".join(patch_elements(to_html(r)) for r in returned)
     if is_html(returned):
-        return str(SSE.patch_elements(to_html(returned)))
+        return patch_elements(to_html(returned))
     return ""
+
+
+def patch_elements(html: str) -> str:
+    """One ``datastar-patch-elements`` event. Its data lines are split where SSE ends a line
+    (LF, CR, CRLF) and nowhere else: datastar_py splits with ``str.splitlines()``, which also
+    breaks at U+2028, U+2029, U+0085 and other separators and so turns them into newlines."""
+    if not html:
+        return str(SSE.patch_elements(html))
+    lines = html.replace("\r\n", "\n").replace("\r", "\n").split("\n")
+    data = "".join(f"data: elements {line}\n" for line in lines)
+    return f"event: datastar-patch-elements\n{data}\n"
 
 
 async def finish(reply: Reply, text: str) -> None:

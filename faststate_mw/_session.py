@@ -11,7 +11,6 @@ import hashlib
 import hmac
 import secrets
 from collections import OrderedDict
-from http.cookies import SimpleCookie
 
 from itsdangerous import BadSignature, Signer
 
@@ -20,6 +19,20 @@ from ._types import Scope
 
 #: how many verified Cookie headers are remembered (a returning browser costs one lookup)
 VERIFIED_CACHE_SIZE = 10_000
+
+
+def cookie_value(header: bytes, name: bytes) -> bytes | None:
+    """The value of cookie ``name`` in a Cookie header, read as browsers write it: pairs split on
+    ``;``, each ``name=value`` with surrounding spaces dropped, the first pair of that name wins.
+    A neighbour cookie that is not RFC 6265 (JSON, spaces, quotes) changes nothing."""
+    for pair in header.split(b";"):
+        key, eq, value = pair.partition(b"=")
+        if eq and key.strip() == name:
+            value = value.strip()
+            if len(value) >= 2 and value[:1] == value[-1:] == b'"':
+                value = value[1:-1]
+            return value
+    return None
 
 
 class SessionCookie:
@@ -62,16 +75,11 @@ class SessionCookie:
         found = self._verified.get(header)
         if found is not None:
             return found
-        cookie: SimpleCookie = SimpleCookie()
-        try:
-            cookie.load(header.decode("latin-1"))
-        except Exception:
-            return None
-        morsel = cookie.get(self.name)
-        if morsel is None or not morsel.value:
+        raw = cookie_value(header, self._prefix[:-1])
+        if not raw:
             return None
         try:
-            value = self._signer.unsign(morsel.value.encode("latin-1")).decode("ascii")
+            value = self._signer.unsign(raw).decode("ascii")
         except (BadSignature, UnicodeDecodeError):
             return None
         sid, _, binding = value.partition(".")  # a cookie from before bindings: anonymous
@@ -100,4 +108,4 @@ class SessionCookie:
         return (b"set-cookie", f"{self.name}={value}{self._attrs}".encode())
 
 
-__all__ = ["SessionCookie"]
+__all__ = ["SessionCookie", "cookie_value"]

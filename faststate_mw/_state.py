@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import re
 from collections.abc import Callable
 from html import escape
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self
@@ -289,9 +290,27 @@ def _request_ident(cls: type[State], ctx: RequestContext) -> str | None:
 
 
 def signals_attribute(signals: dict[str, Any]) -> str:
-    """JSON for a ``data-signals`` attribute. Datastar evaluates that attribute as an expression
-    and rewrites ``@name(`` even inside strings, so ``@`` is written as its JSON escape."""
-    return json.dumps(signals, separators=(",", ":")).replace("@", "\\u0040")
+    """JSON for a ``data-signals`` attribute, readable by Datastar whatever the strings hold.
+
+    Datastar 1.0 does not JSON-parse that attribute: it compiles it as a JavaScript expression,
+    after splitting it into statements on ``;`` with a string pattern that takes ``\\"`` for an
+    escaped quote (so a string ending in a backslash swallows the next string's quote), and after
+    rewriting ``$name`` and ``@name(`` and its ``🖕JS_DS🚀`` markers. So the JSON is written in
+    plain ASCII with every character those passes could misread as a ``\\uXXXX`` escape:
+    backslashes and quotes inside strings, ``; $ @ ' ` /`` and ``< > &``. The only backslashes
+    left start a ``\\u`` escape, and the only ``"`` delimit strings.
+    """
+    text = json.dumps(signals, separators=(",", ":"), ensure_ascii=True)
+    return _ATTR_UNSAFE.sub(_escape_unsafe, text)
+
+
+# In json.dumps output a backslash always starts an escape, so scanning left to right takes
+# ``\\`` and ``\"`` whole; the other characters only occur inside strings.
+_ATTR_UNSAFE = re.compile(r'\\\\|\\"|[;$@\'`/<>&]')
+
+
+def _escape_unsafe(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()[-1]):04x}"
 
 
 def _defined_by_app(cls: type, name: str) -> bool:

@@ -8,8 +8,9 @@ from typing import Any
 
 from pydantic import BaseModel, ValidationError
 
+from . import _untrusted as untrusted
 from ._config import meta_of
-from ._exceptions import StoredStateError
+from ._exceptions import InvalidPayload, StoredStateError
 from .backends.base import Stored
 
 log = logging.getLogger("faststate_mw")
@@ -18,7 +19,13 @@ log = logging.getLogger("faststate_mw")
 def from_stored(state_cls: type[BaseModel], key: str, data: str) -> Any:
     """Rebuild a state from its stored JSON, tolerating a class that changed since: unknown
     fields are dropped, fields that no longer validate (or are new) take their defaults, with a
-    warning naming the key. Unreadable JSON is a StoredStateError naming the key."""
+    warning naming the key. Unreadable JSON, and JSON that no client could have sent (nested
+    deeper than MAX_JSON_DEPTH, NaN or Infinity, lone surrogates), is a StoredStateError naming
+    the key."""
+    try:
+        untrusted.screen(data, f"stored state {key!r}")
+    except InvalidPayload as exc:
+        raise StoredStateError(exc.message) from None
     try:
         return state_cls.model_validate_json(data)
     except ValidationError:

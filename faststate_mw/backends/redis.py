@@ -22,7 +22,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from .._exceptions import BackendUnavailable, ConfigurationError
+from .._exceptions import BackendUnavailable, ConfigurationError, StoredStateError
 from .base import Backend, Listener, Stored
 
 log = logging.getLogger("faststate_mw.redis")
@@ -153,7 +153,7 @@ class RedisBackend(Backend):
             row = await self._async.hmget(self.state_key(key), "v", "d")
         except self._errors as exc:
             raise self._unavailable(exc) from None
-        return _stored(row)
+        return _stored(key, row)
 
     async def save(self, key: str, version: int, data: str, ttl: float | None) -> None:
         name = self.state_key(key)
@@ -190,7 +190,7 @@ class RedisBackend(Backend):
         if result == 1:
             return None
         current, stored = result
-        return Stored(int(current), _text(stored))
+        return Stored(_version(key, current), _text(stored))
 
     async def delete(self, key: str) -> None:
         try:
@@ -323,11 +323,21 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def _stored(row: list[Any]) -> Stored | None:
+def _stored(key: str, row: list[Any]) -> Stored | None:
     version, data = row
     if version is None or data is None:
         return None
-    return Stored(int(version), _text(data))
+    return Stored(_version(key, version), _text(data))
+
+
+def _version(key: str, value: Any) -> int:
+    """A stored version field as an int; anything else (a hash edited by hand, another
+    program's key) is a StoredStateError (500, ``stored_state_invalid``), the cause logged."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        log.error("redis: state %s has a corrupt version field: %r", key, value)
+        raise StoredStateError(f"stored state {key!r} has a corrupt version") from None
 
 
 __all__ = ["RedisBackend"]

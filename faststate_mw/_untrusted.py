@@ -1,0 +1,128 @@
+"""JSON from outside the process (request signals, URL arguments, stored state), read safely.
+
+Python's ``json`` accepts what browsers never send and what cannot be sent back: ``NaN`` and
+``Infinity`` (and ``1e999``, which reads as infinity), lone UTF-16 surrogates (``"\\ud800"``,
+which no UTF-8 encoder can write out again), and nesting deep enough to raise ``RecursionError``.
+:func:`loads` refuses all of them with :class:`~faststate_mw.InvalidPayload` (400), so a value
+that got in can always be stored, compared and sent back.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from decimal import Decimal
+from typing import Any, NoReturn
+
+from ._exceptions import InvalidPayload
+
+#: the deepest nesting of arrays and objects accepted in a client's JSON (and in stored state)
+MAX_JSON_DEPTH = 64
+
+# A JSON escape that may decode to a surrogate (\uD800-\uDFFF); checked only when present.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def _refuse_constant(name: str) -> NoReturn:
+    raise ValueError(name)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(text)
+    return value
+
+
+def loads(raw: str | bytes, what: str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
+    """Parse ``raw`` as strict JSON; anything else is an InvalidPayload naming ``what``."""
+    try:
+        data = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+    except RecursionError:
+        raise InvalidPayload(f"{what} nested deeper than {max_depth} levels") from None
+    except ValueError as exc:  # includes UnicodeDecodeError and JSONDecodeError
+        if isinstance(exc, (json.JSONDecodeError, UnicodeDecodeError)):
+            raise InvalidPayload(f"malformed JSON in {what}") from None
+        raise InvalidPayload(
+            f"{what} holds a number JSON cannot carry (NaN, Infinity or too large)"
+        ) from None
+    raw_bytes = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    if raw_bytes.count(b"[") + raw_bytes.count(b"{") > max_depth and depth(data) > max_depth:
+        raise InvalidPayload(f"{what} nested deeper than {max_depth} levels")
+    if _SURROGATE_ESCAPE.search(raw_bytes) or (isinstance(raw, str) and has_surrogate(raw)):
+        check_text(data, what)
+    return data
+
+
+# Text that may hold what loads() refuses: the full parse runs only when this matches.
+_SUSPECT = re.compile(rb"NaN|Infinity|[eE][+-]?\d{3}|\\u[dD][89a-fA-F]")
+
+
+def screen(raw: str | bytes, what: str, *, max_depth: int = MAX_JSON_DEPTH) -> None:
+    """Raise InvalidPayload when ``raw`` holds what :func:`loads` refuses; cheap (two byte
+    counts and one regex scan) for ordinary documents, a full strict parse otherwise."""
+    raw_bytes = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
+    deep = raw_bytes.count(b"[") + raw_bytes.count(b"{") > max_depth
+    if deep or _SUSPECT.search(raw_bytes) or (isinstance(raw, str) and has_surrogate(raw)):
+        loads(raw, what, max_depth=max_depth)
+
+
+def depth(value: Any) -> int:
+    """How deeply lists and dicts nest in ``value`` (a scalar is 0), without recursion."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if isinstance(item, dict):
+            item = item.values()
+        elif not isinstance(item, (list, tuple)):
+            continue
+        level += 1
+        deepest = max(deepest, level)
+        stack.extend((child, level) for child in item if isinstance(child, (dict, list, tuple)))
+    return deepest
+
+
+def has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def check_text(value: Any, what: str) -> None:
+    """Refuse strings (keys too) that hold a lone surrogate: they cannot be written as UTF-8."""
+    try:
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidPayload(f"{what} holds a lone surrogate (invalid unicode)") from None
+
+
+def check_finite(value: Any, what: str) -> None:
+    """Refuse NaN and infinities anywhere in a validated value (floats, Decimals, containers,
+    pydantic models)."""
+    stack: list[Any] = [value]
+    seen = 0
+    while stack and seen < 100_000:
+        item = stack.pop()
+        seen += 1
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                break
+        elif isinstance(item, Decimal):
+            if not item.is_finite():
+                break
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            stack.extend(item)
+        elif hasattr(item, "__pydantic_fields__") and hasattr(item, "__dict__"):
+            stack.extend(item.__dict__.values())
+    else:
+        return
+    raise InvalidPayload(f"{what} holds a number JSON cannot carry (NaN or Infinity)")
+
+
+__all__ = ["MAX_JSON_DEPTH", "check_finite", "check_text", "depth", "loads", "screen"]
