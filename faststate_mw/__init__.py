@@ -32,6 +32,7 @@ from ._exceptions import (
     RequestError,
     StoredStateError,
     UnknownEvent,
+    UserError,
 )
 from ._markup import (
     DATASTAR_CDN,
@@ -92,6 +93,7 @@ __all__ = [
     "StoredStateError",
     "UnknownEvent",
     "UserContext",
+    "UserError",
     "attr",
     "attrs_html",
     "bind",

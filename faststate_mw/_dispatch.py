@@ -36,13 +36,18 @@ from ._types import Receive, Scope, Send
 
 log = logging.getLogger("faststate_mw")
 
+#: query names every event URL may carry besides its arguments (Datastar's GET signals)
+_URL_NAMES = ("datastar",)
+
 
 def bind_arguments(
     cls: type[Any], spec: EventSpec, query: dict[str, str], signals: dict[str, Any]
 ) -> dict[str, Any]:
     """Arguments come from the action URL first, then the state's own signals, then top-level
-    signals. Server-owned fields are never read from signals."""
+    signals. Server-owned fields are never read from signals. A URL name that is neither an
+    argument nor the state's id is a 422."""
     info = info_of(cls)
+    spec.check_names(query, _URL_NAMES if info.identity is None else (*_URL_NAMES, info.identity))
     ns = info.namespace
     own = signals.get(ns) if ns else signals
     if not isinstance(own, dict):

@@ -12,6 +12,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
+from ._config import DEFAULT_PREFIX
 from ._context import _current
 from ._http import ERROR_SIGNAL, ERROR_SIGNAL_INITIAL
 from ._state import State, signals_attribute
@@ -103,13 +104,19 @@ def attrs_html(*attr_dicts: dict[str, str], **more: str) -> str:
 def datastar_script(src: str | None = None) -> str:
     """The ``<script type="module">`` tag that loads Datastar 1.0.
 
-    From ``src`` if given; else, inside a request whose FastStateMiddleware self-hosts the client
-    (``datastar_js=path``), from ``<prefix>/datastar.js``; else from the official CDN.
+    From ``src`` if given; else, inside a request, from where that request's app loads it: its
+    self-hosted copy at ``<prefix>/datastar.js`` (``FastStateMiddleware(datastar_js=path)``) or
+    the official CDN. Outside a request (FastHTML ``hdrs=``, built before any request) the tag
+    points at ``/_faststate/datastar.js``, which each app's middleware answers by its own
+    setting: its file, or a redirect to the CDN. With another ``prefix`` call it in the page.
     """
     if src is None:
         ctx = _current.get()
-        src = getattr(ctx.owner, "datastar_src", None) if ctx is not None else None
-    return f'<script type="module" src="{escape(src or DATASTAR_CDN, quote=True)}"></script>'
+        if ctx is None:
+            src = f"{DEFAULT_PREFIX}/datastar.js"
+        else:
+            src = getattr(ctx.owner, "datastar_src", None) or DATASTAR_CDN
+    return f'<script type="module" src="{escape(src, quote=True)}"></script>'
 
 
 def error_attrs() -> dict[str, str]:

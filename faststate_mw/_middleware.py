@@ -13,6 +13,8 @@ from ._dispatch import serve_event
 from ._exceptions import ConfigurationError, FastStateError, UnknownEvent
 from ._http import Reply, send_error
 from ._inject import PageInjector
+from ._markup import DATASTAR_CDN, datastar_script
+from ._routes import check_routes
 from ._session import SessionCookie
 from ._store import StateStore, _active
 from ._streams import TokenSigner, serve_stream, stream_element
@@ -134,8 +136,9 @@ class FastStateMiddleware:
             await self.app(scope, receive, send)
             return
         store = self.store
-        if not store.started:
-            await store.start()  # a server without lifespan: start on the first request
+        if not store.started:  # a server without lifespan: start on the first request
+            check_routes(scope.get("app"))
+            await store.start()
         ctx = RequestContext(scope, self)
         token = _current.set(ctx)
         store_token = _active.set(store)
@@ -181,13 +184,9 @@ class FastStateMiddleware:
             kind = message["type"]
             if kind == "http.response.start":
                 if ctx.page_states and not ctx.stream_rendered and _is_html(message):
+                    # (may mint the session id: before the cookie below)
                     element = stream_element(ctx, self.prefix, self.signer, self.store.hub.epoch)
-                    injector = PageInjector(element.encode())
-                    adjusted = injector.start(message)
-                    if adjusted is None:
-                        injector = None
-                    else:
-                        message = adjusted
+                    injector = PageInjector(element.encode(), datastar_script().encode())
                 if ctx.new_session_id is not None:
                     message = {
                         **message,
@@ -197,11 +196,14 @@ class FastStateMiddleware:
                         ],
                     }
                     ctx.new_session_id = None
+                if injector is not None:
+                    if injector.start(message):
+                        return  # held until the body is seen
+                    injector = None
             elif kind == "http.response.body" and injector is not None:
-                patched = injector.body(message)
-                if patched is None:
-                    return
-                message = patched
+                for out in injector.body(message):
+                    await send(out)
+                return
             await send(message)
 
         return page_send
@@ -213,6 +215,11 @@ class FastStateMiddleware:
         if message["type"] != "lifespan.startup":  # pragma: no cover - servers start first
             await self.app(scope, receive, send)
             return
+        try:
+            check_routes(scope.get("app"))
+        except ConfigurationError as exc:  # as Starlette's router does: report, then raise
+            await send({"type": "lifespan.startup.failed", "message": f"faststate_mw: {exc}"})
+            raise
         try:
             await self.store.start()
         except Exception as exc:
@@ -293,19 +300,26 @@ class FastStateMiddleware:
         self._inner_apps[id(app)] = handler
         return handler
 
+    async def _serve_client(self, send: Send) -> None:
+        """The self-hosted Datastar client; else a redirect to the CDN, so that
+        ``datastar_script()`` called outside a request (FastHTML ``hdrs=``), which points here,
+        follows this app's setting."""
+        if self._datastar_js is None:
+            headers = [(b"location", DATASTAR_CDN.encode()), (b"cache-control", b"no-cache")]
+            await Reply(send).full(307, headers, b"")
+            return
+        headers = [
+            (b"content-type", b"text/javascript; charset=utf-8"),
+            (b"cache-control", b"public, max-age=3600"),
+        ]
+        await Reply(send).full(200, headers, self._datastar_js)
+
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = _current.get()
         assert ctx is not None
         path: str = scope["path"]
-        if path == self._datastar_path and self._datastar_js is not None:
-            await Reply(send).full(
-                200,
-                [
-                    (b"content-type", b"text/javascript; charset=utf-8"),
-                    (b"cache-control", b"public, max-age=3600"),
-                ],
-                self._datastar_js,
-            )
+        if path == self._datastar_path:
+            await self._serve_client(send)
             return
         if path == self._stream_path:
             await serve_stream(scope, receive, send, ctx, self.store, self.signer)

@@ -78,13 +78,18 @@ class State(BaseModel):
             name for name, f in fields.items() if any(m is server_owned for m in f.metadata)
         )
         events = _collect_events(cls)
+        arbitrary = bool(cls.model_config.get("arbitrary_types_allowed", False))
+        for spec in events.values():
+            spec.complete(cls.__name__, arbitrary)
         for name in fields:
             setter = f"set_{name}"
             if name.startswith("_") or fields[name].exclude or name in owned:
                 continue
             if setter in events or hasattr(cls, setter):
                 continue
-            spec = build_spec(_make_setter(cls, name), name=setter, setter_field=name)
+            spec = build_spec(
+                _make_setter(cls, name), name=setter, setter_field=name, arbitrary_types=arbitrary
+            )
             events[setter] = spec
             type.__setattr__(cls, setter, EventDescriptor(spec))
         info = describe(cls, dict(fields), events, owned)

@@ -20,8 +20,9 @@ SNIPPETS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
 
 @pytest.fixture(autouse=True)
 def _names_back() -> Iterator[None]:
-    """Snippets define classes named like other tests' (Product, Counter): give names back."""
-    with isolated_state_names():
+    """Snippets define classes named like other tests' and example_app's (Product, Counter):
+    each test starts with no names taken and gives its names back."""
+    with isolated_state_names(empty=True):
         yield
 
 
