@@ -51,6 +51,6 @@ def test_first_snippet_counts() -> None:
     exec(compile(SNIPPETS[0], "README.md snippet 0", "exec", dont_inherit=True), namespace)
     client = TestClient(namespace["app"])
     html = client.get("/").text
-    assert 'data-on:click="@post(&#x27;/_faststate/Counter/increment?amount=1&#x27;)"' in html
+    assert 'data-on:click="@post(&quot;/_faststate/Counter/increment?amount=1&quot;, ' in html
     r = client.post("/_faststate/Counter/increment?amount=1", headers=DS, content=b"{}")
     assert patched_signals(r.text) == [{"counter": {"count": 1}}]
