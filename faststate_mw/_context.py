@@ -50,7 +50,7 @@ class UserContext:
         return permission in self.permissions or (admin is not None and admin in self.roles)
 
     @classmethod
-    async def __from_request__(cls, req: Any) -> UserContext:
+    async def __from_request__(cls, req: Request) -> UserContext:
         """FastHTML's injection hook: ``def page(user: UserContext)`` gets the signed-in user;
         nobody signed in is an AuthenticationError (401, or the app's handler for it: a
         redirect to the login page). For optional sign-in use :func:`current_user`."""

@@ -167,8 +167,11 @@ async def serve_event(
         user = None
         if ctx.owner.async_user_loader or rule.active or info_of(cls).needs_user:
             user = await ctx.load_user()
-        if rule.active:  # sign-in, permissions, roles: before any instance is made
-            rule.check(user, key=cls.__name__, event=spec.name)
+        # sign-in, permissions, roles: before any instance is made; an event's denial is
+        # logged at WARNING even for anonymous users (a page visit's only at INFO)
+        for active in (info_of(cls).auth, rule):
+            if active.active:
+                active.check(user, key=cls.__name__, event=spec.name)
         inst = await resolve_for_event(store, cls, ctx, query)
         kwargs = bind_arguments(cls, spec, query, signals)
         live = store.hub.live_tab(tab_of(signals), ctx.session_id(create=False), inst.key or "")

@@ -23,17 +23,33 @@ log = logging.getLogger("faststate_mw")
 #: a page that loads Datastar: a script tag naming it, or a module importing it
 _CLIENT = re.compile(rb"<script\b[^>]*datastar|\bimport\b[^;<]*datastar", re.I)
 _TAIL = 512
+#: ``data-on-click`` (FastHTML's ``data_on_click=``): Datastar 1.0 ignores it; its own hyphenated
+#: attributes (``data-on-intersect``, ``data-on-interval``, ``data-on-signal-patch``) are fine
+_HYPHENATED = re.compile(
+    rb"\sdata-on-(?!(?:intersect|interval|signal-patch(?:-filter)?)[\s=>_])([a-z][\w-]*)", re.I
+)
 
 
 class PageInjector:
     """Follows one response: ``start(message)``, then ``body(message)`` for each body part,
     which returns the messages to send (the held start with the first of them)."""
 
-    __slots__ = ("_buffer", "_client", "_element", "_gzip", "_seen", "_start", "_tail")
+    __slots__ = (
+        "_buffer",
+        "_check",
+        "_client",
+        "_element",
+        "_gzip",
+        "_seen",
+        "_start",
+        "_tail",
+    )
 
-    def __init__(self, element: bytes, client: bytes = b"") -> None:
+    def __init__(self, element: bytes, client: bytes = b"", check_attrs: bool = False) -> None:
         self._element = element
         self._client = client
+        #: warn about attributes Datastar 1.0 ignores (debug mode)
+        self._check = check_attrs
         self._gzip = False
         self._buffer: list[bytes] | None = None
         self._start: Message | None = None
@@ -83,6 +99,7 @@ class PageInjector:
         if not self._element:
             return [*started, message]
         if more and b"</body>" not in chunk:
+            self._check_attrs(chunk)
             self._seen = self._seen or bool(_CLIENT.search(self._tail + chunk))
             self._tail = chunk[-_TAIL:]
             return [*started, message]
@@ -98,7 +115,22 @@ class PageInjector:
             headers.append((b"content-length", str(length).encode()))
         return [{**message, "headers": headers}]
 
+    def _check_attrs(self, html: bytes) -> None:
+        if not self._check:
+            return
+        found = sorted({m.group(1).decode("latin-1") for m in _HYPHENATED.finditer(html)})
+        if found:
+            self._check = False  # once per page
+            names = ", ".join(f"data-on-{n}" for n in found[:5])
+            log.warning(
+                "a page with live states has %s: Datastar 1.0 ignores hyphenated event "
+                "attributes (FastHTML's data_on_click= renders them). Write data-on:click, e.g. "
+                'with faststate_mw.on("click", action)',
+                names,
+            )
+
     def _insert(self, html: bytes) -> bytes:
+        self._check_attrs(html)
         element, self._element = self._element, b""
         if not element:
             return html

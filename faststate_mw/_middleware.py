@@ -38,7 +38,9 @@ class FastStateMiddleware:
     ``session_cookie`` name, ``max_age``, ``https_only`` and ``same_site`` of the signed cookie
     that identifies a browser session; ``datastar_js``, a file to self-host the Datastar client
     at ``<prefix>/datastar.js`` (see :func:`faststate_mw.datastar_script`); ``backend``, a URL
-    (``memory://``, ``sqlite:///path.db``, ``redis://host:6379/0``) or a Backend object.
+    (``memory://``, ``sqlite:///path.db``, ``redis://host:6379/0``) or a Backend object;
+    ``debug``: log warnings about mistakes found in pages, such as ``data-on-click`` attributes
+    Datastar 1.0 ignores (default: when the Starlette app runs with ``debug=True``).
 
     It handles the ASGI lifespan: at startup it connects the backend (a clear error when it
     cannot) and starts the background tasks; at shutdown it ends open streams, saves what the
@@ -66,6 +68,7 @@ class FastStateMiddleware:
         write_timeout: float = 10.0,
         max_queue: int = 64,
         backend: Backend | str | None = None,
+        debug: bool | None = None,
     ) -> None:
         if not secret_key or not isinstance(secret_key, str):
             raise ConfigurationError("FastStateMiddleware needs a non-empty secret_key")
@@ -76,6 +79,8 @@ class FastStateMiddleware:
         if store is not None and backend is not None:
             raise ConfigurationError("pass either store= or backend=, not both")
         self.app = app
+        #: warn about mistakes found in pages (None: when the Starlette app's ``debug`` is on)
+        self.debug = debug
         #: where this app's states live (see :class:`StateStore`)
         if store is None:
             store = StateStore(
@@ -174,6 +179,11 @@ class FastStateMiddleware:
             await send_error(scope, Reply(page_send), err)
         await self._recheck_streams(ctx)
 
+    def _debug(self, scope: Scope) -> bool:
+        if self.debug is not None:
+            return self.debug
+        return bool(getattr(scope.get("app"), "debug", False))
+
     def _page_send(self, ctx: RequestContext, send: Send) -> Send:
         """``send`` that sets a new session's cookie and adds the live-stream element to an
         HTML page that rendered states."""
@@ -186,7 +196,9 @@ class FastStateMiddleware:
                 if ctx.page_states and not ctx.stream_rendered and _is_html(message):
                     # (may mint the session id: before the cookie below)
                     element = stream_element(ctx, self.prefix, self.signer, self.store.hub.epoch)
-                    injector = PageInjector(element.encode(), datastar_script().encode())
+                    injector = PageInjector(
+                        element.encode(), datastar_script().encode(), self._debug(ctx.scope)
+                    )
                 if ctx.new_session_id is not None:
                     message = {
                         **message,
