@@ -362,3 +362,25 @@ def test_public_names() -> None:
     import faststate_mw
 
     assert isinstance(faststate_mw, types.ModuleType) and "UserError" in faststate_mw.__all__
+
+
+# -- the signed-in user in FastAPI ---------------------------------------------------------------
+def test_fastapi_depends_current_user(store: StateStore) -> None:
+    from fastapi import Depends, FastAPI
+
+    from faststate_mw import current_user
+
+    api = FastAPI()
+
+    def loader(scope: Any) -> Any:
+        return {"id": "dana", "roles": ["editor"]} if scope.get("query_string") else None
+
+    api.add_middleware(FastStateMiddleware, secret_key="k", store=store, user_loader=loader)
+
+    @api.get("/")
+    def whoami(user: UserContext | None = Depends(current_user)) -> dict[str, Any]:
+        return {"user": user.id if user else None, "editor": bool(user and user.has_role("editor"))}
+
+    client = TestClient(api)
+    assert client.get("/").json() == {"user": None, "editor": False}
+    assert client.get("/?me=1").json() == {"user": "dana", "editor": True}
