@@ -43,6 +43,7 @@ class PageInjector:
         "_seen",
         "_start",
         "_tail",
+        "added_client",
     )
 
     def __init__(self, element: bytes, client: bytes = b"", check_attrs: bool = False) -> None:
@@ -55,6 +56,8 @@ class PageInjector:
         self._start: Message | None = None
         self._seen = False
         self._tail = b""
+        #: set once the client's tag was added to this page
+        self.added_client = False
 
     def start(self, message: Message) -> bool:
         """Hold the response start (False: this response cannot carry the element; send it)."""
@@ -135,8 +138,8 @@ class PageInjector:
         if not element:
             return html
         if self._client and not self._seen and not _CLIENT.search(self._tail + html):
-            log.debug("a page with live states loads no Datastar client: adding it")
             element += self._client
+            self.added_client = True
         at = html.rfind(b"</body>")
         return html + element if at < 0 else html[:at] + element + html[at:]
 

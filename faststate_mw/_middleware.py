@@ -40,7 +40,9 @@ class FastStateMiddleware:
     at ``<prefix>/datastar.js`` (see :func:`faststate_mw.datastar_script`); ``backend``, a URL
     (``memory://``, ``sqlite:///path.db``, ``redis://host:6379/0``) or a Backend object;
     ``debug``: log warnings about mistakes found in pages, such as ``data-on-click`` attributes
-    Datastar 1.0 ignores (default: when the Starlette app runs with ``debug=True``).
+    Datastar 1.0 ignores (default: when the Starlette app runs with ``debug=True``);
+    ``inject_client``: add the Datastar client's tag to a page with states that loads none
+    (no ``<script>`` naming datastar; default True).
 
     It handles the ASGI lifespan: at startup it connects the backend (a clear error when it
     cannot) and starts the background tasks; at shutdown it ends open streams, saves what the
@@ -69,6 +71,7 @@ class FastStateMiddleware:
         max_queue: int = 64,
         backend: Backend | str | None = None,
         debug: bool | None = None,
+        inject_client: bool = True,
     ) -> None:
         if not secret_key or not isinstance(secret_key, str):
             raise ConfigurationError("FastStateMiddleware needs a non-empty secret_key")
@@ -81,6 +84,9 @@ class FastStateMiddleware:
         self.app = app
         #: warn about mistakes found in pages (None: when the Starlette app's ``debug`` is on)
         self.debug = debug
+        #: add the Datastar client to pages with states that load none (see PageInjector)
+        self.inject_client = inject_client
+        self._told_client = False
         #: where this app's states live (see :class:`StateStore`)
         if store is None:
             store = StateStore(
@@ -196,9 +202,8 @@ class FastStateMiddleware:
                 if ctx.page_states and not ctx.stream_rendered and _is_html(message):
                     # (may mint the session id: before the cookie below)
                     element = stream_element(ctx, self.prefix, self.signer, self.store.hub.epoch)
-                    injector = PageInjector(
-                        element.encode(), datastar_script().encode(), self._debug(ctx.scope)
-                    )
+                    client = datastar_script().encode() if self.inject_client else b""
+                    injector = PageInjector(element.encode(), client, self._debug(ctx.scope))
                 if ctx.new_session_id is not None:
                     message = {
                         **message,
@@ -215,6 +220,14 @@ class FastStateMiddleware:
             elif kind == "http.response.body" and injector is not None:
                 for out in injector.body(message):
                     await send(out)
+                if injector.added_client and not self._told_client:
+                    self._told_client = True
+                    log.info(
+                        "a page with live states (%s) loads no Datastar client (no <script> naming "
+                        "datastar): adding it; if it loads the client under another name, pass "
+                        "inject_client=False",
+                        ctx.scope.get("path"),
+                    )
                 return
             await send(message)
 

@@ -203,6 +203,11 @@ def test_a_page_without_the_client_gets_it(store: StateStore, tmp_path: Any) -> 
     assert int(response.headers["content-length"]) == len(response.content)
 
 
+def test_inject_client_false_adds_no_client(store: StateStore) -> None:
+    html = TestClient(page_app(store, inject_client=False)).get("/").text
+    assert "<script" not in html and 'id="faststate-stream"' in html
+
+
 def test_a_page_with_the_client_gets_no_second_one(store: StateStore) -> None:
     html = TestClient(page_app(store, head=datastar_script())).get("/").text
     assert html.count("<script") == 1
