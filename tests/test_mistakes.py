@@ -327,7 +327,7 @@ def test_other_exceptions_stay_internal(store: StateStore) -> None:
 
 
 # -- the audit log: real denials only ------------------------------------------------------------
-class Vault(State):
+class Strongbox(State):
     __faststate__ = StateConfig(scope=StateScope.GLOBAL, requires_auth=True, roles=("banker",))
     gold: int = 0
 
@@ -338,7 +338,7 @@ class Vault(State):
 
 def vault_app(store: StateStore) -> Starlette:
     async def page(request: Request) -> JSONResponse:
-        return JSONResponse(Vault.current().public_data())
+        return JSONResponse(Strongbox.current().public_data())
 
     async def to_login(request: Request, exc: Exception) -> HTMLResponse:
         return HTMLResponse("login", status_code=303, headers={"location": "/login"})
@@ -358,7 +358,7 @@ def test_a_signed_out_page_visit_is_info_a_real_denial_a_warning(
     with caplog.at_level(logging.DEBUG, logger="faststate_mw.audit"):
         assert client.get("/").status_code == 303
         assert client.get("/?as=carol").status_code == 403
-        client.post("/_faststate/Vault/take", headers=API, content=b"{}")
+        client.post("/_faststate/Strongbox/take", headers=API, content=b"{}")
     levels = [(r.levelname, "user=carol" in r.getMessage()) for r in caplog.records]
     assert levels == [("INFO", False), ("WARNING", True), ("WARNING", False)]
 
