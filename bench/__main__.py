@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import backends, fanout, memory, roundtrip
+from . import backends, fanout, memory, request_bytes, roundtrip
 
 #: section name -> function, in the order ``python -m bench`` runs them
 SECTIONS: dict[str, Callable[[], Any]] = {
@@ -19,6 +19,7 @@ SECTIONS: dict[str, Callable[[], Any]] = {
     "memory": memory.run,
     "fanout": fanout.run,
     "backends": backends.run,
+    "request_bytes": request_bytes.run,
 }
 
 

@@ -33,6 +33,7 @@ from ._exceptions import (
     RequestError,
     StoredStateError,
     UnknownEvent,
+    UserError,
 )
 from ._markup import (
     DATASTAR_CDN,
@@ -94,6 +95,7 @@ __all__ = [
     "StoredStateError",
     "UnknownEvent",
     "UserContext",
+    "UserError",
     "Writable",
     "attr",
     "attrs_html",

@@ -14,7 +14,8 @@ holds the rule itself and the audit log. Rules, the same for a whole state
 A user with the admin role (``UserContext.admin_role``, default ``"admin"``; set it to None to turn
 this off) has every permission and passes ``owner_only``; it does not gain other roles. Naming any
 permission, role or ``owner_only`` implies ``requires_auth``. Every denial is logged on the
-``faststate_mw.audit`` logger with the state key, event, user id and reason.
+``faststate_mw.audit`` logger with the state key, event, user id and reason: at WARNING, except
+a signed-out visitor's page visit (usually redirected to the login page), which is INFO.
 """
 
 from __future__ import annotations
@@ -86,12 +87,17 @@ class AuthRule:
         state: Any = None,
         key: str = "",
         event: str = "",
+        anonymous_level: int = logging.WARNING,
     ) -> None:
-        """Raise AuthenticationError (401) or AuthorizationError (403), logged, when denied."""
+        """Raise AuthenticationError (401) or AuthorizationError (403), logged, when denied.
+        A denial of a signed-in user is logged at WARNING; one of an anonymous visitor at
+        ``anonymous_level`` (a page visit of a signed-out visitor, usually sent on to the login
+        page, is no attack: INFO)."""
         reason = self.failure(user, state)
         if reason is None:
             return
-        audit_log.warning(
+        audit_log.log(
+            anonymous_level if user is None else logging.WARNING,
             "denied key=%s event=%s user=%s reason=%s",
             key or "-",
             event or "-",

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -230,19 +229,20 @@ class Catalog:
         self._custom_routes: dict[str, tuple[type, EventSpec]] | None = None
 
     def add(self, cls: type, name: str) -> None:
+        """Give ``name`` to ``cls``. Another class (another module or qualified name) already
+        holding it is a ConfigurationError: both would share URLs and keys. The same class
+        defined again (a reload, a test) takes the name over."""
         old = self._classes.get(name)
         if (
             old is not None
             and old is not cls
             and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__)
         ):
-            warnings.warn(
-                f"two State classes are named {name!r} ({old.__module__}.{old.__qualname__} "
-                f"and {cls.__module__}.{cls.__qualname__}); the newer one now "
-                "owns the name's URLs and keys: set StateConfig(name=...) to tell them apart",
-                stacklevel=5,
+            raise ConfigurationError(
+                f"two State classes are named {name!r}: {old.__module__}.{old.__qualname__} "
+                f"and {cls.__module__}.{cls.__qualname__}; they would share event URLs and "
+                f"keys. Give one a distinct name: __faststate__ = StateConfig(name=...)"
             )
-        # a redefinition (reload, tests): the newest class owns the name
         self._classes[name] = cls
         self._custom_routes = None
 

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Protocol
 
 from starlette.requests import Request
 
-from ._exceptions import NoRequestContextError
+from ._exceptions import AuthenticationError, NoRequestContextError
 from ._types import Scope
 
 #: The role that grants every permission (see :meth:`UserContext.has_permission`).
@@ -49,6 +49,16 @@ class UserContext:
         """True when the user has ``permission``; the admin role grants every permission."""
         admin = UserContext.admin_role
         return permission in self.permissions or (admin is not None and admin in self.roles)
+
+    @classmethod
+    async def __from_request__(cls, req: Request) -> UserContext:
+        """FastHTML's injection hook: ``def page(user: UserContext)`` gets the signed-in user;
+        nobody signed in is an AuthenticationError (401, or the app's handler for it: a
+        redirect to the login page). For optional sign-in use :func:`current_user`."""
+        user = await current_context().load_user()
+        if user is None:
+            raise AuthenticationError("sign in to see this page")
+        return user
 
     @classmethod
     def from_value(cls, value: Any) -> UserContext | None:

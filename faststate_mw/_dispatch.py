@@ -36,14 +36,19 @@ from ._types import Receive, Scope, Send
 
 log = logging.getLogger("faststate_mw")
 
+#: query names every event URL may carry besides its arguments (Datastar's GET signals)
+_URL_NAMES = ("datastar",)
+
 
 def bind_arguments(
     cls: type[Any], spec: EventSpec, query: dict[str, str], signals: dict[str, Any]
 ) -> dict[str, Any]:
     """Arguments come from the action URL first, then the state's own signals, then top-level
     signals. An argument named like a field that is not client-writable comes from the URL
-    only: signals never carry a value into a server-owned field."""
+    only: signals never carry a value into a server-owned field. A URL name that is neither an
+    argument nor the state's id is a 422."""
     info = info_of(cls)
+    spec.check_names(query, _URL_NAMES if info.identity is None else (*_URL_NAMES, info.identity))
     ns = info.namespace
     own = signals.get(ns) if ns else signals
     if not isinstance(own, dict):
@@ -163,8 +168,11 @@ async def serve_event(
         user = None
         if ctx.owner.async_user_loader or rule.active or info_of(cls).needs_user:
             user = await ctx.load_user()
-        if rule.active:  # sign-in, permissions, roles: before any instance is made
-            rule.check(user, key=cls.__name__, event=spec.name)
+        # sign-in, permissions, roles: before any instance is made; an event's denial is
+        # logged at WARNING even for anonymous users (a page visit's only at INFO)
+        for active in (info_of(cls).auth, rule):
+            if active.active:
+                active.check(user, key=cls.__name__, event=spec.name)
         inst = await resolve_for_event(store, cls, ctx, query)
         kwargs = bind_arguments(cls, spec, query, signals)
         live = store.hub.live_tab(tab_of(signals), ctx.session_id(create=False), inst.key or "")

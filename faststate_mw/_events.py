@@ -7,16 +7,20 @@ On the class an event gives its action: ``Counter.increment(5)`` is
 from __future__ import annotations
 
 import json
+import re
 import types
 from collections.abc import Callable, Iterable
 from typing import Any, TypeVar, overload
 from urllib.parse import quote, urlencode
+
+from datastar_py.attributes import JSExpression, action_generator
 
 from ._auth import AuthRule
 from ._config import DEFAULT_PREFIX, info_of
 from ._context import _current
 from ._eventspec import EventSpec, build_spec
 from ._exceptions import ConfigurationError, FastStateError
+from ._http import TAB_SIGNAL
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -82,7 +86,23 @@ class EventAction:
         (see :attr:`allowed`)."""
         if not self.allowed:
             return ""
-        return f"@{self.spec.method.lower()}('{self.url(*args, **kwargs)}')"
+        fetch = getattr(action_generator, self.spec.method.lower())
+        return str(fetch(self.url(*args, **kwargs), include_signals=self.signal_filter()))
+
+    def signal_filter(self) -> JSExpression:
+        """The signals this action sends (Datastar's ``filterSignals.include``): its state's
+        namespace (or, for flat signals, its fields), the top-level signals named like its
+        arguments, and the tab signal live sync needs; never the rest of the page. Signals
+        with a leading underscore (``_faststate``) are never sent (Datastar's default)."""
+        info = info_of(self.state_cls)
+        ns = info.namespace_for(self.instance.identity if self.instance is not None else None)
+        exact = [f"{TAB_SIGNAL}.tab", *(p.name for p in self.spec.params)]
+        if ns is None:
+            exact += info.fields
+            alternatives = [f"{re.escape(n)}$" for n in dict.fromkeys(exact)]
+        else:
+            alternatives = [f"{re.escape(ns)}\\.", *(f"{re.escape(n)}$" for n in exact)]
+        return JSExpression(f"/^({'|'.join(alternatives)})/")
 
     @property
     def allowed(self) -> bool:

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import TypeAdapter, ValidationError
+from pydantic import ConfigDict, PydanticSchemaGenerationError, TypeAdapter, ValidationError
 
 from . import _untrusted as untrusted
 from ._auth import AuthRule
@@ -25,7 +25,9 @@ class Param:
     name: str
     annotation: Any
     default: Any
-    adapter: TypeAdapter[Any]
+    #: None until the State class is made, when the type needs the model's config
+    #: (``arbitrary_types_allowed``); see :meth:`EventSpec.complete`
+    adapter: TypeAdapter[Any] | None
     #: where a value missing from the URL is read in the state's signals (setters: the field)
     signal_name: str
 
@@ -36,16 +38,19 @@ class Param:
     def validate(self, raw: Any) -> Any:
         """The argument's value; a number JSON cannot carry (NaN, Infinity) is an
         InvalidPayload (400), whether it came as JSON or as text such as ``?x=nan``."""
+        adapter = self.adapter
+        if adapter is None:
+            raise ConfigurationError(f"argument {self.name!r}: its event belongs to no State")
         what = f"argument {self.name!r}"
         try:
-            value = self.adapter.validate_python(raw)
+            value = adapter.validate_python(raw)
         except ValidationError:
             if not isinstance(raw, str) or raw[:1] not in ("[", "{", '"'):
                 raise
             # URL values arrive as text: lists, dicts and models come as JSON (read strictly
             # first: bounded depth, finite numbers, valid unicode).
             untrusted.loads(raw, what)
-            value = self.adapter.validate_json(raw)
+            value = adapter.validate_json(raw)
         untrusted.check_finite(value, what)
         return value
 
@@ -68,6 +73,27 @@ class EventSpec:
         self.is_gen = inspect.isgeneratorfunction(self.func)
         self.is_coroutine = inspect.iscoroutinefunction(self.func)
         self.param_names = frozenset(p.name for p in self.params)
+
+    def complete(self, state_name: str, arbitrary_types: bool) -> None:
+        """Build the validators left for the State's config (called when the class is made)."""
+        for p in self.params:
+            if p.adapter is None:
+                p.adapter = _adapter(p.annotation, arbitrary_types, f"{state_name}.{self.name}")
+
+    def check_names(self, given: Iterable[str], also: Iterable[str] = ()) -> None:
+        """Raise ArgumentError (422) for an argument name the event does not take (a typo such
+        as ``?amout=5`` must not silently fall back to the default). ``also``: other names the
+        URL may carry (the component or record id)."""
+        known = self.param_names.union(also)
+        # client text: at most a few names, each cut short, go back into the error
+        unknown = sorted(n[:40] for n in given if n not in known)[:5]
+        if unknown:
+            expected = ", ".join(sorted(known)) or "none"
+            raise ArgumentError(
+                f"unknown argument(s) for {self.name!r}: {', '.join(unknown)} "
+                f"(it takes: {expected})",
+                detail=[{"arg": n, "error": "unknown argument"} for n in unknown],
+            )
 
     def validate_args(self, raw: dict[str, Any]) -> dict[str, Any]:
         """Validate raw argument values; raise ArgumentError listing every problem."""
@@ -103,7 +129,10 @@ def build_spec(
     owner_only: bool = False,
     owner_field: str | None = None,
     setter_field: str | None = None,
+    arbitrary_types: bool | None = None,
 ) -> EventSpec:
+    """The spec of one event. ``arbitrary_types``: the State's ``arbitrary_types_allowed``
+    (None: not known yet; a type that needs it is then validated once the class is made)."""
     method = method.upper()
     if method not in _METHODS:
         raise ConfigurationError(f"event {func.__name__}: unsupported HTTP method {method!r}")
@@ -122,7 +151,8 @@ def build_spec(
             )
         anno = hints.get(p.name, Any)
         signal_name = setter_field if setter_field is not None else p.name
-        params.append(Param(p.name, anno, p.default, TypeAdapter(anno), signal_name))
+        adapter = _adapter(anno, arbitrary_types, func.__qualname__)
+        params.append(Param(p.name, anno, p.default, adapter, signal_name))
     return EventSpec(
         name=name or func.__name__,
         func=func,
@@ -145,6 +175,21 @@ def _auth_rule(
     rule = AuthRule(requires_auth, tuple(permissions), tuple(roles), owner_only, owner_field)
     stacked: AuthRule | None = getattr(func, "__faststate_auth__", None)  # @requires_auth below
     return rule if stacked is None else rule.merged(stacked)
+
+
+def _adapter(anno: Any, arbitrary_types: bool | None, where: str) -> TypeAdapter[Any] | None:
+    """A validator for ``anno``; None when it needs the State's config, not known yet."""
+    try:
+        return TypeAdapter(anno)
+    except PydanticSchemaGenerationError as exc:
+        if arbitrary_types is None:
+            return None
+        if arbitrary_types:
+            return TypeAdapter(anno, config=ConfigDict(arbitrary_types_allowed=True))
+        raise ConfigurationError(
+            f"{where}: pydantic cannot validate the type {anno!r}; allow it on the State with "
+            "model_config = ConfigDict(arbitrary_types_allowed=True), or use a pydantic type"
+        ) from exc
 
 
 def _type_hints(func: Callable[..., Any]) -> dict[str, Any]:

@@ -13,7 +13,8 @@ middleware turns them into replies (see README, "Errors") and never into a 500 o
     │   ├── RecordNotFound (404)    a load hook found no such record
     │   ├── MethodNotAllowed (405)
     │   ├── PayloadTooLarge (413)
-    │   └── ArgumentError (422)     arguments missing or of the wrong type
+    │   ├── ArgumentError (422)     arguments missing, unknown or of the wrong type
+    │   └── UserError (400)         raised by an event to show its message to the user
     ├── CSRFError (403)             a state-changing event without Datastar's header or same origin
     ├── AuthenticationError (401)   no user where one is required
     ├── AuthorizationError (403)    a user without the required right
@@ -112,6 +113,16 @@ class ArgumentError(RequestError):
     code = "invalid_arguments"
 
 
+class UserError(RequestError):
+    """Raise it in an event to show the user why it did nothing: ``raise UserError("Out of
+    stock")``. The state is rolled back and the message reaches the page as
+    ``$_faststate.error`` (an API client gets it with status 400). Any other exception is an
+    internal error: the page only reads "event failed" and the details go to the log. Subclass
+    it to choose another 4xx ``status`` or ``code``."""
+
+    code = "user_error"
+
+
 class CSRFError(FastStateError):
     """A state-changing request without Datastar's header and JSON body, from another origin."""
 
@@ -172,4 +183,5 @@ __all__ = [
     "RequestError",
     "StoredStateError",
     "UnknownEvent",
+    "UserError",
 ]

@@ -5,19 +5,33 @@ Datastar 1.0 writes attribute keys with colons (``data-on:click``). FastHTML's k
 return attribute dicts instead: pass them positionally to a FastHTML component
 (``Button("+", on("click", Counter.increment(1)))``) or render them with :func:`attrs_html` in a
 template (``<button {{ attrs_html(on("click", ...)) }}>``).
+
+``bind``, ``text``, ``show`` and ``init`` come from datastar-py's ``attribute_generator``; ``on``
+and ``attr`` stay hand-written: the generator marks every keyed attribute ``__case.kebab``
+(``data-on:click__case.kebab``) and writes ``data-attr`` as one object, longer forms of the same
+Datastar 1.0 attributes that templates and tests match on.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from html import escape
 from typing import Any
 
+from datastar_py.attributes import attribute_generator as data
+
+from ._config import DEFAULT_PREFIX
 from ._context import _current
 from ._http import ERROR_SIGNAL, ERROR_SIGNAL_INITIAL
 from ._state import State, signals_attribute
 
 #: Where pages load the Datastar 1.0 client from unless told otherwise.
 DATASTAR_CDN = "https://cdn.jsdelivr.net/gh/starfederation/datastar@v1.0.1/bundles/datastar.js"
+
+
+def _attr(generated: Mapping[str, str | bool]) -> dict[str, str]:
+    """An attribute from datastar-py's ``attribute_generator`` as a plain dict."""
+    return {k: str(v) for k, v in generated.items()}
 
 
 def _signal_path(target: type[State] | State | str, field: str | None) -> str:
@@ -52,19 +66,19 @@ def on(event: str, action: Any, **modifiers: Any) -> dict[str, str]:
 def bind(target: type[State] | State | str, field: str | None = None) -> dict[str, str]:
     """Two-way binding of an input to a signal: ``bind(Counter, "text")`` (or an instance,
     for COMPONENT states: ``bind(widget, "text")``)."""
-    return {"data-bind": _signal_path(target, field)}
+    return _attr(data.bind(_signal_path(target, field)))
 
 
 def text(target: type[State] | State | str, field: str | None = None) -> dict[str, str]:
     """``data-text``: ``text(Counter, "count")`` or any expression ``text("$a + $b")``."""
     if isinstance(target, str) and field is None and not _is_path(target):
-        return {"data-text": target}
-    return {"data-text": "$" + _signal_path(target, field)}
+        return _attr(data.text(target))
+    return _attr(data.text("$" + _signal_path(target, field)))
 
 
 def show(expression: str) -> dict[str, str]:
     """``data-show``: show the element while ``expression`` is truthy."""
-    return {"data-show": expression}
+    return _attr(data.show(expression))
 
 
 def attr(name: str, expression: str) -> dict[str, str]:
@@ -74,7 +88,7 @@ def attr(name: str, expression: str) -> dict[str, str]:
 
 def init(action: Any) -> dict[str, str]:
     """``data-init``: run an expression (e.g. an action) when the element loads."""
-    return {"data-init": str(action)}
+    return _attr(data.init(str(action)))
 
 
 def signals(*states: State) -> dict[str, str]:
@@ -103,13 +117,19 @@ def attrs_html(*attr_dicts: dict[str, str], **more: str) -> str:
 def datastar_script(src: str | None = None) -> str:
     """The ``<script type="module">`` tag that loads Datastar 1.0.
 
-    From ``src`` if given; else, inside a request whose FastStateMiddleware self-hosts the client
-    (``datastar_js=path``), from ``<prefix>/datastar.js``; else from the official CDN.
+    From ``src`` if given; else, inside a request, from where that request's app loads it: its
+    self-hosted copy at ``<prefix>/datastar.js`` (``FastStateMiddleware(datastar_js=path)``) or
+    the official CDN. Outside a request (FastHTML ``hdrs=``, built before any request) the tag
+    points at ``/_faststate/datastar.js``, which each app's middleware answers by its own
+    setting: its file, or a redirect to the CDN. With another ``prefix`` call it in the page.
     """
     if src is None:
         ctx = _current.get()
-        src = getattr(ctx.owner, "datastar_src", None) if ctx is not None else None
-    return f'<script type="module" src="{escape(src or DATASTAR_CDN, quote=True)}"></script>'
+        if ctx is None:
+            src = f"{DEFAULT_PREFIX}/datastar.js"
+        else:
+            src = getattr(ctx.owner, "datastar_src", None) or DATASTAR_CDN
+    return f'<script type="module" src="{escape(src, quote=True)}"></script>'
 
 
 def error_attrs() -> dict[str, str]:

@@ -14,6 +14,8 @@ from ._dispatch import serve_event
 from ._exceptions import ConfigurationError, FastStateError, UnknownEvent
 from ._http import Reply, send_error
 from ._inject import PageInjector
+from ._markup import DATASTAR_CDN, datastar_script
+from ._routes import check_routes
 from ._session import SessionCookie
 from ._store import StateStore, _active
 from ._streams import TokenSigner, serve_stream, stream_element
@@ -38,7 +40,11 @@ class FastStateMiddleware:
     ``session_cookie`` name, ``max_age``, ``https_only`` and ``same_site`` of the signed cookie
     that identifies a browser session; ``datastar_js``, a file to self-host the Datastar client
     at ``<prefix>/datastar.js`` (see :func:`faststate_mw.datastar_script`); ``backend``, a URL
-    (``memory://``, ``sqlite:///path.db``, ``redis://host:6379/0``) or a Backend object.
+    (``memory://``, ``sqlite:///path.db``, ``redis://host:6379/0``) or a Backend object;
+    ``debug``: log warnings about mistakes found in pages, such as ``data-on-click`` attributes
+    Datastar 1.0 ignores (default: when the Starlette app runs with ``debug=True``);
+    ``inject_client``: add the Datastar client's tag to a page with states that loads none
+    (no ``<script>`` naming datastar; default True).
 
     It handles the ASGI lifespan: at startup it connects the backend (a clear error when it
     cannot) and starts the background tasks; at shutdown it ends open streams, saves what the
@@ -66,6 +72,8 @@ class FastStateMiddleware:
         write_timeout: float | None = None,
         max_queue: int | None = None,
         backend: Backend | str | None = None,
+        debug: bool | None = None,
+        inject_client: bool = True,
     ) -> None:
         if not secret_key or not isinstance(secret_key, str):
             raise ConfigurationError("FastStateMiddleware needs a non-empty secret_key")
@@ -74,6 +82,11 @@ class FastStateMiddleware:
         if max_body_size <= 0:
             raise ConfigurationError("max_body_size must be positive")
         self.app = app
+        #: warn about mistakes found in pages (None: when the Starlette app's ``debug`` is on)
+        self.debug = debug
+        #: add the Datastar client to pages with states that load none (see PageInjector)
+        self.inject_client = inject_client
+        self._told_client = False
         #: where this app's states live (see :class:`StateStore`)
         self.store = _app_store(
             store,
@@ -137,8 +150,9 @@ class FastStateMiddleware:
             await self.app(scope, receive, send)
             return
         store = self.store
-        if not store.started:
-            await store.start()  # a server without lifespan: start on the first request
+        if not store.started:  # a server without lifespan: start on the first request
+            check_routes(scope.get("app"))
+            await store.start()
         ctx = RequestContext(scope, self)
         token = _current.set(ctx)
         store_token = _active.set(store)
@@ -174,6 +188,11 @@ class FastStateMiddleware:
             await send_error(scope, Reply(page_send), err)
         await self._recheck_streams(ctx)
 
+    def _debug(self, scope: Scope) -> bool:
+        if self.debug is not None:
+            return self.debug
+        return bool(getattr(scope.get("app"), "debug", False))
+
     def _page_send(self, ctx: RequestContext, send: Send) -> Send:
         """``send`` that sets a new session's cookie and adds the live-stream element to an
         HTML page that rendered states."""
@@ -186,22 +205,30 @@ class FastStateMiddleware:
                 if ctx.page_states and not ctx.stream_rendered and _is_html(message):
                     with contextlib.suppress(Exception):  # the token names the session: its
                         await ctx.load_user()  # binding to the user is checked first
+                    # (may mint the session id: before the cookie below)
                     element = stream_element(ctx, self.prefix, self.signer, self.store.hub.epoch)
-                    injector = PageInjector(element.encode())
-                    adjusted = injector.start(message)
-                    if adjusted is None:
-                        injector = None
-                    else:
-                        message = adjusted
+                    client = datastar_script().encode() if self.inject_client else b""
+                    injector = PageInjector(element.encode(), client, self._debug(ctx.scope))
                 if ctx.new_session_id is not None:
                     cookie = await self._session_cookie(ctx, ctx.new_session_id)
                     message = {**message, "headers": [*message.get("headers", []), cookie]}
                     ctx.new_session_id = None
+                if injector is not None:
+                    if injector.start(message):
+                        return  # held until the body is seen
+                    injector = None
             elif kind == "http.response.body" and injector is not None:
-                patched = injector.body(message)
-                if patched is None:
-                    return
-                message = patched
+                for out in injector.body(message):
+                    await send(out)
+                if injector.added_client and not self._told_client:
+                    self._told_client = True
+                    log.info(
+                        "a page with live states (%s) loads no Datastar client (no <script> naming "
+                        "datastar): adding it; if it loads the client under another name, pass "
+                        "inject_client=False",
+                        ctx.scope.get("path"),
+                    )
+                return
             await send(message)
 
         return page_send
@@ -221,6 +248,11 @@ class FastStateMiddleware:
         if message["type"] != "lifespan.startup":  # pragma: no cover - servers start first
             await self.app(scope, receive, send)
             return
+        try:
+            check_routes(scope.get("app"))
+        except ConfigurationError as exc:  # as Starlette's router does: report, then raise
+            await send({"type": "lifespan.startup.failed", "message": f"faststate_mw: {exc}"})
+            raise
         try:
             await self.store.start()
         except Exception as exc:
@@ -307,19 +339,26 @@ class FastStateMiddleware:
         self._inner_apps[id(app)] = handler
         return handler
 
+    async def _serve_client(self, send: Send) -> None:
+        """The self-hosted Datastar client; else a redirect to the CDN, so that
+        ``datastar_script()`` called outside a request (FastHTML ``hdrs=``), which points here,
+        follows this app's setting."""
+        if self._datastar_js is None:
+            headers = [(b"location", DATASTAR_CDN.encode()), (b"cache-control", b"no-cache")]
+            await Reply(send).full(307, headers, b"")
+            return
+        headers = [
+            (b"content-type", b"text/javascript; charset=utf-8"),
+            (b"cache-control", b"public, max-age=3600"),
+        ]
+        await Reply(send).full(200, headers, self._datastar_js)
+
     async def _serve(self, scope: Scope, receive: Receive, send: Send) -> None:
         ctx = _current.get()
         assert ctx is not None
         path: str = scope["path"]
-        if path == self._datastar_path and self._datastar_js is not None:
-            await Reply(send).full(
-                200,
-                [
-                    (b"content-type", b"text/javascript; charset=utf-8"),
-                    (b"cache-control", b"public, max-age=3600"),
-                ],
-                self._datastar_js,
-            )
+        if path == self._datastar_path:
+            await self._serve_client(send)
             return
         if path == self._stream_path:
             await serve_stream(scope, receive, send, ctx, self.store, self.signer)

@@ -75,12 +75,17 @@ class State(BaseModel):
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         super().__pydantic_init_subclass__(**kwargs)
         events = _collect_events(cls)
+        arbitrary = bool(cls.model_config.get("arbitrary_types_allowed", False))
+        for spec in events.values():
+            spec.complete(cls.__name__, arbitrary)
         info = describe(cls, dict(cls.model_fields), events)
         for name, rule in info.writable.items():  # only declared fields get a setter
             setter = f"set_{name}"
             if setter in events or _defined_by_app(cls, setter):
                 continue
-            spec = build_spec(_make_setter(cls, name), name=setter, setter_field=name)
+            spec = build_spec(
+                _make_setter(cls, name), name=setter, setter_field=name, arbitrary_types=arbitrary
+            )
             spec.auth = rule
             events[setter] = spec
             type.__setattr__(cls, setter, EventDescriptor(spec))

@@ -157,7 +157,8 @@ class StateStore:
         info = info_of(cls)
         rule = info.auth
         if rule.active and ctx is not None:
-            rule.check(ctx.user, key=_safe_key(info, ctx, ident))
+            # a page (or its stream) of a signed-out visitor: INFO, it is usually sent to login
+            rule.check(ctx.user, key=_safe_key(info, ctx, ident), anonymous_level=logging.INFO)
         return info.rule.key(info.name, ctx, ident)
 
     async def resolve(

@@ -49,10 +49,15 @@ def isolated_stores() -> Iterator[None]:
 
 
 @contextmanager
-def isolated_state_names() -> Iterator[None]:
+def isolated_state_names(*, empty: bool = False) -> Iterator[None]:
     """State classes defined within the block give their public names back afterwards (for
-    tests that define throw-away classes named like the app's own)."""
+    tests that define throw-away classes). With ``empty=True`` the block also starts with no
+    names taken, so it may define classes named like ones defined elsewhere (the app's own)
+    without the duplicate-name error; classes defined outside the block are then not routed
+    inside it."""
     saved = catalog.snapshot()
+    if empty:
+        catalog.restore({})
     try:
         yield
     finally:

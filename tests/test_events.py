@@ -109,14 +109,20 @@ def shop(store: StateStore) -> Shop:
 
 
 def test_action_strings() -> None:
-    assert Shop.increment(5) == "@post('/_faststate/Shop/increment?amount=5')"
-    assert Shop.increment() == "@post('/_faststate/Shop/increment')"
-    assert Shop.add_tag("a b'c", times=2) == (
-        "@post('/_faststate/Shop/add_tag?tag=a%20b%27c&times=2')"
+    # each action sends only its state's signals, the tab id and top-level signals named
+    # like its arguments (Datastar's filterSignals)
+    only = '{"filterSignals": {"include": (/^(shop\\.|faststate\\.tab$|amount$)/)}}'
+    assert Shop.increment(5) == f'@post("/_faststate/Shop/increment?amount=5", {only})'
+    assert Shop.increment() == f'@post("/_faststate/Shop/increment", {only})'
+    assert Shop.add_tag("a b'c", times=2).startswith(
+        '@post("/_faststate/Shop/add_tag?tag=a%20b%27c&times=2", '
     )
-    assert Shop.peek() == "@get('/_faststate/Shop/peek')"
-    assert Shop.rename("x") == "@post('/custom/shop/rename?name=x')"
-    assert Shop.set_name() == "@post('/_faststate/Shop/set_name')"
+    assert Shop.peek().startswith('@get("/_faststate/Shop/peek", ')
+    assert Shop.rename("x").startswith('@post("/custom/shop/rename?name=x", ')
+    assert Shop.set_name() == (
+        '@post("/_faststate/Shop/set_name", '
+        '{"filterSignals": {"include": (/^(shop\\.|faststate\\.tab$|value$)/)}})'
+    )
     assert Shop.increment.url(2) == "/_faststate/Shop/increment?amount=2"
     with pytest.raises(TypeError):
         Shop.increment(1, 2)

@@ -58,7 +58,7 @@ def test_fasthtml_injection_beforeware_and_events(store: StateStore) -> None:
     client = TestClient(app)
     html = client.get("/").text
     assert "data-signals" in html and '"frameworkTally":{"count":0}' in html
-    assert "data-on:click=\"@post('/_faststate/FrameworkTally/increment?amount=2')\"" in html
+    assert """data-on:click='@post("/_faststate/FrameworkTally/increment?amount=2", """ in html
     assert 'data-text="$frameworkTally.count"' in html
     r = client.post("/_faststate/FrameworkTally/increment?amount=2", headers=DS, content=b"{}")
     assert patched_signals(r.text) == [{"frameworkTally": {"count": 2}}]

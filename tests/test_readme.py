@@ -20,8 +20,9 @@ SNIPPETS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
 
 @pytest.fixture(autouse=True)
 def _names_back() -> Iterator[None]:
-    """Snippets define classes named like other tests' (Product, Counter): give names back."""
-    with isolated_state_names():
+    """Snippets define classes named like other tests' and example_app's (Product, Counter):
+    each test starts with no names taken and gives its names back."""
+    with isolated_state_names(empty=True):
         yield
 
 
@@ -50,6 +51,6 @@ def test_first_snippet_counts() -> None:
     exec(compile(SNIPPETS[0], "README.md snippet 0", "exec", dont_inherit=True), namespace)
     client = TestClient(namespace["app"])
     html = client.get("/").text
-    assert 'data-on:click="@post(&#x27;/_faststate/Counter/increment?amount=1&#x27;)"' in html
+    assert 'data-on:click="@post(&quot;/_faststate/Counter/increment?amount=1&quot;, ' in html
     r = client.post("/_faststate/Counter/increment?amount=1", headers=DS, content=b"{}")
     assert patched_signals(r.text) == [{"counter": {"count": 1}}]
