@@ -41,7 +41,8 @@ class State(BaseModel):
     Fields are pydantic fields; methods decorated with :func:`event` become endpoints. Every public
     field (public = no leading underscore and not ``Field(exclude=True)``) is a Datastar signal,
     namespaced under the state's name on the page, and gets a generated ``set_<field>`` event
-    unless it is :data:`server_owned`. Configure sharing and protection with
+    unless it is :data:`server_owned` (the owner field of an ``owner_only`` event always is).
+    Configure sharing and protection with
     ``__faststate__ = StateConfig(...)``.
     """
 
@@ -78,6 +79,10 @@ class State(BaseModel):
             name for name, f in fields.items() if any(m is server_owned for m in f.metadata)
         )
         events = _collect_events(cls)
+        # the field an owner_only event checks says who owns the state: never client-writable
+        owned |= frozenset(
+            filter(None, (s.auth.owner_field for s in events.values() if s.auth.owner_only))
+        )
         for name in fields:
             setter = f"set_{name}"
             if name.startswith("_") or fields[name].exclude or name in owned:
