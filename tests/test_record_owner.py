@@ -81,6 +81,8 @@ def test_the_owner_field_has_no_setter() -> None:
     assert "set_writer" not in Note.__faststate_events__
     assert "set_title" in OwnedDoc.__faststate_events__  # other fields keep theirs
     assert "owner_id" in OwnedDoc.__faststate_server_owned__
+    # still on the page, so the page can show whose record it is
+    assert OwnedDoc(owner_id="alice").signals() == {"ownedDoc": {"owner_id": "alice", "title": ""}}
 
 
 def test_an_owner_from_the_load_hook(store: StateStore) -> None:
@@ -127,3 +129,12 @@ def test_a_named_owner_field_is_server_owned_too(store: StateStore) -> None:
     assert post(c, "/_faststate/Note/set_writer?record_id=n1&value=eve", "eve").status_code == 404
     body = b'{"note": {"writer": "eve"}}'
     assert post(c, "/_faststate/Note/edit?record_id=n1&text=hi", "eve", body).status_code == 403
+
+
+async def test_an_owner_set_from_code_outside_a_request(store: StateStore) -> None:
+    with store.activate():
+        doc = await OwnedDoc.resolve("d4")
+        assert await doc.update(owner_id="zoe") == ["owner_id"]
+    c = client(store)
+    assert post(c, "/_faststate/OwnedDoc/rename?record_id=d4&title=x", "yan").status_code == 403
+    assert post(c, "/_faststate/OwnedDoc/rename?record_id=d4&title=x", "zoe").status_code == 200
