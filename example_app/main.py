@@ -302,7 +302,7 @@ def index(counter: Counter, visitors: Visitors) -> Any:
                 P(Span(text(Counter, "count"), id="count", cls="big")),
                 Div(
                     Button("-", on("click", Counter.decrement(1)), id="dec"),
-                    Button("0", on("click", Counter.reset()), id="reset", cls="secondary"),
+                    Button("Reset", on("click", Counter.reset()), id="reset", cls="secondary"),
                     Button("+", on("click", Counter.increment(1)), id="inc"),
                     cls="row",
                 ),
