@@ -25,7 +25,7 @@ datastar_ok = head -n 1 $(1) | grep -Eq '^// Datastar v$(subst .,\.,$(DATASTAR_V
 # Other supported Pythons: `make test` runs the unit tests on each one found, in .venv-X.Y.
 PYTHONS := 3.11 3.12 3.13
 
-.PHONY: run test lint typecheck pytest pytest-other-pythons bench system-deps datastar-js clean
+.PHONY: run test lint typecheck pytest pytest-other-pythons bench docs system-deps datastar-js clean
 
 $(BIN)/python: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -106,6 +106,11 @@ test: lint typecheck pytest pytest-other-pythons
 
 bench: $(BIN)/python system-deps
 	$(BIN)/python -m bench
+
+# docs/api.md, the API reference, regenerated from the docstrings (tests/test_api_docs.py fails
+# when it is stale).
+docs: $(BIN)/python
+	$(BIN)/python docs/gen_api.py
 
 clean:
 	rm -rf $(VENV) $(VENV)-* .cache

@@ -8,6 +8,7 @@ of loading it from the CDN).
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from typing import Annotated, Any
 
 from fasthtml.common import (
@@ -18,22 +19,26 @@ from fasthtml.common import (
     Button,
     Div,
     Form,
+    Header,
     Input,
     Label,
     Li,
+    Link,
     Main,
+    Meta,
     Nav,
     NotStr,
     P,
     RedirectResponse,
     Span,
+    Strong,
     Title,
     Ul,
     fast_app,
 )
 from starlette.requests import Request
 
-from example_app.products import init_db, load_product, save_product
+from example_app.products import SEED, init_db, load_product, save_product
 from faststate_mw import (
     AuthenticationError,
     FastStateMiddleware,
@@ -44,6 +49,8 @@ from faststate_mw import (
     Writable,
     bind,
     client_writable,
+    current_request,
+    current_session,
     datastar_script,
     error_attrs,
     event,
@@ -54,6 +61,8 @@ from faststate_mw import (
 )
 
 SECRET = os.environ.get("FASTSTATE_SECRET", "dev-only-secret-change-me")
+#: the app's own stylesheet and other static files, served at /<name> (no CDN)
+STATIC = Path(__file__).with_name("static")
 
 
 class Counter(State):
@@ -209,6 +218,11 @@ app, rt = fast_app(
     before=Beforeware(auth_beforeware),
     exception_handlers={AuthenticationError: to_login},
     default_hdrs=False,
+    hdrs=(
+        Meta(name="viewport", content="width=device-width, initial-scale=1"),
+        Link(rel="stylesheet", href="/app.css"),
+    ),
+    static_path=str(STATIC),
     pico=False,
     htmx=False,
     surreal=False,
@@ -223,50 +237,112 @@ app.add_middleware(
 
 init_db()
 
-NAV = Nav(
-    Ul(
-        Li(A("Counter", href="/")),
-        Li(A("Profile", href="/profile")),
-        Li(A("Widgets", href="/widgets")),
-        Li(A("Products", href="/product/1")),
-        Li(A("Wizard", href="/wizard")),
-        Li(A("Admin", href="/admin")),
-        Li(A("Log in", href="/login")),
+#: the navigation bar: (label, link, the path prefix its pages share, or None for the link only)
+NAV_LINKS: list[tuple[str, str, str | None]] = [
+    ("Counter", "/", None),
+    ("Profile", "/profile", None),
+    ("Widgets", "/widgets", None),
+    ("Products", "/product/1", "/product/"),
+    ("Wizard", "/wizard", None),
+    ("Admin", "/admin", None),
+    ("Log in", "/login", None),
+]
+
+
+def nav_bar(path: str) -> Any:
+    """The top bar; the link of the page shown carries aria-current="page" (and its style)."""
+
+    def item(label: str, href: str, prefix: str | None) -> Any:
+        here = path == href or (prefix is not None and path.startswith(prefix))
+        return Li(A(label, href=href, aria_current="page" if here else None))
+
+    who = current_session().get("auth")
+    return Header(
+        Nav(
+            A("Fast", Span("State"), href="/", cls="brand"),
+            Ul(*(item(*link) for link in NAV_LINKS)),
+            Span(*(("Signed in as ", Strong(who)) if who else ("Not signed in",)), cls="whoami"),
+            aria_label="Pages",
+        ),
+        cls="topbar",
     )
-)
 
 
-def layout(title: str, *body: Any) -> tuple[Any, ...]:
+HOME_TITLE = "FastState demo"
+
+
+def layout(title: str, *body: Any, about: str = "") -> tuple[Any, ...]:
+    """A page: the nav bar, its title, ``about`` (which scope it shows and what to try in a
+    second tab or as another user), its body and the error line."""
     return (
-        Title(title),
+        Title(title if title == HOME_TITLE else f"{title} · {HOME_TITLE}"),
         NotStr(datastar_script()),
-        Main(NAV, H1(title), *body, Div(error_attrs(), id="error", cls="error")),
+        nav_bar(current_request().url.path),
+        Main(
+            H1(title),
+            P(about, cls="about", id="about") if about else "",
+            *body,
+            Div(error_attrs(), id="error", cls="error"),
+        ),
     )
+
+
+def card(heading: Any, *body: Any, scope: str = "") -> Any:
+    """A titled card; ``scope`` is the badge naming the scope its state lives in."""
+    return Div(H2(heading, Span(scope, cls="scope") if scope else ""), *body, cls="card")
 
 
 @rt("/")
 def index(counter: Counter, visitors: Visitors) -> Any:
     visitors.visits += 1
     return layout(
-        "FastState demo",
+        HOME_TITLE,
         counter,
         visitors,
-        H2("Your counter (this session)"),
-        P("Count: ", Span(text(Counter, "count"), id="count")),
         Div(
-            Button("-", on("click", Counter.decrement(1)), id="dec"),
-            Button("0", on("click", Counter.reset()), id="reset"),
-            Button("+", on("click", Counter.increment(1)), id="inc"),
+            card(
+                "Your counter",
+                P(Span(text(Counter, "count"), id="count", cls="big")),
+                Div(
+                    Button("-", on("click", Counter.decrement(1)), id="dec"),
+                    Button("Reset", on("click", Counter.reset()), id="reset", cls="secondary"),
+                    Button("+", on("click", Counter.increment(1)), id="inc"),
+                    cls="row",
+                ),
+                Div(
+                    Input(
+                        bind(Counter, "message"),
+                        on("change", Counter.set_message()),
+                        id="message",
+                        aria_label="Message",
+                    ),
+                    Span(" says: ", cls="muted"),
+                    Span(text(Counter, "message"), id="message-echo"),
+                    cls="row",
+                ),
+                scope="SESSION",
+            ),
+            card(
+                "Everybody",
+                Div(
+                    Div(
+                        Span("Visits", cls="label"),
+                        Span(text(Visitors, "visits"), id="visits", cls="big"),
+                    ),
+                    Div(
+                        Span("Waves", cls="label"),
+                        Span(text(Visitors, "waves"), id="waves", cls="big"),
+                    ),
+                    cls="stats",
+                ),
+                Button("Wave", on("click", Visitors.wave()), id="wave"),
+                scope="GLOBAL",
+            ),
+            cls="cards",
         ),
-        P(
-            Input(bind(Counter, "message"), on("change", Counter.set_message()), id="message"),
-            " says: ",
-            Span(text(Counter, "message"), id="message-echo"),
-        ),
-        H2("Everybody (global)"),
-        P("Visits: ", Span(text(Visitors, "visits"), id="visits")),
-        P("Waves: ", Span(text(Visitors, "waves"), id="waves")),
-        Button("Wave", on("click", Visitors.wave()), id="wave"),
+        about="Two scopes: the counter is this browser session's (SESSION), visits and waves are "
+        "everybody's (GLOBAL). Try it in a second tab: the counter follows; in a private window "
+        "you get a counter of your own, but the same waves.",
     )
 
 
@@ -275,14 +351,28 @@ def get_login(sess):  # type: ignore[no-untyped-def]
     who = sess.get("auth")
     return layout(
         "Log in",
-        P(f"Signed in as {who}." if who else "Not signed in.", id="who"),
-        Form(
-            Input(name="username", id="username", placeholder="username", required=True),
-            Button("Log in", id="login-button"),
-            method="post",
-            action="/login",
+        Div(
+            P(f"Signed in as {who}." if who else "Not signed in.", id="who"),
+            Form(
+                Label("Your name", fr="username"),
+                Div(
+                    Input(name="username", id="username", placeholder="username", required=True),
+                    Button("Log in", id="login-button"),
+                    cls="row",
+                ),
+                method="post",
+                action="/login",
+            ),
+            Form(
+                Button("Log out", id="logout-button", cls="secondary"),
+                method="post",
+                action="/logout",
+            ),
+            cls="card",
         ),
-        Form(Button("Log out", id="logout-button"), method="post", action="/logout"),
+        about="No password: any name signs in; \u201cadmin\u201d also has the admin permission. "
+        "Try signing in as admin here and as someone else in a private window, then open "
+        "Profile and Admin in both.",
     )
 
 
@@ -303,13 +393,27 @@ def profile_page(profile: Profile, req: Request) -> Any:
     return layout(
         "Your profile",
         profile,
-        P("Signed in as ", Span(req.scope.get("auth"), id="user")),
-        Label("Display name ", Input(bind(Profile, "display_name"), id="display-name")),
-        Button("Save name", on("click", Profile.set_display_name()), id="save-name"),
-        P("Shown as: ", Span(text(Profile, "display_name"), id="shown-name")),
-        Label("Bio ", Input(bind(Profile, "bio"), id="bio")),
-        Button("Save bio", on("click", profile.actions.save_bio()), id="save-bio"),
-        P("Bio: ", Span(text(Profile, "bio"), id="shown-bio")),
+        card(
+            Span("Signed in as ", Span(req.scope.get("auth"), id="user")),
+            Label("Display name", fr="display-name"),
+            Div(
+                Input(bind(Profile, "display_name"), id="display-name"),
+                Button("Save name", on("click", Profile.set_display_name()), id="save-name"),
+                cls="row",
+            ),
+            P("Shown as: ", Strong(text(Profile, "display_name"), id="shown-name", cls="value")),
+            Label("Bio", fr="bio"),
+            Div(
+                Input(bind(Profile, "bio"), id="bio"),
+                Button("Save bio", on("click", profile.actions.save_bio()), id="save-bio"),
+                cls="row",
+            ),
+            P("Bio: ", Span(text(Profile, "bio"), id="shown-bio", cls="value")),
+            scope="USER",
+        ),
+        about="USER scope: one profile per signed-in user, shared by all of their sessions and "
+        "devices. Try signing in with the same name in a private window: a save shows in both; "
+        "another name gets a profile of its own.",
     )
 
 
@@ -319,25 +423,46 @@ def admin_page(settings: Settings) -> Any:
     return layout(
         "Site settings",
         settings,
-        P("Maintenance mode: ", Span(text(Settings, "maintenance"), id="maintenance")),
-        P("Theme: ", Span(text(Settings, "theme"), id="theme")),
-        Button(
-            "Toggle maintenance",
-            on("click", Settings.toggle_maintenance()),
-            id="toggle-maintenance",
-            disabled=not can_change,
+        card(
+            "Settings",
+            Div(
+                Div(
+                    Span("Maintenance mode", cls="label"),
+                    Span(text(Settings, "maintenance"), id="maintenance", cls="flag"),
+                ),
+                Div(
+                    Span("Theme", cls="label"),
+                    Span(text(Settings, "theme"), id="theme", cls="flag"),
+                ),
+                cls="stats",
+            ),
+            Div(
+                Button(
+                    "Toggle maintenance",
+                    on("click", Settings.toggle_maintenance()),
+                    id="toggle-maintenance",
+                    disabled=not can_change,
+                ),
+                Button(
+                    "Toggle theme",
+                    on("click", Settings.toggle_theme()),
+                    id="toggle-theme",
+                    disabled=not can_change,
+                    cls="secondary",
+                ),
+                cls="row",
+            ),
+            P(
+                "Only users with the admin permission can change these settings.",
+                id="why",
+                cls="muted",
+                hidden=can_change,
+            ),
+            scope="GLOBAL \u00b7 AUTH",
         ),
-        Button(
-            "Toggle theme",
-            on("click", Settings.toggle_theme()),
-            id="toggle-theme",
-            disabled=not can_change,
-        ),
-        P(
-            "Only users with the admin permission can change these settings.",
-            id="why",
-            hidden=can_change,
-        ),
+        about="GLOBAL scope with permissions: every signed-in user reads these settings, only "
+        "admins may change them. Try it as admin in one window and as another user in a private "
+        "window: a toggle shows in both, the other user's buttons stay disabled.",
     )
 
 
@@ -346,16 +471,29 @@ def widgets_page() -> Any:
     left, right = Widget.component("left"), Widget.component("right")
     return layout(
         "Two independent widgets",
-        *(
-            Div(
-                w,
-                Span(text(w, "clicks"), id=f"{w.identity}-clicks"),
-                Button(
-                    f"Click {w.identity}", on("click", w.actions.click()), id=f"{w.identity}-btn"
-                ),
-            )
-            for w in (left, right)
+        Div(
+            *(
+                card(
+                    f"Widget \u201c{w.identity}\u201d",
+                    w,
+                    P(
+                        Span(text(w, "clicks"), id=f"{w.identity}-clicks", cls="big"),
+                        Span(" clicks", cls="muted"),
+                    ),
+                    Button(
+                        f"Click {w.identity}",
+                        on("click", w.actions.click()),
+                        id=f"{w.identity}-btn",
+                    ),
+                    scope="COMPONENT",
+                )
+                for w in (left, right)
+            ),
+            cls="cards",
         ),
+        about="COMPONENT scope: two instances of one state on a page, each with its own id, inside "
+        "your session. Try clicking one: only it counts; a second tab follows both, a private "
+        "window has widgets of its own.",
     )
 
 
@@ -363,12 +501,42 @@ def widgets_page() -> Any:
 def product_page(product: ProductState, record_id: str) -> Any:
     return layout(
         product.name,
+        Nav(
+            *(
+                A(
+                    p.name,
+                    href=f"/product/{p.id}",
+                    aria_current="page" if p.id == record_id else None,
+                )
+                for p in SEED
+            ),
+            cls="pills",
+            aria_label="Products",
+        ),
         product,
-        P("Price: ", Span(f"{product.price:.2f}")),
-        P("In stock: ", Span(text(product, "stock"), id="stock")),
-        P("Likes: ", Span(text(product, "likes"), id="likes")),
-        Button("Like", on("click", product.actions.like()), id="like"),
-        Button("Buy one", on("click", product.actions.buy()), id="buy"),
+        card(
+            "Product",
+            P(Span(f"{product.price:.2f}", cls="big"), Span(" price", cls="muted")),
+            Div(
+                Div(
+                    Span("In stock", cls="label"),
+                    Span(text(product, "stock"), id="stock", cls="big"),
+                ),
+                Div(
+                    Span("Likes", cls="label"), Span(text(product, "likes"), id="likes", cls="big")
+                ),
+                cls="stats",
+            ),
+            Div(
+                Button("Like", on("click", product.actions.like()), id="like", cls="secondary"),
+                Button("Buy one", on("click", product.actions.buy()), id="buy"),
+                cls="row",
+            ),
+            scope="RECORD",
+        ),
+        about="RECORD scope: one state per product, shared by everyone on that product and saved "
+        "to SQLite. Try opening this product in a private window and buying one: the stock drops "
+        "in both; another product is unaffected.",
     )
 
 
@@ -377,23 +545,41 @@ def wizard_page(wizard: Wizard) -> Any:
     return layout(
         "Sign-up wizard",
         wizard,
-        P("Step ", Span(text(Wizard, "step"), id="step"), " of 3"),
-        Div(
-            Label("Name ", Input(bind(Wizard, "name"), on("change", Wizard.set_name()), id="name")),
-            show(f"{Wizard.ref('step')} === 1"),
-        ),
-        Div(
-            Label(
-                "Email ", Input(bind(Wizard, "email"), on("change", Wizard.set_email()), id="email")
+        card(
+            Span("Step ", Span(text(Wizard, "step"), id="step"), " of 3", cls="steps"),
+            Div(
+                Label(
+                    "Name ", Input(bind(Wizard, "name"), on("change", Wizard.set_name()), id="name")
+                ),
+                show(f"{Wizard.ref('step')} === 1"),
             ),
-            show(f"{Wizard.ref('step')} === 2"),
+            Div(
+                Label(
+                    "Email ",
+                    Input(bind(Wizard, "email"), on("change", Wizard.set_email()), id="email"),
+                ),
+                show(f"{Wizard.ref('step')} === 2"),
+            ),
+            Div(
+                P(
+                    "Name: ",
+                    Strong(text(Wizard, "name")),
+                    " email: ",
+                    Strong(text(Wizard, "email")),
+                ),
+                Button("Finish", on("click", Wizard.finish()), id="finish"),
+                show(f"{Wizard.ref('step')} === 3"),
+                cls="row",
+            ),
+            Div(
+                Button("Back", on("click", Wizard.back()), id="back", cls="secondary"),
+                Button("Next", on("click", Wizard.next()), id="next"),
+                cls="row",
+            ),
+            P("Done!", show(Wizard.ref("done")), id="done", cls="done"),
+            scope="TEMPORARY",
         ),
-        Div(
-            P("Name: ", Span(text(Wizard, "name")), " email: ", Span(text(Wizard, "email"))),
-            Button("Finish", on("click", Wizard.finish()), id="finish"),
-            show(f"{Wizard.ref('step')} === 3"),
-        ),
-        Button("Back", on("click", Wizard.back()), id="back"),
-        Button("Next", on("click", Wizard.next()), id="next"),
-        P("Done!", show(Wizard.ref("done")), id="done"),
+        about="TEMPORARY scope: a draft for this session, dropped 15 minutes after its last use. "
+        "Try filling in a step and reloading, or opening a second tab: the draft is still there; "
+        "a private window starts a fresh one.",
     )

@@ -33,11 +33,17 @@ class StateConfig:
     live in seconds (default: by scope, see ``DEFAULT_TTLS``).
     """
 
+    #: who shares one instance: a StateScope or a registered custom scope's name
     scope: StateScope | str = StateScope.SESSION
+    #: a signed-in user is needed to resolve the state, open its stream or call its events
     requires_auth: bool = False
+    #: permissions a user needs, all of them (implies ``requires_auth``)
     permissions: tuple[str, ...] = ()
+    #: roles of which a user needs at least one (implies ``requires_auth``)
     roles: tuple[str, ...] = ()
+    #: seconds an instance may stay idle before it is dropped (default: by scope, DEFAULT_TTLS)
     ttl: float | None = None
+    #: SQLite backend: save after every change, not only when the instance is evicted
     auto_persist: bool = False
     #: public name used in event URLs and keys (default: the class name)
     name: str | None = None

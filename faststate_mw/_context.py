@@ -28,9 +28,13 @@ ADMIN_ROLE = "admin"
 class UserContext:
     """Who is making the request: an id plus the roles and permissions the app gave them."""
 
+    #: the user's id (a string; USER-scope keys and owner fields compare with it)
     id: str
+    #: a name to show, if the app has one
     username: str | None = None
+    #: what ``@event(roles=[...])`` checks: at least one must match
     roles: frozenset[str] = field(default_factory=frozenset)
+    #: what ``@event(permissions=[...])`` checks: all must be held
     permissions: frozenset[str] = field(default_factory=frozenset)
 
     #: the role that grants every permission (and passes owner_only); None turns that off

@@ -192,6 +192,11 @@ def event(func: Callable[..., Any] | None = None, /, **options: Any) -> Any:
 
     ``@event`` or ``@event(method="GET", path="/custom/url")``. The method may be sync or async, or
     an (async) generator that yields progress. Its arguments are validated from its annotations.
+
+    Options: ``method`` (default ``POST``), ``path`` (a URL of its own instead of
+    ``<prefix>/<State>/<event>``), ``name`` (in the URL); and the rules of :func:`requires_auth`:
+    ``requires_auth``, ``permissions`` (all needed), ``roles`` (one needed), ``owner_only`` (the
+    user must own the instance: its ``user_id`` / ``owner_id`` field, or ``owner_field``).
     """
 
     def wrap(f: Callable[..., Any]) -> EventDescriptor:

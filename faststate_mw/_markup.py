@@ -92,7 +92,8 @@ def init(action: Any) -> dict[str, str]:
 
 
 def signals(*states: State) -> dict[str, str]:
-    """One ``data-signals`` attribute for several states."""
+    """One ``data-signals`` attribute for several states: ``Div(signals(counter, visitors))``
+    puts both on the page (with the error signal), as ``state.signal_attrs()`` does for one."""
     merged: dict[str, Any] = {ERROR_SIGNAL: dict(ERROR_SIGNAL_INITIAL)}
     for s in states:
         merged.update(s.signals())

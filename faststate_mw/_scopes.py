@@ -96,6 +96,7 @@ class ScopeRule:
             __faststate__ = StateConfig(scope="tenant")
     """
 
+    #: the scope's name: ``StateConfig(scope=name)`` and the first part of its keys
     name: str = ""
     #: idle time to live used when the StateConfig sets none
     default_ttl: float | None = None
@@ -117,6 +118,8 @@ class ScopeRule:
         """A new instance was made for ``ctx`` (before anyone sees it)."""
 
     def key(self, state_name: str, ctx: RequestContext | None, ident: str | None) -> str:
+        """The store key of ``state_name``'s instance for ``ctx`` (and ``ident``, the record or
+        component id): ``<name>:<escaped owner>:<state_name>``. Override :meth:`owner`, not this."""
         if ctx is None:
             raise MissingIdentifier(f"scope {self.name!r} needs a request to build its key")
         owner = self.owner(ctx)
