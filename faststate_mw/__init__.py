@@ -13,7 +13,7 @@ from ._context import (
     default_user_loader,
     load_user,
 )
-from ._events import EventAction, event, requires_auth
+from ._events import EventAction, Expr, event, expr, requires_auth
 from ._exceptions import (
     ArgumentError,
     AuthenticationError,
@@ -50,6 +50,7 @@ from ._middleware import FastStateMiddleware
 from ._scopes import DEFAULT_TTLS, ScopeRule, StateScope, register_scope
 from ._state import State
 from ._store import StateStore, current_store
+from ._viewspec import view, view_element_id
 from .backends import Backend
 
 __version__ = "0.1.0"
@@ -75,6 +76,7 @@ __all__ = [
     "ConfigurationError",
     "EventAction",
     "EventFailed",
+    "Expr",
     "FastStateError",
     "FastStateMiddleware",
     "InvalidPayload",
@@ -103,6 +105,7 @@ __all__ = [
     "default_user_loader",
     "error_attrs",
     "event",
+    "expr",
     "init",
     "load_user",
     "on",
@@ -112,4 +115,6 @@ __all__ = [
     "show",
     "signals",
     "text",
+    "view",
+    "view_element_id",
 ]
