@@ -33,6 +33,7 @@ from fasthtml.common import (
 )
 from starlette.requests import Request
 
+from example_app.lists import TodoList
 from example_app.products import init_db, load_product, save_product
 from faststate_mw import (
     AuthenticationError,
@@ -45,6 +46,7 @@ from faststate_mw import (
     datastar_script,
     error_attrs,
     event,
+    expr,
     on,
     requires_auth,
     show,
@@ -227,6 +229,7 @@ NAV = Nav(
         Li(A("Widgets", href="/widgets")),
         Li(A("Products", href="/product/1")),
         Li(A("Wizard", href="/wizard")),
+        Li(A("Shared list", href="/list/1")),
         Li(A("Admin", href="/admin")),
         Li(A("Log in", href="/login")),
     )
@@ -393,4 +396,17 @@ def wizard_page(wizard: Wizard) -> Any:
         Button("Back", on("click", Wizard.back()), id="back"),
         Button("Next", on("click", Wizard.next()), id="next"),
         P("Done!", show(Wizard.ref("done")), id="done"),
+    )
+
+
+@rt("/list/{record_id}")
+def list_page(todo: TodoList, record_id: str) -> Any:
+    """A shared list, live in every tab through its views (see example_app/lists.py)."""
+    return layout(
+        f"Shared list {record_id}",
+        todo,
+        todo.you_view(),
+        todo.items_view(),
+        Input(bind(todo, "draft"), id="draft", placeholder="New item"),
+        Button("Add", on("click", todo.actions.add(text=expr(todo.ref("draft")))), id="add"),
     )
