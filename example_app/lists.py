@@ -39,7 +39,7 @@ def load_list(record_id: str) -> dict[str, Any]:
 class TodoList(State):
     """A shared list: everyone on ``/list/{id}`` sees and edits the same items."""
 
-    __faststate__ = StateConfig(scope=StateScope.RECORD, load=load_list)
+    __faststate__ = StateConfig(scope=StateScope.RECORD, load=load_list, auto_persist=True)
     items: list[str] = []
     draft: str = ""
 
