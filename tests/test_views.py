@@ -84,6 +84,11 @@ class ViewList(State):
         return f"<p>{user.id if user else 'anon'}</p>"
 
     @view
+    def class_form(self) -> str:
+        # the class form of an action inside a view targets the instance being rendered
+        return f"<button data-on:click=\"{ViewList.add('x')}\">{len(self.items)}</button>"
+
+    @view
     def fragile(self) -> str:
         if "boom" in self.items:
             raise RuntimeError("the view broke")
@@ -432,3 +437,17 @@ async def test_views_of_other_records_stay_quiet(browsers: Any, store: StateStor
     assert await two.before(SENTINEL) == []
     got = await one.before(SENTINEL)
     assert "<li>only one</li>" in elements(got[1])
+
+
+async def test_class_form_actions_in_a_view_target_the_rendered_record(
+    browsers: Any, store: StateStore
+) -> None:
+    html, s = await browsers().tab("/list/4?views=class_form")
+    assert "add?text=x&amp;record_id=4" in html or "add?text=x&record_id=4" in html
+    lst = await the_list(store, 4)
+    async with lst.mutate():  # mutate() reaches views like an event does
+        lst.items.append("y")
+    assert (await s.next())["signals"] == {"viewList": {"items": ["y"]}}
+    patch = elements(await s.next())
+    assert "record_id=4" in patch
+    assert ">1</button>" in patch
