@@ -86,7 +86,7 @@ class ViewList(State):
     @view
     def class_form(self) -> str:
         # the class form of an action inside a view targets the instance being rendered
-        return f"<button data-on:click=\"{ViewList.add('x')}\">{len(self.items)}</button>"
+        return f'<button data-on:click="{ViewList.add("x")}">{len(self.items)}</button>'
 
     @view
     def fragile(self) -> str:
