@@ -17,7 +17,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 
-from faststate_mw import FastStateMiddleware, State, StateConfig, StateScope, StateStore
+from faststate_mw import FastStateMiddleware, State, StateConfig, StateScope, StateStore, view
 from tests.servers import running
 from tests.sse import stream_url
 
@@ -30,6 +30,17 @@ SIZES = (100, 1_000, 10_000)
 class Broadcasted(State):
     __faststate__ = StateConfig(scope=StateScope.GLOBAL)
     value: int = 0
+
+
+class ViewedList(State):
+    """A 100-item list shown through a viewer-independent live view."""
+
+    __faststate__ = StateConfig(scope=StateScope.GLOBAL)
+    items: list[str] = [f"item {i}" for i in range(100)]
+
+    @view
+    def items_view(self) -> str:
+        return "<ul>" + "".join(f"<li>{item}</li>" for item in self.items) + "</ul>"
 
 
 def _app() -> tuple[Starlette, FastStateMiddleware]:
@@ -68,10 +79,16 @@ class Tab:
         self.task: asyncio.Task[None] | None = None
 
 
-async def open_tabs(app: Any, mw: FastStateMiddleware, n: int) -> list[Tab]:
+async def open_tabs(
+    app: Any,
+    mw: FastStateMiddleware,
+    n: int,
+    entry: list[Any] | None = None,
+    marker: bytes = b"datastar-patch-signals",
+) -> list[Tab]:
     tabs = []
     for i in range(n):
-        token = mw.signer.dumps(None, f"tab{i}", [["Broadcasted", None, 0]])
+        token = mw.signer.dumps(None, f"tab{i}", [entry or ["Broadcasted", None, 0]])
         tab = Tab()
         scope = {
             "type": "http",
@@ -87,7 +104,7 @@ async def open_tabs(app: Any, mw: FastStateMiddleware, n: int) -> list[Tab]:
             return {"type": "http.disconnect"}
 
         async def send(message: dict[str, Any], tab: Tab = tab) -> None:
-            if tab.round is not None and b"datastar-patch-signals" in message.get("body", b""):
+            if tab.round is not None and marker in message.get("body", b""):
                 tab.round.arrive()
 
         tab.task = asyncio.ensure_future(app(scope, receive, send))
@@ -129,6 +146,51 @@ async def baseline_round(n: int, payload: bytes) -> float:
     await current.done.wait()
     await asyncio.gather(*tasks)
     return current.last - start
+
+
+async def view_round(tabs: list[Tab], inst: ViewedList) -> float:
+    current = Round(len(tabs))
+    for tab in tabs:
+        tab.round = current
+    start = time.perf_counter()
+    await inst.update(items=[*inst.items[1:], inst.items[0]])  # one item moves to the end
+    await current.done.wait()
+    return current.last - start
+
+
+async def _run_views(n: int) -> tuple[float, float, float, float, int]:
+    """One change of a 100-item list's view reaching ``n`` streams, beside the signals-only
+    fan-out to ``n`` streams in the same run; and the renders the view's rounds cost."""
+    app, mw = _app()
+    await mw.store.start()
+    plain = await mw.store.resolve(Broadcasted, None)
+    assert isinstance(plain, Broadcasted)
+    tabs = await open_tabs(app, mw, n)
+    signals_only = [await faststate_round(tabs, plain) for _ in range(ROUNDS)]
+    await close_tabs(tabs)
+    listed = await mw.store.resolve(ViewedList, None)
+    assert isinstance(listed, ViewedList)
+    entry = ["ViewedList", None, listed.version, ["items_view"]]
+    tabs = await open_tabs(app, mw, n, entry, b"datastar-patch-elements")
+    renders = mw.store.hub.stats()["view_renders"]
+    with_views = [await view_round(tabs, listed) for _ in range(ROUNDS)]
+    renders = mw.store.hub.stats()["view_renders"] - renders
+    await close_tabs(tabs)
+    await mw.store.close()
+    return (*_stats(with_views), *_stats(signals_only), renders)
+
+
+def run_views() -> None:
+    print("\n== fan-out of a live view: one change of a 100-item list's view to N streams ==")
+    print(f"  {'N':>7}  {'view median':>11} {'p99':>9}   {'signals median':>14} {'p99':>9}")
+    for n in (1_000, 10_000):
+        med, p99, smed, sp99, renders = asyncio.run(_run_views(n))
+        verdict = "PASS" if med / smed <= 1.5 else "MISS"
+        print(
+            f"  {n:>7,}  {med * 1000:9.2f}ms {p99 * 1000:7.2f}ms   {smed * 1000:12.2f}ms"
+            f" {sp99 * 1000:7.2f}ms   {med / smed:5.2f}x (target <= 1.5x) {verdict}"
+            f"   renders {renders} for {ROUNDS} changes"
+        )
 
 
 def _stats(samples: list[float]) -> tuple[float, float]:
@@ -265,6 +327,7 @@ def run() -> None:
             print(f"  10,000 streams median {med * 1000:.1f} ms (target <= 100 ms)  {verdict}")
             verdict = "PASS" if med / bmed <= 2.0 else "MISS"
             print(f"  ratio to bare asyncio {med / bmed:.2f}x (target <= 2.0x)  {verdict}")
+    run_views()
     med, p99, bmed, bp99 = _loopback()
     print(
         f"  {LOOPBACK_STREAMS:>7,} over loopback (uvicorn): {med * 1000:7.2f}ms {p99 * 1000:7.2f}ms"

@@ -38,6 +38,7 @@ from fasthtml.common import (
 )
 from starlette.requests import Request
 
+from example_app.lists import TodoList
 from example_app.products import SEED, init_db, load_product, save_product
 from faststate_mw import (
     AuthenticationError,
@@ -54,6 +55,7 @@ from faststate_mw import (
     datastar_script,
     error_attrs,
     event,
+    expr,
     on,
     requires_auth,
     show,
@@ -244,6 +246,7 @@ NAV_LINKS: list[tuple[str, str, str | None]] = [
     ("Widgets", "/widgets", None),
     ("Products", "/product/1", "/product/"),
     ("Wizard", "/wizard", None),
+    ("Shared list", "/list/1", "/list/"),
     ("Admin", "/admin", None),
     ("Log in", "/login", None),
 ]
@@ -582,4 +585,20 @@ def wizard_page(wizard: Wizard) -> Any:
         about="TEMPORARY scope: a draft for this session, dropped 15 minutes after its last use. "
         "Try filling in a step and reloading, or opening a second tab: the draft is still there; "
         "a private window starts a fresh one.",
+    )
+
+
+@rt("/list/{record_id}")
+def list_page(todo: TodoList, record_id: str) -> Any:
+    """A shared list, live in every tab through its views (see example_app/lists.py)."""
+    return layout(
+        f"Shared list {record_id}",
+        todo,
+        todo.you_view(),
+        todo.items_view(),
+        Input(bind(todo, "draft"), id="draft", placeholder="New item"),
+        Button("Add", on("click", todo.actions.add(text=expr(todo.ref("draft")))), id="add"),
+        about="RECORD scope with live views: one list per id, shared by everyone on it. Try adding "
+        "an item here and watch a second tab, or another browser signed in as someone else, on the "
+        "same list; /list/2 is a different list.",
     )

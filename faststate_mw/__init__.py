@@ -14,7 +14,7 @@ from ._context import (
     load_user,
     rotate_session,
 )
-from ._events import EventAction, event, requires_auth
+from ._events import EventAction, Expr, event, expr, requires_auth
 from ._exceptions import (
     ArgumentError,
     AuthenticationError,
@@ -52,6 +52,7 @@ from ._middleware import FastStateMiddleware
 from ._scopes import DEFAULT_TTLS, ScopeRule, StateScope, register_scope
 from ._state import State
 from ._store import StateStore, current_store
+from ._viewspec import view, view_element_id
 from ._writable import Writable, client_writable, server_owned
 from .backends import Backend
 
@@ -78,6 +79,7 @@ __all__ = [
     "ConfigurationError",
     "EventAction",
     "EventFailed",
+    "Expr",
     "FastStateError",
     "FastStateMiddleware",
     "InvalidPayload",
@@ -109,6 +111,7 @@ __all__ = [
     "default_user_loader",
     "error_attrs",
     "event",
+    "expr",
     "init",
     "load_user",
     "on",
@@ -119,4 +122,6 @@ __all__ = [
     "show",
     "signals",
     "text",
+    "view",
+    "view_element_id",
 ]

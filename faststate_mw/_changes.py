@@ -92,6 +92,9 @@ async def commit(inst: Any, changed: list[str]) -> str:
         await _persist(store.backend, inst, meta.key, version, sse)
     meta.version = version
     if store is not None and meta.key is not None:
+        views = store.hub.views
+        if views.watched(meta.key):  # some tab shows a view of it: keep what this version is
+            views.record(meta.key, version, snapshot(inst), changed)
         store.hub.publish(meta.key, version, sse)
     return text
 
@@ -135,8 +138,10 @@ async def run_change(inst: Any, body: Callable[[], Any]) -> tuple[Any, str]:
     """Run ``body()`` (sync, or returning an awaitable) as one change of ``inst`` (whose lock
     the caller holds); re-run it when another worker changed the state first. Returns what
     ``body`` returned and the signal patch. The state is rolled back if ``body`` raises."""
+    meta = meta_of(inst)
     for _attempt in range(MAX_CONFLICT_RETRIES):
         before = snapshot(inst)
+        meta.assigned = set()
         try:
             result = body()
             if inspect.isawaitable(result):
@@ -144,11 +149,27 @@ async def run_change(inst: Any, body: Callable[[], Any]) -> tuple[Any, str]:
         except BaseException:
             restore(inst, before)
             raise
+        finally:
+            meta.echoed, meta.assigned = meta.assigned or set(), None
         try:
             return result, await settle(inst, before)
         except Conflict:
             continue
     raise BackendUnavailable("too many concurrent changes to this state; try again")
+
+
+def echo_patch(inst: Any) -> str:
+    """A signal patch of the public fields the last change assigned without changing them
+    ("" when none): the tab that ran the event gets them anyway, so ``self.draft = ""``
+    clears its bound input even when the server's value already was empty."""
+    meta = meta_of(inst)
+    fields = info_of(type(inst)).fields
+    names = [f for f in fields if f in meta.echoed and f not in meta.last_changed]
+    meta.echoed = set()
+    if not names:
+        return ""
+    data = inst.model_dump(mode="json", include=set(names))
+    return str(SSE.patch_signals(info_of(type(inst)).wrap(data, meta.ident)))
 
 
 class Mutation:
@@ -187,6 +208,7 @@ __all__ = [
     "Mutation",
     "changed_since",
     "commit",
+    "echo_patch",
     "locked",
     "restore",
     "run_change",

@@ -163,7 +163,17 @@ class StateInfo:
 class Meta:
     """What faststate knows of one instance (kept out of the model's fields)."""
 
-    __slots__ = ("ident", "key", "last_changed", "lock", "store", "ttl", "version")
+    __slots__ = (
+        "assigned",
+        "echoed",
+        "ident",
+        "key",
+        "last_changed",
+        "lock",
+        "store",
+        "ttl",
+        "version",
+    )
 
     def __init__(self) -> None:
         self.key: str | None = None
@@ -175,6 +185,10 @@ class Meta:
         #: how many changes this instance has had (the per-key version streams carry)
         self.version = 0
         self.last_changed: list[str] = []
+        #: fields assigned while a change runs (None: not recording)
+        self.assigned: set[str] | None = None
+        #: the fields the last change assigned (changed or not), for the sender's reply
+        self.echoed: set[str] = set()
 
     def locked(self) -> bool:
         return self.lock is not None and self.lock.locked()

@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ._changes import Conflict, locked, restore, run_change, settle, snapshot
+from ._changes import Conflict, echo_patch, locked, restore, run_change, settle, snapshot
 from ._config import info_of, meta_of
 from ._context import RequestContext
 from ._eventspec import EventSpec
@@ -92,7 +92,7 @@ async def run_event(
         if spec.is_async_gen or spec.is_gen:
             return await _run_generator(inst, spec, kwargs, reply, live)
         result, signals = await run_change(inst, lambda: spec.func(inst, **kwargs))
-        return ("" if live else signals) + elements_events(result)
+        return ("" if live else signals) + echo_patch(inst) + elements_events(result)
 
 
 async def _run_generator(

@@ -10,6 +10,7 @@ import json
 import re
 import types
 from collections.abc import Callable, Iterable
+from contextvars import ContextVar
 from typing import Any, TypeVar, overload
 from urllib.parse import quote, urlencode
 
@@ -23,6 +24,36 @@ from ._exceptions import ConfigurationError, FastStateError
 from ._http import TAB_SIGNAL
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: the instance a view is rendering: class-form actions of its class inside it target it
+render_target: ContextVar[Any] = ContextVar("faststate_render_target", default=None)
+
+_EXPRESSION = re.compile(r"[^'\\\n\r<>]{1,500}")
+
+
+class Expr:
+    """An event argument whose value the browser computes when the action runs:
+    ``TodoList.add(text=expr(TodoList.ref("draft")))`` or ``expr("evt.target.value")``. The
+    value arrives in the query string like any argument and is validated the same way."""
+
+    __slots__ = ("code",)
+
+    def __init__(self, code: str) -> None:
+        if not isinstance(code, str) or not _EXPRESSION.fullmatch(code):
+            raise ConfigurationError(
+                "expr() takes a Datastar expression of 1-500 characters without quotes (')"
+                ", backslashes, newlines or angle brackets"
+            )
+        self.code = code
+
+    def __repr__(self) -> str:
+        return f"expr({self.code!r})"
+
+
+def expr(code: str) -> Expr:
+    """A browser-side value for an event argument: a Datastar expression such as
+    ``"$todoList.draft"`` or ``"evt.target.value"``, sent URL-encoded in the action's query."""
+    return Expr(code)
 
 
 class EventDescriptor:
@@ -63,7 +94,16 @@ class EventAction:
         self.instance = instance
 
     def url(self, *args: Any, **kwargs: Any) -> str:
-        """The event's URL with the given arguments in its query string."""
+        """The event's URL with the given arguments in its query string (no :func:`expr`
+        arguments: those exist only in the action)."""
+        url, exprs = self._url(args, kwargs)
+        if exprs:
+            raise TypeError("an expr() argument has no plain URL: call the action instead")
+        return url
+
+    def _url(
+        self, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str, list[tuple[str, str]]]:
         spec = self.spec
         info = info_of(self.state_cls)
         if spec.path is not None:
@@ -72,22 +112,57 @@ class EventAction:
             ctx = _current.get()
             prefix = ctx.owner.prefix if ctx is not None else DEFAULT_PREFIX
             base = f"{prefix}/{info.name}/{spec.name}"
-        query = _query(spec, args, kwargs)
-        ident = self.instance.identity if self.instance is not None else None
+        query, exprs = _query(spec, args, kwargs)
+        ident = self._ident(info)
         if ident is not None:
             ident_name = info.identity
             if ident_name is not None:
                 pair = urlencode([(ident_name, ident)], quote_via=quote)
                 query = f"{query}&{pair}" if query else pair
-        return f"{base}?{query}" if query else base
+        return (f"{base}?{query}" if query else base), exprs
+
+    def _ident(self, info: Any) -> str | None:
+        """The record or component id the action carries: the instance's; for the class form
+        of a RECORD or COMPONENT state inside a request, the instance a view is rendering or
+        the record id the request names; else a clear error (the action could never work)."""
+        if self.instance is not None:
+            return self.instance.identity  # type: ignore[no-any-return]
+        ident_name = info.identity
+        if ident_name is None:
+            return None
+        target = render_target.get()
+        if target is not None and type(target) is self.state_cls:
+            return target.identity  # type: ignore[no-any-return]
+        ctx = _current.get()
+        if ctx is None:
+            return None
+        if ident_name == "record_id":
+            for source in (ctx.scope.get("path_params") or {}, ctx.request.query_params):
+                for name in ("record_id", "id"):
+                    value = source.get(name)
+                    if value not in (None, ""):
+                        return str(value)
+        raise ConfigurationError(
+            f"{self.state_cls.__name__}.{self.spec.name}() on the class cannot tell which "
+            f"{info.scope} instance it targets here: use "
+            f"instance.actions.{self.spec.name}()"
+        )
 
     def __call__(self, *args: Any, **kwargs: Any) -> str:
         """The Datastar action; an empty string when the current user may not use the event
         (see :attr:`allowed`)."""
         if not self.allowed:
             return ""
+        url, exprs = self._url(args, kwargs)
+        target: str | JSExpression = url
+        if exprs:  # expr() arguments: the URL is built in the browser when the action runs
+            literal = json.dumps(url)
+            for i, (name, code) in enumerate(exprs):
+                sep = "&" if ("?" in url or i) else "?"
+                literal += f" + {json.dumps(f'{sep}{quote(name)}=')} + encodeURIComponent({code})"
+            target = JSExpression(literal)
         fetch = getattr(action_generator, self.spec.method.lower())
-        return str(fetch(self.url(*args, **kwargs), include_signals=self.signal_filter()))
+        return str(fetch(target, include_signals=self.signal_filter()))
 
     def signal_filter(self) -> JSExpression:
         """The signals this action sends (Datastar's ``filterSignals.include``): its state's
@@ -147,7 +222,9 @@ class ActionSet:
         return EventAction(cls, spec, self.instance)
 
 
-def _query(spec: EventSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
+def _query(
+    spec: EventSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str, list[tuple[str, str]]]:
     if len(args) > len(spec.params):
         raise TypeError(f"{spec.name}() takes {len(spec.params)} arguments, got {len(args)}")
     values: dict[str, Any] = {}
@@ -159,8 +236,11 @@ def _query(spec: EventSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> st
         if k in values:
             raise TypeError(f"{spec.name}() got multiple values for {k!r}")
         values[k] = v
-    pairs = [(k, _url_value(v)) for k, v in values.items() if v is not None]
-    return urlencode(pairs, quote_via=quote)
+    pairs = [
+        (k, _url_value(v)) for k, v in values.items() if v is not None and not isinstance(v, Expr)
+    ]
+    exprs = [(k, v.code) for k, v in values.items() if isinstance(v, Expr)]
+    return urlencode(pairs, quote_via=quote), exprs
 
 
 def _url_value(v: Any) -> str:
@@ -235,4 +315,13 @@ def requires_auth(func: Any = None, /, **options: Any) -> Any:
     return apply(func) if func is not None else apply
 
 
-__all__ = ["ActionSet", "EventAction", "EventDescriptor", "event", "requires_auth"]
+__all__ = [
+    "ActionSet",
+    "EventAction",
+    "EventDescriptor",
+    "Expr",
+    "event",
+    "expr",
+    "render_target",
+    "requires_auth",
+]

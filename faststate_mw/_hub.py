@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 from ._config import catalog, info_of
 from ._context import UserContext
+from ._viewlog import ViewLog
 
 _conn_ids = itertools.count(1)
 
@@ -43,6 +44,7 @@ class Connection:
         "task",
         "user",
         "versions",
+        "views",
         "waiter",
         "writing_since",
     )
@@ -76,6 +78,8 @@ class Connection:
         #: when the pending write began (0: none); the hub's ticker drops stalled writers
         self.writing_since = 0.0
         self.task: asyncio.Task[Any] | None = None
+        #: the live views this tab shows (see _views.py); empty: signals only
+        self.views: list[Any] = []
 
     def wake(self) -> None:
         waiter = self.waiter
@@ -115,6 +119,8 @@ class Hub:
         self.logs: dict[str, deque[LogEntry]] = {}
         self.tabs: dict[str, Connection] = {}
         self.sessions: dict[str, set[Connection]] = {}
+        #: committed fields and cached renders of the keys some tab shows a view of
+        self.views = ViewLog()
         self.metrics = {"published": 0, "delivered": 0, "dropped_to_resync": 0, "connections": 0}
         self._on_first: Callable[[str], Any] | None = None
         self._on_last: Callable[[str], Any] | None = None
@@ -290,14 +296,21 @@ class Hub:
 
     def stats(self) -> dict[str, int]:
         """Counters for metrics: connections, published changes, deliveries, resync drops."""
-        return {**self.metrics, "subscribed_keys": len(self.subscribers)}
+        return {
+            **self.metrics,
+            "subscribed_keys": len(self.subscribers),
+            "view_renders": self.views.render_count,
+        }
 
-    def pending(self, conn: Connection) -> list[bytes] | dict[str, Any] | None:
+    def pending(
+        self, conn: Connection, after_key: Callable[[int], bytes] | None = None
+    ) -> list[bytes] | dict[str, Any] | None:
         """What ``conn`` has not sent yet, in version order per key: the shared message of a
         one-key stream one change behind (the common case), else the pieces to join. Keys it
-        fell too far behind on go to ``conn.resync``."""
+        fell too far behind on go to ``conn.resync``. ``after_key(index)``: what follows the
+        changes of key ``index`` (its live views), with no fast path."""
         versions = conn.versions
-        if len(versions) == 1:
+        if len(versions) == 1 and after_key is None:
             key = conn.keys[0]
             log = self.logs.get(key)
             if log:
@@ -326,6 +339,8 @@ class Hub:
                     versions[index] = entry.version
                     parts.append(entry.data)
                     parts.append(b"id: " + f"{self.epoch}:{conn.event_id()}".encode() + b"\n\n")
+            if after_key is not None:
+                parts.append(after_key(index))
         return parts or None
 
 

@@ -23,6 +23,7 @@ from ._exceptions import ConfigurationError
 from ._http import ERROR_SIGNAL, ERROR_SIGNAL_INITIAL
 from ._scopes import StateScope, new_component_id
 from ._store import StateStore, current_store
+from ._viewspec import ViewDescriptor, ViewSpec, collect_views
 
 
 class hybridmethod:
@@ -48,12 +49,13 @@ class State(BaseModel):
     """
 
     model_config = ConfigDict(
-        ignored_types=(EventDescriptor, hybridmethod), validate_assignment=True
+        ignored_types=(EventDescriptor, ViewDescriptor, hybridmethod), validate_assignment=True
     )
 
     __faststate_info__: ClassVar[StateInfo]
     __faststate_events__: ClassVar[dict[str, EventSpec]] = {}
     __faststate_fields__: ClassVar[tuple[str, ...]] = ()
+    __faststate_views__: ClassVar[dict[str, ViewSpec]] = {}
 
     # faststate's bookkeeping lives in a slot, not in pydantic private attributes: a slot read
     # costs ~0.1 us where a private attribute costs ~2.5 us, and events read it many times
@@ -70,6 +72,12 @@ class State(BaseModel):
             object.__setattr__(self, "_fs", meta)
             return meta
         return super().__getattr__(name)  # type: ignore[misc]
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        super().__setattr__(name, value)
+        assigned = self._fs.assigned
+        if assigned is not None:  # a change is running: the sender hears of this field
+            assigned.add(name)
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
@@ -92,6 +100,7 @@ class State(BaseModel):
         cls.__faststate_info__ = info
         cls.__faststate_events__ = events
         cls.__faststate_fields__ = info.fields
+        cls.__faststate_views__ = collect_views(cls, cls.model_fields)
         catalog.add(cls, info.name)
 
     # -- finding the instance -------------------------------------------------------------------
@@ -223,7 +232,11 @@ class State(BaseModel):
         ctx = _current.get()
         meta = self._fs
         if ctx is not None and meta.key is not None:
-            ctx.page_states[meta.key] = [info_of(type(self)).name, meta.ident, meta.version]
+            entry = [info_of(type(self)).name, meta.ident, meta.version]
+            previous = ctx.page_states.get(meta.key)
+            if previous is not None and len(previous) > 3:
+                entry.append(previous[3])  # the views shown of it (see _viewspec.BoundView)
+            ctx.page_states[meta.key] = entry
 
     def to_html(self, tag: str = "div", **attrs: str) -> str:
         """An HTML element carrying the signals, for Jinja or plain Starlette pages."""

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 import anyio.from_thread
 from pydantic import BaseModel
 
+from ._changes import snapshot
 from ._config import Meta, StateInfo, info_of, meta_of
 from ._context import RequestContext, UserContext
 from ._exceptions import FastStateError, NoRequestContextError
@@ -258,6 +259,8 @@ class StateStore:
         inst = self._table.get(key)
         if inst is not None:
             self._apply_stored(inst, Stored(version, data))
+            if self.hub.views.watched(key):
+                self.hub.views.record(key, version, snapshot(inst), None)
         self.hub.publish(key, version, sse)
 
     async def refreshed(self, key: str) -> Any:

@@ -27,6 +27,7 @@ from ._http import SSE_HEADERS, TAB_SIGNAL, Reply, header
 from ._hub import Connection
 from ._store import StateStore
 from ._types import Receive, Scope, Send
+from ._views import resync_views, view_keys, view_patches, watches_for
 
 #: how long a page's stream token stays valid (seconds)
 TOKEN_MAX_AGE = 86400
@@ -96,20 +97,22 @@ def parse_event_id(raw: bytes | None, epoch: str, count: int) -> list[int] | Non
 
 def allowed_entries(
     ctx: RequestContext, user: UserContext | None, entries: list[Any]
-) -> list[tuple[str, str, str | None, int]]:
-    """The token's entries this user may still see (checked when the stream opens)."""
+) -> list[tuple[str, str, str | None, int, Any]]:
+    """The token's entries this user may still see (checked when the stream opens): state
+    name, key, id, version, and the names of the views the page shows of it (or None)."""
     out = []
     for entry in entries:
-        if not (isinstance(entry, list) and len(entry) == 3):
+        if not (isinstance(entry, list) and len(entry) in (3, 4)):
             continue
-        name, ident, version = entry
+        name, ident, version = entry[:3]
+        views = entry[3] if len(entry) == 4 else None
         if not isinstance(name, str) or not isinstance(version, int):
             continue
         if ident is not None and not isinstance(ident, str):
             continue
         key = key_if_allowed(name, ident, ctx, user)
         if key is not None:
-            out.append((name, key, ident, version))
+            out.append((name, key, ident, version, views))
     return out
 
 
@@ -168,8 +171,11 @@ async def serve_stream(
         versions = [-1] * len(keys)  # rendered by another process (a restart): resync all
     names = [e[0] for e in entries]
     conn = Connection(sid, user, str(payload.get("t", "")), keys, versions, names)
+    conn.views = watches_for([[e[0], e[4]] for e in entries], versions)
+    for key in view_keys(conn):
+        hub.views.watch(key)
     hub.add(conn)
-    for index, (_name, key, _ident, _v) in enumerate(entries):
+    for index, (_name, key, _ident, _v, _views) in enumerate(entries):
         inst = store.get(key)
         if inst is None or meta_of(inst).version != versions[index]:
             conn.resync.add(index)  # it changed (or the server restarted) since the tab knew it
@@ -190,6 +196,8 @@ async def serve_stream(
         pass  # the client went away: drop the connection
     finally:
         hub.remove(conn)
+        for key in view_keys(conn):
+            hub.views.unwatch(key)
         watcher.cancel()
 
 
@@ -206,13 +214,19 @@ async def _pump(
     conn: Connection,
     store: StateStore,
     ctx: RequestContext,
-    entries: list[tuple[str, str, str | None, int]],
+    entries: list[tuple[str, str, str | None, int, Any]],
     send: Send,
 ) -> None:
     loop = asyncio.get_running_loop()
     hub = store.hub
+    after_key = None
+    if conn.views:
+
+        def after_key(index: int) -> bytes:
+            return view_patches(conn, store, ctx, entries, index)
+
     while not conn.closed:
-        pending = hub.pending(conn)
+        pending = hub.pending(conn, after_key)
         if pending is None and not conn.resync and not conn.heartbeat_due:
             conn.waiter = loop.create_future()
             await conn.waiter
@@ -250,13 +264,14 @@ async def _snapshot(
     conn: Connection,
     store: StateStore,
     ctx: RequestContext,
-    entries: list[tuple[str, str, str | None, int]],
+    entries: list[tuple[str, str, str | None, int, Any]],
 ) -> bytes:
-    """One patch with the full signals of every state this tab must resync."""
+    """One patch with the full signals of every state this tab must resync, then its views."""
     merged: dict[str, Any] = {}
     pending: set[int] = set()
+    views = bytearray()
     for index in sorted(conn.resync):
-        name, key, ident, _v = entries[index]
+        name, key, ident, _v, _views = entries[index]
         try:
             inst = await store.refreshed(key)
         except FastStateError:
@@ -274,11 +289,13 @@ async def _snapshot(
                 continue
         _deep_merge(merged, inst.signals())
         conn.versions[index] = meta_of(inst).version
+        if conn.views:
+            views += resync_views(conn, index, inst, store, ctx)
     conn.resync = pending
     if not merged:
         return b""
     event_id = f"{store.hub.epoch}:{conn.event_id()}"
-    return str(SSE.patch_signals(merged, event_id=event_id)).encode()
+    return str(SSE.patch_signals(merged, event_id=event_id)).encode() + bytes(views)
 
 
 def _deep_merge(into: dict[str, Any], new: dict[str, Any]) -> None:
