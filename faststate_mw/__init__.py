@@ -46,7 +46,9 @@ from ._markup import (
     signals,
     text,
 )
+from ._metrics import Metrics
 from ._middleware import FastStateMiddleware
+from ._recorder import ChangeRecord, EventRecord, Recorder
 from ._scopes import DEFAULT_TTLS, ScopeRule, StateScope, register_scope
 from ._state import State
 from ._store import StateStore, current_store
@@ -72,17 +74,21 @@ __all__ = [
     "Backend",
     "BackendUnavailable",
     "CSRFError",
+    "ChangeRecord",
     "ConfigurationError",
     "EventAction",
     "EventFailed",
+    "EventRecord",
     "FastStateError",
     "FastStateMiddleware",
     "InvalidPayload",
     "MethodNotAllowed",
+    "Metrics",
     "MissingIdentifier",
     "NoRequestContextError",
     "PayloadTooLarge",
     "RecordNotFound",
+    "Recorder",
     "RequestError",
     "ScopeRule",
     "State",

@@ -88,6 +88,9 @@ async def commit(inst: Any, changed: list[str]) -> str:
     meta.version = version
     if store is not None and meta.key is not None:
         store.hub.publish(meta.key, version, sse)
+        recorder = store.observer.recorder
+        if recorder is not None:
+            recorder.change(meta.key, version, data)
     return text
 
 

@@ -13,6 +13,7 @@ from ._dispatch import serve_event
 from ._exceptions import ConfigurationError, FastStateError, UnknownEvent
 from ._http import Reply, send_error
 from ._inject import PageInjector
+from ._metrics_http import serve_metrics
 from ._session import SessionCookie
 from ._store import StateStore, _active
 from ._streams import TokenSigner, serve_stream, stream_element
@@ -36,7 +37,10 @@ class FastStateMiddleware:
     ``session_cookie`` name, ``max_age``, ``https_only`` and ``same_site`` of the signed cookie
     that identifies a browser session; ``datastar_js``, a file to self-host the Datastar client
     at ``<prefix>/datastar.js`` (see :func:`faststate_mw.datastar_script`); ``backend``, a URL
-    (``memory://``, ``sqlite:///path.db``, ``redis://host:6379/0``) or a Backend object.
+    (``memory://``, ``sqlite:///path.db``, ``redis://host:6379/0``) or a Backend object;
+    ``metrics_path`` (e.g. ``"/metrics"``, default off) serves the store's Prometheus metrics
+    (turning them on) to requests with ``Authorization: Bearer <metrics_token>`` or, without a
+    token, to signed-in users with ``metrics_role`` (default ``"admin"``).
 
     It handles the ASGI lifespan: at startup it connects the backend (a clear error when it
     cannot) and starts the background tasks; at shutdown it ends open streams, saves what the
@@ -64,6 +68,9 @@ class FastStateMiddleware:
         write_timeout: float = 10.0,
         max_queue: int = 64,
         backend: Backend | str | None = None,
+        metrics_path: str | None = None,
+        metrics_token: str | None = None,
+        metrics_role: str = "admin",
     ) -> None:
         if not secret_key or not isinstance(secret_key, str):
             raise ConfigurationError("FastStateMiddleware needs a non-empty secret_key")
@@ -84,6 +91,14 @@ class FastStateMiddleware:
                 max_queue=max_queue,
             )
         self.store = store
+        if metrics_path is not None:
+            if not metrics_path.startswith("/"):
+                raise ConfigurationError("metrics_path must start with '/'")
+            if metrics_token is not None and len(metrics_token) < 16:
+                raise ConfigurationError("metrics_token: use at least 16 characters")
+            store.enable_metrics()
+        self._metrics_path = metrics_path
+        self._metrics_auth = (metrics_token, metrics_role)
         self.prefix = prefix
         self.user_loader = user_loader
         self.async_user_loader = inspect.iscoroutinefunction(user_loader) or (
@@ -144,7 +159,11 @@ class FastStateMiddleware:
             if path == self._stream_path:
                 # a stream never mints a session, so it needs no cookie-setting send wrapper
                 await self._inner_app(scope)(scope, receive, send)
-            elif path.startswith(self._event_prefix) or path in catalog.custom_routes():
+            elif (
+                path.startswith(self._event_prefix)
+                or path in catalog.custom_routes()
+                or path == self._metrics_path
+            ):
                 await self._inner_app(scope)(scope, receive, self._page_send(ctx, send))
             else:
                 await self._page(scope, receive, send, ctx)
@@ -309,6 +328,10 @@ class FastStateMiddleware:
             return
         if path == self._stream_path:
             await serve_stream(scope, receive, send, ctx, self.store, self.signer)
+            return
+        metrics = self.store.metrics
+        if path == self._metrics_path and metrics is not None:
+            await serve_metrics(scope, send, ctx, metrics, *self._metrics_auth)
             return
         found = None
         if path.startswith(self._event_prefix):

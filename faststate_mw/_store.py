@@ -27,6 +27,9 @@ from ._context import RequestContext, UserContext
 from ._exceptions import FastStateError, NoRequestContextError
 from ._hub import Hub
 from ._instances import InstanceTable
+from ._metrics import Metrics
+from ._observe import Observer
+from ._recorder import Recorder
 from ._scopes import StateScope
 from ._stored import from_stored, load_into
 from .backends import Backend, Stored, backend_from_url
@@ -65,8 +68,10 @@ class StateStore:
     """The live states of one app, where they are stored and who is watching them.
 
     ``backend``: a URL (``memory://``, ``sqlite:///path.db``, ``redis://host:6379/0``) or a
-    Backend. ``clock``: what ttls are measured with (tests pass a fake one). The middleware
-    starts it (ASGI lifespan, or lazily on the first request) and closes it at shutdown.
+    Backend. ``clock``: what ttls are measured with (tests pass a fake one). ``metrics``: keep
+    Prometheus metrics in :attr:`metrics` (needs the ``[metrics]`` extra). ``record``: keep the
+    last ``record`` events, and changes per key, in :attr:`recorder`. The middleware starts it
+    (ASGI lifespan, or lazily on the first request) and closes it at shutdown.
     """
 
     def __init__(
@@ -78,6 +83,8 @@ class StateStore:
         heartbeat: float = 15.0,
         write_timeout: float = 10.0,
         max_queue: int = 64,
+        metrics: bool = False,
+        record: int = 0,
     ) -> None:
         if sweep_interval <= 0 or heartbeat <= 0 or write_timeout <= 0 or max_queue <= 0:
             raise ValueError("sweep_interval, heartbeat, write_timeout, max_queue: positive")
@@ -93,6 +100,49 @@ class StateStore:
         self._backend_started = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        #: logging, metrics, tracing and recording of events (see ``_observe``)
+        self.observer = Observer(recorder=Recorder(record) if record > 0 else None)
+        if metrics:
+            self.enable_metrics()
+
+    # -- observability -----------------------------------------------------------------------------
+    @property
+    def metrics(self) -> Metrics | None:
+        """This app's :class:`Metrics`, or None when they are off."""
+        return self.observer.metrics
+
+    @property
+    def recorder(self) -> Recorder | None:
+        """The recent events and per-key changes, when ``record`` is on."""
+        return self.observer.recorder
+
+    def enable_metrics(self) -> Metrics:
+        """Start keeping metrics (idempotent); returns them."""
+        metrics = self.observer.metrics
+        if metrics is None:
+            metrics = self.observer.metrics = Metrics(self.live_counts)
+            self.backend.delivery_observer = metrics.delivered
+        return metrics
+
+    def live_counts(self) -> dict[str, Any]:
+        """What metrics read when collected: instances by (scope, class), open streams, the
+        hub's and the backend's counters."""
+        instances: dict[tuple[str, str], int] = {}
+        for key, inst in self._table.items():
+            label = (key.split(":", 1)[0], type(inst).__name__)
+            instances[label] = instances.get(label, 0) + 1
+        hub = self.hub.metrics
+        backend = self.backend.stats()
+        return {
+            "instances": instances,
+            "streams": len(self.hub.tabs),
+            "published": hub["published"],
+            "delivered": hub["delivered"],
+            "resyncs": hub["dropped_to_resync"],
+            "backend_healthy": backend.get("healthy", True),
+            "backend_errors": backend.get("errors", 0),
+            "backend_reconnects": backend.get("reconnects", 0),
+        }
 
     # -- start and stop ----------------------------------------------------------------------------
     async def start(self) -> None:
