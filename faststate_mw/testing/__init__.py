@@ -1,5 +1,9 @@
 """Helpers for testing apps built on faststate_mw (and this project's own tests).
 
+- :class:`TestClient`: a browser session against an app, in process, on the real Datastar
+  protocol: ``await client.event(Counter.increment(5))``; ``tab = await client.open("/")``
+  follows the page's live stream (``tab.signals``, ``tab.element(id)``).
+- ``pytest_plugins = ["faststate_mw.testing.plugin"]``: fixtures (see that module).
 - :class:`FakeClock`: a clock for ``StateStore(clock=...)`` that moves only when told, so ttl
   tests need no sleeps.
 - :func:`isolated_state_names`: give State class names back after a test defined throw-away
@@ -13,8 +17,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from ._config import catalog
-from ._store import _running
+from .._config import catalog
+from .._store import _running
+from ._client import TEST_USER, EventReply, Tab, TestClient, with_test_user
+from ._sse import ElementPatch, SSEEvent
 
 
 class FakeClock:
@@ -55,4 +61,15 @@ def isolated_state_names() -> Iterator[None]:
         catalog.restore(saved)
 
 
-__all__ = ["FakeClock", "isolated_state_names", "isolated_stores"]
+__all__ = [
+    "TEST_USER",
+    "ElementPatch",
+    "EventReply",
+    "FakeClock",
+    "SSEEvent",
+    "Tab",
+    "TestClient",
+    "isolated_state_names",
+    "isolated_stores",
+    "with_test_user",
+]
