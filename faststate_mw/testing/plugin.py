@@ -1,5 +1,6 @@
 """pytest fixtures for apps built on faststate_mw. In your top-level ``conftest.py``:
-``pytest_plugins = ["faststate_mw.testing.plugin"]`` (needs pytest and pytest-asyncio: the ``[testing]`` extra).
+``pytest_plugins = ["faststate_mw.testing.plugin"]`` (needs pytest and pytest-asyncio: the
+``[testing]`` extra).
 
 - ``faststate_clock``: a :class:`~faststate_mw.testing.FakeClock` (ttl tests without sleeps);
 - ``faststate_store``: a fresh in-memory :class:`~faststate_mw.StateStore` on that clock, the only
