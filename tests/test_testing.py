@@ -181,8 +181,7 @@ def test_the_dom_model_morphs_elements_by_id() -> None:
 
 def test_page_signals_come_from_data_signals() -> None:
     page = Page(
-        "<div data-signals='{\"a\": {\"b\": 1}}'></div>"
-        '<div data-signals="{&quot;c&quot;:2}">'
+        '<div data-signals=\'{"a": {"b": 1}}\'></div><div data-signals="{&quot;c&quot;:2}">'
     )
     assert page.signals() == {"a": {"b": 1}, "c": 2}
 
