@@ -167,6 +167,11 @@ async def serve_event(
             await _serve(scope, receive, send, ctx, store, cls, spec, max_body, run)
             end_span(span, public_key(run.key), outcome_of(run.status), run.status)
     user = ctx.cached_user()
+    if user is None and observer.names_user(run.status):
+        try:  # the event did not need its user, but its log line or record does
+            user = await ctx.load_user()
+        except Exception:
+            user = None
     run.user_id = user.id if user is not None else None
     observer.event_done(run, perf_counter() - started)
 

@@ -45,6 +45,11 @@ class Observer:
     def tracer(self) -> Any:
         return self.tracing.tracer()
 
+    def names_user(self, status: int) -> bool:
+        """Whether what is told about an event with this status names its user (a log line
+        or a record: then the user is loaded even if the event did not need it)."""
+        return status >= 400 or self.recorder is not None or log.isEnabledFor(logging.DEBUG)
+
     def event_done(self, run: EventRun, seconds: float) -> None:
         """Log, count and record one finished event request."""
         status = run.status

@@ -8,6 +8,7 @@ from collections import deque
 from typing import Any, NamedTuple
 
 from ._context import _current
+from ._exceptions import FastStateError
 
 #: scopes whose key carries a session id, which never leaves the server
 _SESSION_KEYED = ("session:", "temporary:", "component:")
@@ -60,7 +61,12 @@ class Recorder:
     def change(self, key: str, version: int, changed: dict[str, Any]) -> None:
         """Called by the change pipeline after a change of ``key`` is committed."""
         ctx = _current.get()
-        user = ctx.cached_user() if ctx is not None else None
+        user = None
+        if ctx is not None:
+            try:
+                user = ctx.user  # a sync loader runs here; an async one must have run before
+            except FastStateError:
+                user = ctx.cached_user()
         ring = self._history.pop(key, None)
         if ring is None:
             ring = deque(maxlen=self.size)
