@@ -156,7 +156,7 @@ async def serve_event(
     observer = store.observer
     run = EventRun(cls.__name__, spec.name)
     started = perf_counter()
-    tracer = observer.tracer()
+    tracer = observer.tracing.tracer()
     if tracer is None:
         await _serve(scope, receive, send, ctx, store, cls, spec, max_body, run)
     else:
@@ -166,14 +166,17 @@ async def serve_event(
         ) as span:
             await _serve(scope, receive, send, ctx, store, cls, spec, max_body, run)
             end_span(span, public_key(run.key), outcome_of(run.status), run.status)
+    seconds = perf_counter() - started
+    if run.status < 400 and observer.quiet():
+        return  # nothing to tell about a success: no log line, metrics or record
     user = ctx.cached_user()
-    if user is None and observer.names_user(run.status):
+    if user is None:
         try:  # the event did not need its user, but its log line or record does
             user = await ctx.load_user()
         except Exception:
             user = None
     run.user_id = user.id if user is not None else None
-    observer.event_done(run, perf_counter() - started)
+    observer.event_done(run, seconds)
 
 
 async def _serve(

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from ._metrics import Metrics, outcome_of
 from ._recorder import EventRecord, Recorder, public_key
@@ -42,13 +41,12 @@ class Observer:
         self.recorder = recorder
         self.tracing = EventTracer()
 
-    def tracer(self) -> Any:
-        return self.tracing.tracer()
-
-    def names_user(self, status: int) -> bool:
-        """Whether what is told about an event with this status names its user (a log line
-        or a record: then the user is loaded even if the event did not need it)."""
-        return status >= 400 or self.recorder is not None or log.isEnabledFor(logging.DEBUG)
+    def quiet(self) -> bool:
+        """Whether a successful event has nothing to tell: no metrics, no recorder, and no
+        DEBUG logging."""
+        return (
+            self.metrics is None and self.recorder is None and not log.isEnabledFor(logging.DEBUG)
+        )
 
     def event_done(self, run: EventRun, seconds: float) -> None:
         """Log, count and record one finished event request."""

@@ -3,6 +3,7 @@ extra) and the app configured a tracer provider; otherwise nothing at all is don
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 try:  # an optional dependency
@@ -15,26 +16,37 @@ if _trace is not None:
     _NO_PROVIDER = (_trace.ProxyTracerProvider, _trace.NoOpTracerProvider)
 
 
-class EventTracer:
-    """Hands out the tracer of the configured provider, or None (no provider: no spans)."""
+#: seconds between looks for a tracer provider while none is configured
+RECHECK = 1.0
 
-    __slots__ = ("_provider", "_tracer")
+
+class EventTracer:
+    """Hands out the tracer of the configured provider, or None (no provider: no spans).
+
+    OpenTelemetry's global provider is set once per process, so once found it is kept; until
+    then it is looked for at most once a second (looking costs more than the event's own
+    bookkeeping), so an app that configures tracing after it started gets spans within a second.
+    """
+
+    __slots__ = ("_next_check", "_tracer")
 
     def __init__(self) -> None:
-        self._provider: Any = None
         self._tracer: Any = None
+        self._next_check = 0.0
 
     def tracer(self) -> Any:
         """The ``faststate_mw`` tracer, or None when OpenTelemetry is not set up."""
-        if _trace is None:
+        tracer = self._tracer
+        if tracer is not None or _trace is None:
+            return tracer
+        now = time.monotonic()
+        if now < self._next_check:
             return None
+        self._next_check = now + RECHECK
         provider = _trace.get_tracer_provider()
-        if provider is not self._provider:
-            self._provider = provider
-            self._tracer = (
-                None if isinstance(provider, _NO_PROVIDER) else provider.get_tracer("faststate_mw")
-            )
-        return self._tracer
+        if not isinstance(provider, _NO_PROVIDER):
+            tracer = self._tracer = provider.get_tracer("faststate_mw")
+        return tracer
 
 
 def end_span(span: Any, key: str, outcome: str, status: int) -> None:
