@@ -3,10 +3,12 @@ spans and the recorder of recent events, driven through faststate_mw.testing."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
 import pytest
+import redis.asyncio as aioredis
 from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -30,8 +32,10 @@ from faststate_mw import (
     requires_auth,
 )
 from faststate_mw.testing import TestClient
+from tests.servers import RedisServer
 
 TOKEN = "scrape-token-0123456789"
+BUMP = {"state": "MShared", "event": "bump"}
 
 
 class TooMany(FastStateError):
@@ -269,3 +273,51 @@ async def test_the_recorder_keeps_recent_events_and_key_history(clock: Any) -> N
     assert [(h.version, h.user_id) for h in history] == [(1, "ann"), (2, "ann"), (3, "ann")]
     assert history[0].changed == {"count": 2}
     assert history[2].changed == {"secret_note": "hush-hush"}
+
+
+async def until(condition: Any, timeout: float = 10.0) -> None:
+    """Wait for a condition of a background task (the Redis listener) to hold."""
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.01)
+
+
+async def until_async(numsub: Any, timeout: float = 10.0) -> None:
+    async with asyncio.timeout(timeout):
+        while not (await numsub())[0][1]:
+            await asyncio.sleep(0.01)
+
+
+async def test_redis_metrics_delivery_errors_and_reconnects(tmp_path: Any, clock: Any) -> None:
+    server = RedisServer(tmp_path).start()
+    try:
+        one = StateStore(server.url, clock=clock, metrics=True)
+        two = StateStore(server.url, clock=clock, metrics=True)
+        async with TestClient(make_app(one)) as alice, TestClient(make_app(two)) as bob:
+            tab_b = await bob.open("/")
+            redis = aioredis.from_url(server.url)  # wait until B's subscription took hold
+            await until_async(lambda: redis.pubsub_numsub("faststate:chan:global:MShared"))
+            await redis.aclose()
+            tab_a = await alice.open("/")
+            assert (await alice.event(MShared.bump())).ok
+            await tab_b.wait_for(lambda: tab_b.signals["mShared"]["n"] == 1)
+            assert one.metrics is not None and two.metrics is not None
+            delivery = "faststate_cross_worker_delivery_seconds_count"
+            assert two.metrics.value(delivery) == 1
+            assert one.metrics.value(delivery) == 0  # its own change is not a delivery
+            assert one.metrics.value("faststate_backend_healthy") == 1
+
+            server.stop()
+            reply = await alice.event(MShared.bump())
+            assert reply.error is not None and reply.error["status"] == 503
+            assert one.metrics.value("faststate_backend_errors_total") == 1
+            assert one.metrics.value("faststate_events_total", **BUMP, outcome="error") == 1
+            await until(lambda: not one.backend.stats()["healthy"])
+            assert one.metrics.value("faststate_backend_healthy") == 0
+            server.start()
+            await until(lambda: one.backend.stats()["healthy"])
+            assert one.metrics.value("faststate_backend_reconnects_total") == 1
+            assert (await alice.event(MShared.bump())).ok
+            await tab_a.wait_for(lambda: tab_a.signals["mShared"]["n"] == 2)
+    finally:
+        server.stop()
