@@ -23,7 +23,7 @@ from faststate_mw import (
     requires_auth,
     text,
 )
-from faststate_mw.testing import TestClient, with_test_user
+from faststate_mw.testing import SyncTestClient, TestClient, with_test_user
 from faststate_mw.testing._dom import Page
 from faststate_mw.testing._sse import ElementPatch, merge_patch
 
@@ -218,3 +218,15 @@ async def test_two_workers_on_one_redis_a_tab_on_each(tmp_path: Any) -> None:
             await tab_a.wait_for(lambda: tab_a.signals["tBoard"]["count"] == 7)
     finally:
         server.stop()
+
+
+def test_the_sync_client(store: StateStore) -> None:
+    with SyncTestClient(make_app(store)) as alice:
+        bob = alice.another()
+        tab = alice.open("/")
+        assert bob.event(TBoard.add(4)).ok
+        tab.wait_for(lambda: tab.signals["tBoard"]["count"] == 4)
+        reply = tab.event(TCounter.increment(1))
+        assert reply.ok and reply.signals == {}  # the tab's own patch comes by its stream
+        tab.wait_for(lambda: tab.signals["tCounter"]["count"] == 1)
+        assert bob.event(TCounter.increment(1)).signals == {"tCounter": {"count": 1}}

@@ -2,7 +2,8 @@
 
 - :class:`TestClient`: a browser session against an app, in process, on the real Datastar
   protocol: ``await client.event(Counter.increment(5))``; ``tab = await client.open("/")``
-  follows the page's live stream (``tab.signals``, ``tab.element(id)``).
+  follows the page's live stream (``tab.signals``, ``tab.element(id)``); :class:`SyncTestClient`
+  is the same without ``await``.
 - ``pytest_plugins = ["faststate_mw.testing.plugin"]``: fixtures (see that module).
 - :class:`FakeClock`: a clock for ``StateStore(clock=...)`` that moves only when told, so ttl
   tests need no sleeps.
@@ -21,6 +22,7 @@ from .._config import catalog
 from .._store import _running
 from ._client import TEST_USER, EventReply, Tab, TestClient, with_test_user
 from ._sse import ElementPatch, SSEEvent
+from ._sync import SyncTab, SyncTestClient
 
 
 class FakeClock:
@@ -67,6 +69,8 @@ __all__ = [
     "EventReply",
     "FakeClock",
     "SSEEvent",
+    "SyncTab",
+    "SyncTestClient",
     "Tab",
     "TestClient",
     "isolated_state_names",
