@@ -13,7 +13,7 @@ from typing import Any
 
 from ._exceptions import ConfigurationError
 
-#: what a store reports when the registry is collected (see ``StateStore.live_counts``)
+#: what a store reports when the registry is collected (see :func:`live_counts`)
 LiveCounts = Callable[[], Mapping[str, Any]]
 
 #: an event's outcome, from the status of its error (None: it succeeded)
@@ -35,6 +35,26 @@ def outcome_of(status: int) -> str:
     if status >= 500:
         return "error"
     return "invalid"
+
+
+def live_counts(items: list[tuple[str, Any]], hub: Any, backend: dict[str, Any]) -> dict[str, Any]:
+    """What metrics read when collected: instances (``(key, instance)`` pairs) by scope and
+    class, open streams and the hub's counters, the backend's counters."""
+    instances: dict[tuple[str, str], int] = {}
+    for key, inst in items:
+        label = (key.split(":", 1)[0], type(inst).__name__)
+        instances[label] = instances.get(label, 0) + 1
+    counters = hub.metrics
+    return {
+        "instances": instances,
+        "streams": len(hub.tabs),
+        "published": counters["published"],
+        "delivered": counters["delivered"],
+        "resyncs": counters["dropped_to_resync"],
+        "backend_healthy": backend.get("healthy", True),
+        "backend_errors": backend.get("errors", 0),
+        "backend_reconnects": backend.get("reconnects", 0),
+    }
 
 
 class Metrics:
@@ -161,4 +181,4 @@ class _LiveCollector:
             yield counter(name, doc, value=live[key])
 
 
-__all__ = ["LATENCY_BUCKETS", "OUTCOMES", "Metrics", "outcome_of"]
+__all__ = ["LATENCY_BUCKETS", "OUTCOMES", "Metrics", "live_counts", "outcome_of"]

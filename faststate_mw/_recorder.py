@@ -8,7 +8,6 @@ from collections import deque
 from typing import Any, NamedTuple
 
 from ._context import _current
-from ._exceptions import FastStateError
 
 #: scopes whose key carries a session id, which never leaves the server
 _SESSION_KEYED = ("session:", "temporary:", "component:")
@@ -65,7 +64,7 @@ class Recorder:
         if ctx is not None:
             try:
                 user = ctx.user  # a sync loader runs here; an async one must have run before
-            except FastStateError:
+            except Exception:  # a failing loader must not fail the change it records
                 user = ctx.cached_user()
         ring = self._history.pop(key, None)
         if ring is None:

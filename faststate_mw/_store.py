@@ -27,7 +27,7 @@ from ._context import RequestContext, UserContext
 from ._exceptions import FastStateError, NoRequestContextError
 from ._hub import Hub
 from ._instances import InstanceTable
-from ._metrics import Metrics
+from ._metrics import Metrics, live_counts
 from ._observe import Observer
 from ._recorder import Recorder
 from ._scopes import StateScope
@@ -120,29 +120,11 @@ class StateStore:
         """Start keeping metrics (idempotent); returns them."""
         metrics = self.observer.metrics
         if metrics is None:
-            metrics = self.observer.metrics = Metrics(self.live_counts)
+            metrics = self.observer.metrics = Metrics(
+                lambda: live_counts(self._table.items(), self.hub, self.backend.stats())
+            )
             self.backend.delivery_observer = metrics.delivered
         return metrics
-
-    def live_counts(self) -> dict[str, Any]:
-        """What metrics read when collected: instances by (scope, class), open streams, the
-        hub's and the backend's counters."""
-        instances: dict[tuple[str, str], int] = {}
-        for key, inst in self._table.items():
-            label = (key.split(":", 1)[0], type(inst).__name__)
-            instances[label] = instances.get(label, 0) + 1
-        hub = self.hub.metrics
-        backend = self.backend.stats()
-        return {
-            "instances": instances,
-            "streams": len(self.hub.tabs),
-            "published": hub["published"],
-            "delivered": hub["delivered"],
-            "resyncs": hub["dropped_to_resync"],
-            "backend_healthy": backend.get("healthy", True),
-            "backend_errors": backend.get("errors", 0),
-            "backend_reconnects": backend.get("reconnects", 0),
-        }
 
     # -- start and stop ----------------------------------------------------------------------------
     async def start(self) -> None:
