@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
+import sys
 from typing import Any
 
 import pytest
@@ -321,3 +323,16 @@ async def test_redis_metrics_delivery_errors_and_reconnects(tmp_path: Any, clock
             await tab_a.wait_for(lambda: tab_a.signals["mShared"]["n"] == 2)
     finally:
         server.stop()
+
+
+def test_nothing_optional_is_imported_or_traced_until_asked() -> None:
+    code = (
+        "import sys, faststate_mw\n"
+        "from faststate_mw._tracing import EventTracer\n"
+        "assert 'prometheus_client' not in sys.modules\n"
+        "assert EventTracer().tracer() is None  # no tracer provider configured\n"
+        "faststate_mw.StateStore(metrics=True)\n"
+        "assert 'prometheus_client' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
