@@ -170,7 +170,7 @@ async def serve_event(
     if run.status < 400 and observer.quiet():
         return  # nothing to tell about a success: no log line, metrics or record
     user = ctx.cached_user()
-    if user is None:
+    if user is None and observer.names_user(run.status):
         try:  # the event did not need its user, but its log line or record does
             user = await ctx.load_user()
         except Exception:

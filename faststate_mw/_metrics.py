@@ -102,11 +102,19 @@ class Metrics:
             registry=reg,
         )
         reg.register(_LiveCollector(live, CounterMetricFamily, GaugeMetricFamily))
+        #: (state, event, outcome) -> its counter and histogram (bounded: names from the catalog)
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
 
     def event(self, state: str, event: str, outcome: str, seconds: float, reply: str) -> None:
         """Count one finished event request and the SSE events of its reply."""
-        self.events.labels(state, event, outcome).inc()
-        self.event_seconds.labels(state, event).observe(seconds)
+        children = self._children.get((state, event, outcome))
+        if children is None:  # labels() takes a lock and builds a tuple: once per label set
+            children = self._children[(state, event, outcome)] = (
+                self.events.labels(state, event, outcome),
+                self.event_seconds.labels(state, event),
+            )
+        children[0].inc()
+        children[1].observe(seconds)
         if reply:
             patches = reply.count("event: datastar-patch-signals")
             renders = reply.count("event: datastar-patch-elements")

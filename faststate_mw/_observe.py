@@ -48,6 +48,11 @@ class Observer:
             self.metrics is None and self.recorder is None and not log.isEnabledFor(logging.DEBUG)
         )
 
+    def names_user(self, status: int) -> bool:
+        """Whether what is told about an event names its user (a log line or a record; the
+        metrics do not): then the user is loaded even if the event did not need it."""
+        return status >= 400 or self.recorder is not None or log.isEnabledFor(logging.DEBUG)
+
     def event_done(self, run: EventRun, seconds: float) -> None:
         """Log, count and record one finished event request."""
         status = run.status
