@@ -48,7 +48,9 @@ from ._markup import (
     signals,
     text,
 )
+from ._metrics import Metrics
 from ._middleware import FastStateMiddleware
+from ._recorder import ChangeRecord, EventRecord, Recorder
 from ._scopes import DEFAULT_TTLS, ScopeRule, StateScope, register_scope
 from ._state import State
 from ._store import StateStore, current_store
@@ -76,18 +78,22 @@ __all__ = [
     "Backend",
     "BackendUnavailable",
     "CSRFError",
+    "ChangeRecord",
     "ConfigurationError",
     "EventAction",
     "EventFailed",
+    "EventRecord",
     "Expr",
     "FastStateError",
     "FastStateMiddleware",
     "InvalidPayload",
     "MethodNotAllowed",
+    "Metrics",
     "MissingIdentifier",
     "NoRequestContextError",
     "PayloadTooLarge",
     "RecordNotFound",
+    "Recorder",
     "RequestError",
     "ScopeRule",
     "State",

@@ -96,6 +96,9 @@ async def commit(inst: Any, changed: list[str]) -> str:
         if views.watched(meta.key):  # some tab shows a view of it: keep what this version is
             views.record(meta.key, version, snapshot(inst), changed)
         store.hub.publish(meta.key, version, sse)
+        recorder = store.observer.recorder
+        if recorder is not None:
+            recorder.change(meta.key, version, data)
     return text
 
 

@@ -247,6 +247,10 @@ class RequestContext:
             self._user = UserContext.from_value(result)
         return self._user
 
+    def cached_user(self) -> UserContext | None:
+        """The user if this request already loaded it, else None (never calls the loader)."""
+        return None if self._user is _UNSET else self._user
+
     def forget_user(self) -> None:
         """Drop the cached user (after a login or logout inside this request)."""
         self._user = _UNSET

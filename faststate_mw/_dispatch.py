@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from time import perf_counter
 from typing import Any
 
 from pydantic import ValidationError
@@ -31,7 +32,11 @@ from ._http import (
     send_error,
     tab_of,
 )
+from ._metrics import outcome_of
+from ._observe import EventRun
+from ._recorder import public_key
 from ._store import StateStore
+from ._tracing import end_span
 from ._types import Receive, Scope, Send
 
 log = logging.getLogger("faststate_mw")
@@ -152,7 +157,45 @@ async def serve_event(
     spec: EventSpec,
     max_body: int,
 ) -> None:
-    """Serve one event request, from the raw ASGI messages to the bytes of the reply."""
+    """Serve one event request, from the raw ASGI messages to the bytes of the reply; then
+    log, count, trace and record it (see ``_observe``)."""
+    observer = store.observer
+    run = EventRun(cls.__name__, spec.name)
+    started = perf_counter()
+    tracer = observer.tracing.tracer()
+    if tracer is None:
+        await _serve(scope, receive, send, ctx, store, cls, spec, max_body, run)
+    else:
+        with tracer.start_as_current_span(
+            f"{run.state}.{run.event}",
+            attributes={"faststate.state": run.state, "faststate.event": run.event},
+        ) as span:
+            await _serve(scope, receive, send, ctx, store, cls, spec, max_body, run)
+            end_span(span, public_key(run.key), outcome_of(run.status), run.status)
+    seconds = perf_counter() - started
+    if run.status < 400 and observer.quiet():
+        return  # nothing to tell about a success: no log line, metrics or record
+    user = ctx.cached_user()
+    if user is None and observer.names_user(run.status):
+        try:  # the event did not need its user, but its log line or record does
+            user = await ctx.load_user()
+        except Exception:
+            user = None
+    run.user_id = user.id if user is not None else None
+    observer.event_done(run, seconds)
+
+
+async def _serve(
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    ctx: RequestContext,
+    store: StateStore,
+    cls: type[Any],
+    spec: EventSpec,
+    max_body: int,
+    run: EventRun,
+) -> None:
     reply = Reply(send)
     try:
         method = scope["method"]
@@ -174,14 +217,17 @@ async def serve_event(
             if active.active:
                 active.check(user, key=cls.__name__, event=spec.name)
         inst = await resolve_for_event(store, cls, ctx, query)
+        run.key = inst.key or ""
         kwargs = bind_arguments(cls, spec, query, signals)
         live = store.hub.live_tab(tab_of(signals), ctx.session_id(create=False), inst.key or "")
         try:
             text = await run_event(inst, spec, kwargs, reply, user, live)
         except Exception as exc:
             raise event_failure(exc, spec, cls) from exc
+        run.reply = text
         await finish(reply, text)
     except FastStateError as err:
+        run.status = err.status
         await send_error(scope, reply, err)
         if reply.streaming:
             await reply.end()

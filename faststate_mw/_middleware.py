@@ -15,6 +15,7 @@ from ._exceptions import ConfigurationError, FastStateError, UnknownEvent
 from ._http import Reply, send_error
 from ._inject import PageInjector
 from ._markup import DATASTAR_CDN, datastar_script
+from ._metrics_http import serve_metrics
 from ._routes import check_routes
 from ._session import SessionCookie
 from ._store import StateStore, _active
@@ -45,6 +46,9 @@ class FastStateMiddleware:
     Datastar 1.0 ignores (default: when the Starlette app runs with ``debug=True``);
     ``inject_client``: add the Datastar client's tag to a page with states that loads none
     (no ``<script>`` naming datastar; default True).
+    ``metrics_path`` (e.g. ``"/metrics"``, default off) serves the store's Prometheus metrics
+    (turning them on) to requests with ``Authorization: Bearer <metrics_token>`` or, without a
+    token, to signed-in users with ``metrics_role`` (default ``"admin"``).
 
     It handles the ASGI lifespan: at startup it connects the backend (a clear error when it
     cannot) and starts the background tasks; at shutdown it ends open streams, saves what the
@@ -74,6 +78,9 @@ class FastStateMiddleware:
         backend: Backend | str | None = None,
         debug: bool | None = None,
         inject_client: bool = True,
+        metrics_path: str | None = None,
+        metrics_token: str | None = None,
+        metrics_role: str = "admin",
     ) -> None:
         if not secret_key or not isinstance(secret_key, str):
             raise ConfigurationError("FastStateMiddleware needs a non-empty secret_key")
@@ -96,6 +103,15 @@ class FastStateMiddleware:
             write_timeout=write_timeout,
             max_queue=max_queue,
         )
+        store = self.store
+        if metrics_path is not None:
+            if not metrics_path.startswith("/"):
+                raise ConfigurationError("metrics_path must start with '/'")
+            if metrics_token is not None and len(metrics_token) < 16:
+                raise ConfigurationError("metrics_token: use at least 16 characters")
+            store.enable_metrics()
+        self._metrics_path = metrics_path
+        self._metrics_auth = (metrics_token, metrics_role)
         self.prefix = prefix
         self.user_loader = user_loader
         self.async_user_loader = inspect.iscoroutinefunction(user_loader) or (
@@ -161,7 +177,11 @@ class FastStateMiddleware:
             if path == self._stream_path:
                 # a stream never mints a session, so it needs no cookie-setting send wrapper
                 await self._inner_app(scope)(scope, receive, send)
-            elif path.startswith(self._event_prefix) or path in catalog.custom_routes():
+            elif (
+                path.startswith(self._event_prefix)
+                or path in catalog.custom_routes()
+                or path == self._metrics_path
+            ):
                 await self._inner_app(scope)(scope, receive, self._page_send(ctx, send))
             else:
                 await self._page(scope, receive, send, ctx)
@@ -362,6 +382,10 @@ class FastStateMiddleware:
             return
         if path == self._stream_path:
             await serve_stream(scope, receive, send, ctx, self.store, self.signer)
+            return
+        metrics = self.store.metrics
+        if path == self._metrics_path and metrics is not None:
+            await serve_metrics(scope, send, ctx, metrics, *self._metrics_auth)
             return
         found = None
         if path.startswith(self._event_prefix):

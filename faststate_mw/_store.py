@@ -28,6 +28,9 @@ from ._context import RequestContext, UserContext
 from ._exceptions import FastStateError, NoRequestContextError
 from ._hub import Hub
 from ._instances import InstanceTable
+from ._metrics import Metrics, live_counts
+from ._observe import Observer
+from ._recorder import Recorder
 from ._scopes import StateScope
 from ._stored import from_stored, load_into
 from .backends import Backend, Stored, backend_from_url
@@ -66,8 +69,10 @@ class StateStore:
     """The live states of one app, where they are stored and who is watching them.
 
     ``backend``: a URL (``memory://``, ``sqlite:///path.db``, ``redis://host:6379/0``) or a
-    Backend. ``clock``: what ttls are measured with (tests pass a fake one). The middleware
-    starts it (ASGI lifespan, or lazily on the first request) and closes it at shutdown.
+    Backend. ``clock``: what ttls are measured with (tests pass a fake one). ``metrics``: keep
+    Prometheus metrics in :attr:`metrics` (needs the ``[metrics]`` extra). ``record``: keep the
+    last ``record`` events, and changes per key, in :attr:`recorder`. The middleware starts it
+    (ASGI lifespan, or lazily on the first request) and closes it at shutdown.
     """
 
     def __init__(
@@ -79,6 +84,8 @@ class StateStore:
         heartbeat: float = 15.0,
         write_timeout: float = 10.0,
         max_queue: int = 64,
+        metrics: bool = False,
+        record: int = 0,
     ) -> None:
         if sweep_interval <= 0 or heartbeat <= 0 or write_timeout <= 0 or max_queue <= 0:
             raise ValueError("sweep_interval, heartbeat, write_timeout, max_queue: positive")
@@ -94,6 +101,31 @@ class StateStore:
         self._backend_started = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        #: logging, metrics, tracing and recording of events (see ``_observe``)
+        self.observer = Observer(recorder=Recorder(record) if record > 0 else None)
+        if metrics:
+            self.enable_metrics()
+
+    # -- observability -----------------------------------------------------------------------------
+    @property
+    def metrics(self) -> Metrics | None:
+        """This app's :class:`Metrics`, or None when they are off."""
+        return self.observer.metrics
+
+    @property
+    def recorder(self) -> Recorder | None:
+        """The recent events and per-key changes, when ``record`` is on."""
+        return self.observer.recorder
+
+    def enable_metrics(self) -> Metrics:
+        """Start keeping metrics (idempotent); returns them."""
+        metrics = self.observer.metrics
+        if metrics is None:
+            metrics = self.observer.metrics = Metrics(
+                lambda: live_counts(self._table.items(), self.hub, self.backend.stats())
+            )
+            self.backend.delivery_observer = metrics.delivered
+        return metrics
 
     # -- start and stop ----------------------------------------------------------------------------
     async def start(self) -> None:

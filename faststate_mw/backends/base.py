@@ -28,6 +28,9 @@ class Backend:
     url = "memory://"
     durable = False
     shared = False
+    #: set by a store that keeps metrics: called with the seconds a change took to arrive
+    #: from the worker that made it (shared backends)
+    delivery_observer: Callable[[float], Any] | None = None
 
     async def start(self, listener: Listener, origin: str) -> None:
         """Connect (raising BackendUnavailable when the server cannot be reached), and deliver

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -171,7 +172,7 @@ class RedisBackend(Backend):
         self, key: str, expected: int, version: int, data: str, ttl: float | None, sse: bytes
     ) -> Stored | None:
         message = json.dumps(
-            {"o": self._origin, "v": version, "s": data, "d": sse.decode()},
+            {"o": self._origin, "v": version, "s": data, "d": sse.decode(), "t": time.time()},
             separators=(",", ":"),
         )
         args: list[Any] = [
@@ -289,6 +290,9 @@ class RedisBackend(Backend):
             body = json.loads(message["data"])
             if body.get("o") == self._origin or self._listener is None:
                 return  # our own change: already delivered locally
+            observe = self.delivery_observer
+            if observe is not None and "t" in body:
+                observe(time.time() - float(body["t"]))
             key = self.key_of_channel(channel)
             self._listener(key, int(body["v"]), str(body["s"]), str(body["d"]).encode())
         except Exception:

@@ -1,5 +1,10 @@
 """Helpers for testing apps built on faststate_mw (and this project's own tests).
 
+- :class:`TestClient`: a browser session against an app, in process, on the real Datastar
+  protocol: ``await client.event(Counter.increment(5))``; ``tab = await client.open("/")``
+  follows the page's live stream (``tab.signals``, ``tab.element(id)``); :class:`SyncTestClient`
+  is the same without ``await``.
+- ``pytest_plugins = ["faststate_mw.testing.plugin"]``: fixtures (see that module).
 - :class:`FakeClock`: a clock for ``StateStore(clock=...)`` that moves only when told, so ttl
   tests need no sleeps.
 - :func:`isolated_state_names`: give State class names back after a test defined throw-away
@@ -16,9 +21,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ._config import catalog
-from ._context import RequestContext, UserContext, UserLoader, _current
-from ._store import _running
+from .._config import catalog
+from .._context import RequestContext, UserContext, UserLoader, _current
+from .._store import _running
+from ._client import TEST_USER, EventReply, Tab, TestClient, with_test_user
+from ._sse import ElementPatch, SSEEvent
+from ._sync import SyncTab, SyncTestClient
 
 
 class FakeClock:
@@ -101,4 +109,18 @@ def in_session(session_id: str, user: UserContext | None = None) -> Iterator[Req
         _current.reset(token)
 
 
-__all__ = ["FakeClock", "in_session", "isolated_state_names", "isolated_stores"]
+__all__ = [
+    "TEST_USER",
+    "ElementPatch",
+    "EventReply",
+    "FakeClock",
+    "SSEEvent",
+    "SyncTab",
+    "SyncTestClient",
+    "Tab",
+    "TestClient",
+    "in_session",
+    "isolated_state_names",
+    "isolated_stores",
+    "with_test_user",
+]

@@ -1,0 +1,61 @@
+"""OpenTelemetry spans for events, when ``opentelemetry-api`` is installed (the ``[otel]``
+extra) and the app configured a tracer provider; otherwise nothing at all is done per event."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+try:  # an optional dependency
+    from opentelemetry import trace as _trace
+except ImportError:  # pragma: no cover - depends on the install
+    _trace = None  # type: ignore[assignment]
+
+_NO_PROVIDER: tuple[type[Any], ...] = ()
+if _trace is not None:
+    _NO_PROVIDER = (_trace.ProxyTracerProvider, _trace.NoOpTracerProvider)
+
+
+#: seconds between looks for a tracer provider while none is configured
+RECHECK = 1.0
+
+
+class EventTracer:
+    """Hands out the tracer of the configured provider, or None (no provider: no spans).
+
+    OpenTelemetry's global provider is set once per process, so once found it is kept; until
+    then it is looked for at most once a second (looking costs more than the event's own
+    bookkeeping), so an app that configures tracing after it started gets spans within a second.
+    """
+
+    __slots__ = ("_next_check", "_tracer")
+
+    def __init__(self) -> None:
+        self._tracer: Any = None
+        self._next_check = 0.0
+
+    def tracer(self) -> Any:
+        """The ``faststate_mw`` tracer, or None when OpenTelemetry is not set up."""
+        tracer = self._tracer
+        if tracer is not None or _trace is None:
+            return tracer
+        now = time.monotonic()
+        if now < self._next_check:
+            return None
+        self._next_check = now + RECHECK
+        provider = _trace.get_tracer_provider()
+        if not isinstance(provider, _NO_PROVIDER):
+            tracer = self._tracer = provider.get_tracer("faststate_mw")
+        return tracer
+
+
+def end_span(span: Any, key: str, outcome: str, status: int) -> None:
+    """Label an event's span with what it did."""
+    span.set_attribute("faststate.key", key)
+    span.set_attribute("faststate.outcome", outcome)
+    span.set_attribute("http.response.status_code", status)
+    if outcome == "error" and _trace is not None:
+        span.set_status(_trace.Status(_trace.StatusCode.ERROR))
+
+
+__all__ = ["EventTracer", "end_span"]
