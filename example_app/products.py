@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 from sqlmodel import Field, Session, SQLModel, create_engine, select
 
@@ -46,10 +47,9 @@ def load_product(record_id: str) -> dict[str, object]:
         return row.model_dump(exclude={"id"})
 
 
-def save_product(state: object) -> None:
-    from example_app.main import ProductState
-
-    assert isinstance(state, ProductState)
+def save_product(state: Any) -> None:
+    """ProductState's save hook: its stock and likes back into the row (any object with the
+    product's ``identity``, ``stock`` and ``likes``: this module does not import the app)."""
     with Session(engine) as session:
         row = session.get(Product, state.identity)
         if row is None:
