@@ -17,7 +17,8 @@ from typing import Any
 from datastar_py import ServerSentEventGenerator as SSE
 
 from ._config import info_of, meta_of
-from ._exceptions import BackendUnavailable
+from ._exceptions import BackendUnavailable, PayloadTooLarge
+from ._limits import Limits
 from ._stored import load_into
 from .backends import Backend, Stored
 
@@ -78,6 +79,13 @@ async def commit(inst: Any, changed: list[str]) -> str:
     reply. Raises Conflict when another worker won the race."""
     info = info_of(type(inst))
     meta = meta_of(inst)
+    store = meta.store
+    full = inst.model_dump_json()
+    cap = store.limits.max_state_bytes if store is not None else Limits.max_state_bytes
+    if len(full) * 4 > cap and len(full.encode()) > cap:  # encode only near the cap
+        raise PayloadTooLarge(
+            f"this change would make the state larger than {cap} bytes; it was refused"
+        )
     hook = info.config.save
     if hook is not None:
         result = hook(inst)
@@ -87,9 +95,8 @@ async def commit(inst: Any, changed: list[str]) -> str:
     data = inst.model_dump(mode="json", include=set(changed))
     text = str(SSE.patch_signals(info.wrap(data, meta.ident)))
     sse = text[:-1].encode()
-    store = meta.store
     if store is not None and meta.key is not None:
-        await _persist(store.backend, inst, meta.key, version, sse)
+        await _persist(store.backend, inst, meta.key, version, sse, full)
     meta.version = version
     if store is not None and meta.key is not None:
         views = store.hub.views
@@ -102,20 +109,20 @@ async def commit(inst: Any, changed: list[str]) -> str:
     return text
 
 
-async def _persist(backend: Backend, inst: Any, key: str, version: int, sse: bytes) -> None:
+async def _persist(
+    backend: Backend, inst: Any, key: str, version: int, sse: bytes, full: str
+) -> None:
     """Write a change: a shared backend checks the version and publishes to the other workers
     in the same step (Conflict when another worker won); a durable one writes ``auto_persist``
     states."""
     info = info_of(type(inst))
     meta = meta_of(inst)
     if backend.shared:
-        current = await backend.commit(
-            key, meta.version, version, inst.model_dump_json(), info.ttl, sse
-        )
+        current = await backend.commit(key, meta.version, version, full, info.ttl, sse)
         if current is not None:
             raise Conflict(current)
     elif backend.durable and info.config.auto_persist:
-        await backend.save(key, version, inst.model_dump_json(), info.ttl)
+        await backend.save(key, version, full, info.ttl)
 
 
 async def settle(inst: Any, before: dict[str, Any]) -> str:

@@ -18,7 +18,7 @@ from typing import Any
 from ._auth import AuthRule
 from ._eventspec import EventSpec
 from ._exceptions import ConfigurationError
-from ._scopes import ScopeRule, StateScope, scope_rule
+from ._scopes import RECORD_TTL_WITHOUT_LOAD, ScopeRule, StateScope, scope_rule
 from ._writable import server_owned, writable_fields, writable_names
 
 DEFAULT_PREFIX = "/_faststate"
@@ -90,8 +90,13 @@ class StateConfig:
 
     @property
     def effective_ttl(self) -> float | None:
-        """The idle time to live: the config's, else the scope's default."""
-        return self.ttl if self.ttl is not None else self.rule.default_ttl
+        """The idle time to live: the config's, else the scope's default (a RECORD state
+        without a ``load`` hook: ``RECORD_TTL_WITHOUT_LOAD``)."""
+        if self.ttl is not None:
+            return self.ttl
+        if self.scope == StateScope.RECORD and self.load is None:
+            return RECORD_TTL_WITHOUT_LOAD
+        return self.rule.default_ttl
 
 
 @dataclass(frozen=True, eq=False)

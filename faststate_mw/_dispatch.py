@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Iterable
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager
 from time import perf_counter
 from typing import Any
 
@@ -17,6 +19,7 @@ from ._exceptions import (
     ArgumentError,
     BackendUnavailable,
     EventFailed,
+    EventTimeout,
     FastStateError,
     MissingIdentifier,
 )
@@ -84,24 +87,55 @@ async def resolve_for_event(
     return await store.resolve(cls, ctx, ident, refresh=False)
 
 
+@asynccontextmanager
+async def time_limit(seconds: float | None, name: str) -> AsyncIterator[None]:
+    """Cancel the block after ``seconds``: an EventTimeout (504) instead of the TimeoutError."""
+    if seconds is None:
+        yield
+        return
+    try:
+        async with asyncio.timeout(seconds) as deadline:
+            yield
+    except TimeoutError:
+        if not deadline.expired():
+            raise  # the event's own TimeoutError
+        raise EventTimeout(
+            f"event {name!r} ran longer than {seconds:g}s: it was cancelled and rolled back"
+        ) from None
+
+
 async def run_event(
-    inst: Any, spec: EventSpec, kwargs: dict[str, Any], reply: Reply, user: Any, live: bool
+    inst: Any,
+    spec: EventSpec,
+    kwargs: dict[str, Any],
+    reply: Reply,
+    user: Any,
+    live: bool,
+    timeout: float | None = None,
 ) -> str:
     """Run the event under the instance's lock and return the SSE text of its reply; a
     generator event streams its steps through ``reply``. On an exception the state is rolled
     back and the exception re-raised. ``live``: the sender's tab gets signal patches through
-    its stream, so the reply carries only elements (never the same patch twice)."""
-    async with locked(inst):
+    its stream, so the reply carries only elements (never the same patch twice). ``timeout``:
+    an async event (waiting for the lock included), or each step of a generator event, that
+    runs longer is cancelled and rolled back, its lock released (EventTimeout)."""
+    gen = spec.is_async_gen or spec.is_gen
+    async with time_limit(None if gen else timeout, spec.name), locked(inst):
         if spec.auth.owner_only:  # under the lock: the owner cannot change before the event runs
             spec.auth.check(user, state=inst, key=meta_of(inst).key or "", event=spec.name)
-        if spec.is_async_gen or spec.is_gen:
-            return await _run_generator(inst, spec, kwargs, reply, live)
+        if gen:
+            return await _run_generator(inst, spec, kwargs, reply, live, timeout)
         result, signals = await run_change(inst, lambda: spec.func(inst, **kwargs))
         return ("" if live else signals) + echo_patch(inst) + elements_events(result)
 
 
 async def _run_generator(
-    inst: Any, spec: EventSpec, kwargs: dict[str, Any], reply: Reply, live: bool
+    inst: Any,
+    spec: EventSpec,
+    kwargs: dict[str, Any],
+    reply: Reply,
+    live: bool,
+    timeout: float | None = None,
 ) -> str:
     """Each step between yields is one change (saved, versioned, broadcast); an exception
     rolls back only the step that raised it. A step cannot be re-run, so losing a race with
@@ -111,7 +145,11 @@ async def _run_generator(
     try:
         while True:
             try:
-                item = await gen.__anext__() if spec.is_async_gen else next(gen)
+                if spec.is_async_gen:
+                    async with time_limit(timeout, spec.name):
+                        item = await gen.__anext__()
+                else:
+                    item = next(gen)
             except (StopAsyncIteration, StopIteration):
                 break
             signals = await settle(inst, before)
@@ -197,12 +235,15 @@ async def _serve(
     run: EventRun,
 ) -> None:
     reply = Reply(send)
+    limits = store.limits
     try:
+        client = scope.get("client")
+        store.event_limiter.check(ctx.session_id(create=False), client[0] if client else None)
         method = scope["method"]
         method_allowed(spec.name, spec.method, method)
         hdrs = dict(scope["headers"])
         check_csrf(scope, hdrs, method)
-        body = await read_body(receive, hdrs, max_body)
+        body = await read_body(receive, hdrs, max_body, limits.body_timeout)
         query = parse_query(scope)
         signals = parse_signals(hdrs, method, body, query)
         rule = spec.auth
@@ -221,7 +262,7 @@ async def _serve(
         kwargs = bind_arguments(cls, spec, query, signals)
         live = store.hub.live_tab(tab_of(signals), ctx.session_id(create=False), inst.key or "")
         try:
-            text = await run_event(inst, spec, kwargs, reply, user, live)
+            text = await run_event(inst, spec, kwargs, reply, user, live, limits.event_timeout)
         except Exception as exc:
             raise event_failure(exc, spec, cls) from exc
         run.reply = text

@@ -12,19 +12,23 @@ middleware turns them into replies (see README, "Errors") and never into a 500 o
     │   ├── UnknownEvent (404)      no such state or event
     │   ├── RecordNotFound (404)    a load hook found no such record
     │   ├── MethodNotAllowed (405)
-    │   ├── PayloadTooLarge (413)
+    │   ├── PayloadTooLarge (413)   a body, or a state after the change, over its size cap
+    │   ├── RequestTimeout (408)    the request body did not arrive within the read timeout
+    │   ├── TooManyRequests (429)   a rate or count limit was hit (``Retry-After`` when known)
     │   ├── ArgumentError (422)     arguments missing, unknown or of the wrong type
     │   └── UserError (400)         raised by an event to show its message to the user
     ├── CSRFError (403)             a state-changing event without Datastar's header or same origin
     ├── AuthenticationError (401)   no user where one is required
     ├── AuthorizationError (403)    a user without the required right
     ├── EventFailed (500)           the event itself raised; the state was rolled back
+    ├── EventTimeout (504)          the event ran past the event timeout; cancelled, rolled back
     ├── StoredStateError (500)      a stored state cannot be read back (names the key)
     └── BackendUnavailable (503)    the storage / pub-sub backend is down; nothing was written
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 
@@ -38,6 +42,10 @@ class FastStateError(Exception):
         super().__init__(message)
         self.message = message
         self.detail = detail
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        """Extra HTTP headers of the error reply (e.g. ``Retry-After``)."""
+        return []
 
     def to_dict(self) -> dict[str, Any]:
         """The public, JSON-safe form of the error sent to clients."""
@@ -106,6 +114,32 @@ class PayloadTooLarge(RequestError):
     code = "payload_too_large"
 
 
+class RequestTimeout(RequestError):
+    """The request body trickled in slower than the middleware's ``body_timeout`` allows."""
+
+    status = 408
+    code = "request_timeout"
+
+
+class TooManyRequests(RequestError):
+    """A limit was hit: the event rate, or how many streams / component ids / sessions a client
+    may hold (see README, "Limits"). ``retry_after``: seconds until a retry can succeed."""
+
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, detail: Any = None
+    ) -> None:
+        super().__init__(message, detail=detail)
+        self.retry_after = retry_after
+
+    def headers(self) -> list[tuple[bytes, bytes]]:
+        if self.retry_after is None:
+            return []
+        return [(b"retry-after", str(max(1, math.ceil(self.retry_after))).encode())]
+
+
 class ArgumentError(RequestError):
     """Event arguments are missing or of the wrong type."""
 
@@ -151,6 +185,14 @@ class EventFailed(FastStateError):
     code = "event_failed"
 
 
+class EventTimeout(FastStateError):
+    """The event ran longer than the event timeout: it was cancelled, its change rolled back and
+    the state's lock released."""
+
+    status = 504
+    code = "event_timeout"
+
+
 class StoredStateError(FastStateError):
     """A stored state could not be read back (corrupt JSON); the message names its key."""
 
@@ -173,6 +215,7 @@ __all__ = [
     "CSRFError",
     "ConfigurationError",
     "EventFailed",
+    "EventTimeout",
     "FastStateError",
     "InvalidPayload",
     "MethodNotAllowed",
@@ -181,7 +224,9 @@ __all__ = [
     "PayloadTooLarge",
     "RecordNotFound",
     "RequestError",
+    "RequestTimeout",
     "StoredStateError",
+    "TooManyRequests",
     "UnknownEvent",
     "UserError",
 ]

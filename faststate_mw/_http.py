@@ -5,6 +5,7 @@ Everything here works on the raw ASGI scope and messages; nothing knows about St
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 from urllib.parse import parse_qsl
@@ -18,6 +19,7 @@ from ._exceptions import (
     InvalidPayload,
     MethodNotAllowed,
     PayloadTooLarge,
+    RequestTimeout,
 )
 from ._types import Receive, Scope, Send
 
@@ -94,11 +96,15 @@ async def send_error(scope: Scope, reply: Reply, err: FastStateError) -> None:
     code = err.code.encode()
     if wants_sse(scope):
         body = _error_event(err).encode()
-        headers = [*SSE_HEADERS, (b"x-faststate-error", code)]
+        headers = [*SSE_HEADERS, (b"x-faststate-error", code), *err.headers()]
         await reply.full(200, headers, body)
     else:
         body = json.dumps({"error": err.to_dict()}, separators=(",", ":")).encode()
-        headers = [(b"content-type", b"application/json"), (b"x-faststate-error", code)]
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"x-faststate-error", code),
+            *err.headers(),
+        ]
         await reply.full(err.status, headers, body)
 
 
@@ -139,7 +145,19 @@ def same_origin(scope: Scope, hdrs: dict[bytes, bytes]) -> bool:
     return origin.decode("latin-1") == f"{scheme}://{host.decode('latin-1')}"
 
 
-async def read_body(receive: Receive, hdrs: dict[bytes, bytes], limit: int) -> bytes:
+async def read_body(
+    receive: Receive, hdrs: dict[bytes, bytes], limit: int, timeout: float | None = None
+) -> bytes:
+    """The request body: 413 over ``limit`` bytes, 408 when it takes over ``timeout`` seconds
+    to arrive (a body that trickles in cannot hold the request open)."""
+    try:
+        async with asyncio.timeout(timeout):
+            return await _read_body(receive, hdrs, limit)
+    except TimeoutError:
+        raise RequestTimeout(f"the request body did not arrive within {timeout:g}s") from None
+
+
+async def _read_body(receive: Receive, hdrs: dict[bytes, bytes], limit: int) -> bytes:
     length = hdrs.get(b"content-length")
     if length is not None:
         try:

@@ -2,11 +2,16 @@
 
 Instances are kept by key. Those whose scope has a time to live are also kept in access order,
 one ordered dict per ttl, so finding the expired ones touches only them and never walks every
-instance. A threading lock guards creation: sync handlers resolve from worker threads.
+instance. Every instance is also kept in access order per scope (the part of its key before the
+first ``:``), so the least recently used ones can be found when a cap is reached, and counted
+per owner (the key's first two parts: ``component:<sid>``). A threading lock guards creation:
+sync handlers resolve from worker threads.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -20,6 +25,10 @@ class InstanceTable:
         self.clock = clock
         self._by_key: dict[str, Any] = {}
         self._order: dict[float, OrderedDict[str, float]] = {}
+        #: scope -> key -> last use, least recent first (every instance)
+        self._lru: dict[str, OrderedDict[str, float]] = {}
+        #: owner (``component:<sid>``) -> how many instances it holds
+        self._owners: dict[str, int] = {}
         #: held while an instance is created (sync resolves run in worker threads)
         self.create_lock = threading.Lock()
 
@@ -29,23 +38,41 @@ class InstanceTable:
 
     def touch(self, key: str, ttl: float | None) -> None:
         """``key`` was just used: it moves to the young end of its ttl's order."""
+        now = self.clock()
         if ttl is not None:
             order = self._order[ttl]
-            order[key] = self.clock()
+            order[key] = now
             order.move_to_end(key)
+        lru = self._lru[scope_of(key)]
+        lru[key] = now
+        lru.move_to_end(key)
 
     def add(self, key: str, inst: Any, ttl: float | None) -> None:
         """Keep ``inst`` under ``key``, used now."""
+        now = self.clock()
+        if key not in self._by_key:
+            owner = owner_of(key)
+            self._owners[owner] = self._owners.get(owner, 0) + 1
         self._by_key[key] = inst
         if ttl is not None:
-            self._order.setdefault(ttl, OrderedDict())[key] = self.clock()
+            self._order.setdefault(ttl, OrderedDict())[key] = now
+        self._lru.setdefault(scope_of(key), OrderedDict())[key] = now
 
     def discard(self, key: str, ttl: float | None) -> Any:
         """Forget ``key``; returns its instance (None if there was none)."""
-        inst = self._by_key.pop(key, None)
+        inst = self._forget(key)
         if inst is not None and ttl is not None:
             self._order.get(ttl, OrderedDict()).pop(key, None)
         return inst
+
+    def retime(self, key: str, old: float | None, new: float | None) -> None:
+        """``key`` moves from one ttl to another (a fresh session was confirmed)."""
+        if old == new or key not in self._by_key:
+            return
+        if old is not None:
+            self._order.get(old, OrderedDict()).pop(key, None)
+        if new is not None:
+            self._order.setdefault(new, OrderedDict())[key] = self.clock()
 
     def expired(self, now: float) -> Iterator[tuple[str, float]]:
         """Keys idle longer than their ttl, oldest first, each taken out of the order as it
@@ -64,7 +91,42 @@ class InstanceTable:
 
     def pop(self, key: str) -> Any:
         """Drop ``key`` after :meth:`expired` took it out of its order."""
-        return self._by_key.pop(key, None)
+        return self._forget(key)
+
+    def _forget(self, key: str) -> Any:
+        inst = self._by_key.pop(key, None)
+        if inst is None:
+            return None
+        lru = self._lru.get(scope_of(key))
+        if lru is not None:
+            lru.pop(key, None)
+        owner = owner_of(key)
+        left = self._owners.get(owner, 1) - 1
+        if left > 0:
+            self._owners[owner] = left
+        else:
+            self._owners.pop(owner, None)
+        return inst
+
+    def count(self, scope: str | None = None) -> int:
+        """How many instances in all, or in one scope."""
+        if scope is None:
+            return len(self._by_key)
+        lru = self._lru.get(scope)
+        return 0 if lru is None else len(lru)
+
+    def owned(self, owner: str) -> int:
+        """How many instances ``owner`` (``component:<sid>``) holds."""
+        return self._owners.get(owner, 0)
+
+    def least_recent(self, scope: str | None, n: int) -> list[str]:
+        """Up to ``n`` keys, least recently used first: of one scope, or of all."""
+        if scope is not None:
+            return list(itertools.islice(self._lru.get(scope, OrderedDict()), n))
+        heads = [
+            [(t, k) for k, t in itertools.islice(lru.items(), n)] for lru in self._lru.values()
+        ]
+        return [k for _t, k in itertools.islice(heapq.merge(*heads), n)]
 
     def items(self) -> list[tuple[str, Any]]:
         """A snapshot of (key, instance) pairs."""
@@ -73,6 +135,8 @@ class InstanceTable:
     def clear(self) -> None:
         self._by_key.clear()
         self._order.clear()
+        self._lru.clear()
+        self._owners.clear()
 
     def compact(self) -> None:
         """Dicts never shrink their tables: after a large eviction, copy them so the memory of
@@ -80,9 +144,23 @@ class InstanceTable:
         with self.create_lock:
             self._by_key = dict(self._by_key)
             self._order = {ttl: OrderedDict(order) for ttl, order in self._order.items()}
+            self._lru = {scope: OrderedDict(lru) for scope, lru in self._lru.items() if lru}
+            self._owners = dict(self._owners)
 
     def __len__(self) -> int:
         return len(self._by_key)
 
 
-__all__ = ["InstanceTable"]
+def scope_of(key: str) -> str:
+    """The scope part of a key (``session`` of ``session:<sid>:Cart``)."""
+    return key.partition(":")[0]
+
+
+def owner_of(key: str) -> str:
+    """The first two parts of a key (``component:<sid>`` of ``component:<sid>:W:c1``)."""
+    first = key.find(":")
+    second = key.find(":", first + 1)
+    return key if second < 0 else key[:second]
+
+
+__all__ = ["InstanceTable", "owner_of", "scope_of"]

@@ -14,6 +14,7 @@ from ._dispatch import serve_event
 from ._exceptions import ConfigurationError, FastStateError, UnknownEvent
 from ._http import Reply, send_error
 from ._inject import PageInjector
+from ._limits import Limits
 from ._markup import DATASTAR_CDN, datastar_script
 from ._metrics_http import serve_metrics
 from ._routes import check_routes
@@ -49,6 +50,8 @@ class FastStateMiddleware:
     ``metrics_path`` (e.g. ``"/metrics"``, default off) serves the store's Prometheus metrics
     (turning them on) to requests with ``Authorization: Bearer <metrics_token>`` or, without a
     token, to signed-in users with ``metrics_role`` (default ``"admin"``).
+    ``limits``, the bounds on what clients can make the app hold (:class:`Limits`, README
+    "Limits"; with ``store=``, set them on the store).
 
     It handles the ASGI lifespan: at startup it connects the backend (a clear error when it
     cannot) and starts the background tasks; at shutdown it ends open streams, saves what the
@@ -81,6 +84,7 @@ class FastStateMiddleware:
         metrics_path: str | None = None,
         metrics_token: str | None = None,
         metrics_role: str = "admin",
+        limits: Limits | None = None,
     ) -> None:
         if not secret_key or not isinstance(secret_key, str):
             raise ConfigurationError("FastStateMiddleware needs a non-empty secret_key")
@@ -102,6 +106,7 @@ class FastStateMiddleware:
             heartbeat=heartbeat,
             write_timeout=write_timeout,
             max_queue=max_queue,
+            limits=limits,
         )
         store = self.store
         if metrics_path is not None:

@@ -50,6 +50,10 @@ DEFAULT_TTLS: dict[str, float | None] = {
     StateScope.TEMPORARY: 15 * 60.0,
 }
 
+#: Idle ttl, in seconds, of a RECORD state without a ``load`` hook (and no ttl of its own): any
+#: client can make up record ids, so what it creates must not be kept forever.
+RECORD_TTL_WITHOUT_LOAD = 3600.0
+
 MAX_ID_LENGTH = 256
 _COMPONENT_ID = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
@@ -249,6 +253,7 @@ def scope_rule(scope: str) -> ScopeRule:
 
 __all__ = [
     "DEFAULT_TTLS",
+    "RECORD_TTL_WITHOUT_LOAD",
     "ScopeRule",
     "StateScope",
     "escape_id",

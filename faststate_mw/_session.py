@@ -17,8 +17,11 @@ from itsdangerous import BadSignature, Signer
 from ._exceptions import ConfigurationError
 from ._types import Scope
 
-#: how many verified Cookie headers are remembered (a returning browser costs one lookup)
-VERIFIED_CACHE_SIZE = 10_000
+#: how many bytes of verified cookie values are remembered (a returning browser costs one
+#: lookup); keyed by our cookie's signed value only, never by the whole Cookie header
+VERIFIED_CACHE_BYTES = 1024 * 1024
+#: a value longer than this is never ours (ours are ~60 characters)
+MAX_COOKIE_VALUE = 256
 
 
 def cookie_value(header: bytes, name: bytes) -> bytes | None:
@@ -55,6 +58,7 @@ class SessionCookie:
         self._signer = Signer(secret_key, salt="faststate.session")
         self._bind_key = hashlib.sha256(b"faststate.session.user:" + secret_key.encode()).digest()
         self._verified: OrderedDict[bytes, tuple[str, str]] = OrderedDict()
+        self._verified_bytes = 0
         attrs = f"; path=/; httponly; samesite={same_site.lower()}"
         if max_age is not None:
             attrs += f"; max-age={max_age}"
@@ -65,30 +69,35 @@ class SessionCookie:
     def read(self, scope: Scope) -> tuple[str, str] | None:
         """The session id of the request's signed cookie and its user binding (None if absent
         or tampered with)."""
-        header = None
+        value = None
         for k, v in scope["headers"]:
             if k == b"cookie" and self._prefix in v:
-                header = bytes(v)
-                break
-        if header is None:
+                value = cookie_value(bytes(v), self._prefix[:-1])
+                if value is not None:
+                    break
+        if not value or len(value) > MAX_COOKIE_VALUE:
             return None
-        found = self._verified.get(header)
+        found = self._verified.get(value)
         if found is not None:
             return found
-        raw = cookie_value(header, self._prefix[:-1])
-        if not raw:
-            return None
         try:
-            value = self._signer.unsign(raw).decode("ascii")
+            text = self._signer.unsign(value).decode("ascii")
         except (BadSignature, UnicodeDecodeError):
             return None
-        sid, _, binding = value.partition(".")  # a cookie from before bindings: anonymous
+        sid, _, binding = text.partition(".")  # a cookie from before bindings: anonymous
         if not sid:
             return None
-        found = self._verified[header] = (sid, binding)
-        if len(self._verified) > VERIFIED_CACHE_SIZE:
-            self._verified.popitem(last=False)
+        found = (sid, binding)
+        self._remember(value, found)
         return found
+
+    def _remember(self, value: bytes, found: tuple[str, str]) -> None:
+        """Cache a verified value, keeping the cache under VERIFIED_CACHE_BYTES."""
+        self._verified[value] = found
+        self._verified_bytes += _cost(value, found)
+        while self._verified_bytes > VERIFIED_CACHE_BYTES:
+            old, old_found = self._verified.popitem(last=False)
+            self._verified_bytes -= _cost(old, old_found)
 
     @staticmethod
     def new_id() -> str:
@@ -106,6 +115,10 @@ class SessionCookie:
         """The ``Set-Cookie`` header that gives the browser ``sid``, bound by ``binding``."""
         value = self._signer.sign(f"{sid}.{binding}" if binding else sid).decode("ascii")
         return (b"set-cookie", f"{self.name}={value}{self._attrs}".encode())
+
+
+def _cost(value: bytes, found: tuple[str, str]) -> int:
+    return len(value) + len(found[0]) + len(found[1])
 
 
 __all__ = ["SessionCookie", "cookie_value"]

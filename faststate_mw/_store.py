@@ -22,12 +22,14 @@ from typing import Any, TypeVar
 import anyio.from_thread
 from pydantic import BaseModel
 
+from ._caps import InstanceCaps
 from ._changes import snapshot
 from ._config import Meta, StateInfo, info_of, meta_of
 from ._context import RequestContext, UserContext
 from ._exceptions import FastStateError, NoRequestContextError
 from ._hub import Hub
 from ._instances import InstanceTable
+from ._limits import EventLimiter, Limits
 from ._metrics import Metrics, live_counts
 from ._observe import Observer
 from ._recorder import Recorder
@@ -69,10 +71,12 @@ class StateStore:
     """The live states of one app, where they are stored and who is watching them.
 
     ``backend``: a URL (``memory://``, ``sqlite:///path.db``, ``redis://host:6379/0``) or a
-    Backend. ``clock``: what ttls are measured with (tests pass a fake one). ``metrics``: keep
-    Prometheus metrics in :attr:`metrics` (needs the ``[metrics]`` extra). ``record``: keep the
-    last ``record`` events, and changes per key, in :attr:`recorder`. The middleware starts it
-    (ASGI lifespan, or lazily on the first request) and closes it at shutdown.
+    Backend. ``clock``: what ttls and event rates are measured with (tests pass a fake one).
+    ``metrics``: keep Prometheus metrics in :attr:`metrics` (needs the ``[metrics]`` extra).
+    ``record``: keep the last ``record`` events, and changes per key, in :attr:`recorder`.
+    ``limits``: the bounds on what clients can make it hold (:class:`Limits`; README, "Limits").
+    The middleware starts it (ASGI lifespan, or lazily on the first request) and closes it at
+    shutdown.
     """
 
     def __init__(
@@ -84,6 +88,7 @@ class StateStore:
         heartbeat: float = 15.0,
         write_timeout: float = 10.0,
         max_queue: int = 64,
+        limits: Limits | None = None,
         metrics: bool = False,
         record: int = 0,
     ) -> None:
@@ -98,6 +103,11 @@ class StateStore:
         self.hub.heartbeat = heartbeat
         self.hub.write_timeout = write_timeout
         self._table = InstanceTable(clock)
+        #: the bounds on what clients can make this store hold
+        self.limits = limits = limits or Limits()
+        self.caps = InstanceCaps(self._table, limits, self._evict)
+        #: the token buckets events go through (per session, per client address)
+        self.event_limiter = EventLimiter(limits, clock)
         self._backend_started = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -206,12 +216,15 @@ class StateStore:
         the backend if stored there, else from the ``load`` hook, else defaults. With a shared
         backend (Redis) a cached instance is refreshed when ``refresh``."""
         key = self.key_for(cls, ctx, ident)
+        if ctx is not None and self.caps.fresh:
+            self.seen_session(ctx)
         inst = self._hit(key, cls)
         backend = self.backend
         if inst is not None:
             if refresh and backend.shared:
                 self._apply_stored(inst, await backend.load(key))
             return inst
+        await self.caps.make_room(key, ctx)
         stored = await backend.load(key) if backend.durable else None
         data: Any = None
         load = info_of(cls).config.load
@@ -271,10 +284,17 @@ class StateStore:
             if stored is not None:
                 meta.version = stored.version
             info = info_of(cls)
-            meta.key, meta.ident, meta.store, meta.ttl = key, ident, self, info.ttl
+            meta.key, meta.ident, meta.store = key, ident, self
+            meta.ttl = self.caps.ttl_for(key, info.ttl, ctx)
             info.rule.on_create(inst, ctx)
             self._table.add(key, inst, meta.ttl)
         return inst  # type: ignore[no-any-return]
+
+    def seen_session(self, ctx: RequestContext) -> None:
+        """A request came with the cookie of a fresh session: its states get their normal ttl."""
+        sid = ctx.session_id(create=False)
+        if sid is not None and sid != ctx.new_session_id:
+            self.caps.confirm(sid)
 
     # -- changes made elsewhere --------------------------------------------------------------------
     def _apply_stored(self, inst: Any, stored: Stored | None) -> bool:
@@ -327,6 +347,7 @@ class StateStore:
     def clear(self) -> None:
         """Forget every live instance."""
         self._table.clear()
+        self.caps.fresh.clear()
 
     def __len__(self) -> int:
         return len(self._table)
@@ -407,6 +428,23 @@ class StateStore:
             except Exception:
                 log.exception("saving %s at shutdown failed", key)
         return saved
+
+    async def _evict(self, key: str) -> bool:
+        """Save (as the sweep does) and drop the idle instance under ``key``; False when it is
+        busy or saving it failed (it is then kept)."""
+        inst = self._table.get(key)
+        if inst is None:
+            return True
+        meta = meta_of(inst)
+        if meta.locked():
+            return False
+        try:
+            await self._before_evict(inst)
+        except Exception:
+            log.exception("saving %s before eviction failed; instance kept", key)
+            return False
+        self._table.discard(key, meta.ttl)
+        return True
 
     async def _before_evict(self, inst: Any) -> bool:
         config = info_of(type(inst)).config

@@ -22,9 +22,10 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 
 from ._config import catalog, info_of, meta_of
 from ._context import RequestContext, UserContext
-from ._exceptions import FastStateError
-from ._http import SSE_HEADERS, TAB_SIGNAL, Reply, header
-from ._hub import Connection
+from ._exceptions import FastStateError, TooManyRequests
+from ._http import SSE_HEADERS, TAB_SIGNAL, Reply, header, send_error
+from ._hub import Connection, Hub
+from ._limits import Limits
 from ._store import StateStore
 from ._types import Receive, Scope, Send
 from ._views import resync_views, view_keys, view_patches, watches_for
@@ -160,6 +161,13 @@ async def serve_stream(
         # 204 tells Datastar not to retry: this token will never work for this browser
         await reply.full(204, [(b"x-faststate-error", b"invalid_stream_token")], b"")
         return
+    tab = str(payload.get("t", ""))
+    try:
+        check_stream_caps(hub, store.limits, sid, tab)
+    except FastStateError as err:
+        await send_error(scope, reply, err)
+        return
+    store.seen_session(ctx)
     entries = allowed_entries(ctx, user, payload["k"])
     keys = [e[1] for e in entries]
     reported = parse_event_id(header(scope, b"last-event-id"), hub.epoch, len(keys))
@@ -170,7 +178,7 @@ async def serve_stream(
     else:
         versions = [-1] * len(keys)  # rendered by another process (a restart): resync all
     names = [e[0] for e in entries]
-    conn = Connection(sid, user, str(payload.get("t", "")), keys, versions, names)
+    conn = Connection(sid, user, tab, keys, versions, names)
     conn.views = watches_for([[e[0], e[4]] for e in entries], versions)
     for key in view_keys(conn):
         hub.views.watch(key)
@@ -199,6 +207,23 @@ async def serve_stream(
         for key in view_keys(conn):
             hub.views.unwatch(key)
         watcher.cancel()
+
+
+def check_stream_caps(hub: Hub, limits: Limits, sid: str | None, tab: str) -> None:
+    """429 when the session, or the app, has as many open streams as it may (a tab that
+    reconnects replaces its own stream and is never refused for it)."""
+    old = hub.tabs.get(tab)
+    if sid is not None:
+        mine = hub.sessions.get(sid, ())
+        count = len(mine) - (1 if old is not None and old in mine else 0)
+        if count >= limits.max_streams_per_session:
+            raise TooManyRequests(
+                f"this session has {limits.max_streams_per_session} live streams open, the most "
+                "it may; close a tab",
+                retry_after=5,
+            )
+    if len(hub.tabs) - (old is not None) >= limits.max_streams:
+        raise TooManyRequests("the server has as many live streams as it may", retry_after=5)
 
 
 async def _watch_disconnect(receive: Receive, conn: Connection) -> None:

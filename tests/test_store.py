@@ -82,6 +82,9 @@ async def test_default_ttls_apply_per_scope(clock: FakeClock, store: StateStore)
     transport = httpx.ASGITransport(app=_note_app(store))
     async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
         page = (await client.get("/")).json()
+        # back with the cookie: the session is confirmed and gets its scope's ttl (see
+        # tests/security/test_limits.py for states of a client that never comes back)
+        assert (await client.get("/")).json() == page
     clock.advance(session_ttl - 1)
     assert page["chores"] not in await store.sweep()
     clock.advance(2)

@@ -1,0 +1,123 @@
+"""The bounds on what clients can make one app hold, and the token buckets that rate events.
+
+Every resource a client can create or keep busy has a bound here, with a safe default, set per
+app with ``StateStore(limits=Limits(...))`` or ``FastStateMiddleware(..., limits=Limits(...))``
+(see README, "Limits"). Going over a bound is a clear error (429, 413, 408 or 504), never
+unbounded growth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ._exceptions import ConfigurationError, TooManyRequests
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The bounds of one app. Every field is a positive number; the defaults suit one process
+    serving a few thousand users."""
+
+    #: seconds a state made by a request without a session cookie lives idle, until the
+    #: client comes back with the cookie (then it gets its scope's normal ttl)
+    fresh_session_ttl: float = 120.0
+    #: how many such unconfirmed sessions are held; the oldest one's states go first
+    max_fresh_sessions: int = 1_000
+    #: live instances in all, and per scope (``session``, ``record``, ...); the least recently
+    #: used idle ones are saved (as the ttl sweep saves) and dropped to make room
+    max_instances: int = 100_000
+    max_instances_per_scope: int = 50_000
+    #: COMPONENT instances one session may hold (429 beyond)
+    max_components_per_session: int = 100
+    #: open live streams per session and in all (429 beyond)
+    max_streams_per_session: int = 16
+    max_streams: int = 10_000
+    #: events per second (sustained) and in a burst, per session and per client address
+    event_rate: float = 20.0
+    event_burst: int = 60
+    address_event_rate: float = 100.0
+    address_event_burst: int = 300
+    #: how many sessions / addresses the rate limiter remembers (the least recent go first)
+    max_rate_keys: int = 100_000
+    #: a state whose JSON would be larger is refused (413) and rolled back
+    max_state_bytes: int = 256 * 1024
+    #: seconds a request body may take to arrive (408 beyond)
+    body_timeout: float = 10.0
+    #: seconds an async event (or one step of a generator event) may run (504 beyond)
+    event_timeout: float = 30.0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or value <= 0:
+                raise ConfigurationError(f"Limits.{f.name} must be a positive number")
+
+
+class RateLimiter:
+    """Token buckets by key: ``rate`` tokens a second, at most ``burst`` saved up. Remembers
+    at most ``max_keys`` keys (a forgotten key starts again with a full bucket)."""
+
+    def __init__(
+        self, rate: float, burst: float, clock: Callable[[], float], max_keys: int
+    ) -> None:
+        self.rate = rate
+        self.burst = float(burst)
+        self.clock = clock
+        self.max_keys = max_keys
+        #: key -> (tokens, when they were counted), least recently used first
+        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+
+    def take(self, key: str) -> float:
+        """Spend one token of ``key``'s bucket: 0.0 if there was one, else the seconds until
+        there will be (nothing is spent then)."""
+        now = self.clock()
+        buckets = self._buckets
+        found = buckets.get(key)
+        if found is None:
+            tokens = self.burst
+            if len(buckets) >= self.max_keys:
+                buckets.popitem(last=False)
+        else:
+            tokens = min(self.burst, found[0] + (now - found[1]) * self.rate)
+            buckets.move_to_end(key)
+        if tokens < 1.0:
+            buckets[key] = (tokens, now)
+            return (1.0 - tokens) / self.rate
+        buckets[key] = (tokens - 1.0, now)
+        return 0.0
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+
+class EventLimiter:
+    """The per-session and per-address buckets events go through."""
+
+    def __init__(self, limits: Limits, clock: Callable[[], float]) -> None:
+        self.sessions = RateLimiter(
+            limits.event_rate, limits.event_burst, clock, limits.max_rate_keys
+        )
+        self.addresses = RateLimiter(
+            limits.address_event_rate, limits.address_event_burst, clock, limits.max_rate_keys
+        )
+
+    def check(self, session_id: str | None, address: str | None) -> None:
+        """Raise TooManyRequests (with the seconds to wait) when either bucket is empty."""
+        if address is not None:
+            wait = self.addresses.take(address)
+            if wait:
+                raise TooManyRequests(
+                    "too many events from this address; slow down", retry_after=wait
+                )
+        if session_id is not None:
+            wait = self.sessions.take(session_id)
+            if wait:
+                raise TooManyRequests(
+                    "too many events from this session; slow down", retry_after=wait
+                )
+
+
+__all__ = ["EventLimiter", "Limits", "RateLimiter"]
