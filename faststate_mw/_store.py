@@ -239,7 +239,10 @@ class StateStore:
         resolve runs on the event loop from a worker thread (sync handlers), or inline when it
         need not wait for I/O. Code in the event loop that must wait (a shared backend, an async
         ``load`` hook that awaits) gets a clear error: it should ``await`` instead."""
-        inst = self._hit(self.key_for(cls, ctx, ident), cls)
+        key = self.key_for(cls, ctx, ident)
+        if ctx is not None and self.caps.fresh:
+            self.seen_session(ctx)
+        inst = self._hit(key, cls)
         if inst is not None and not self.backend.shared:
             return inst
         try:

@@ -1,0 +1,503 @@
+"""Bounded resources under anonymous load (README, "Limits").
+
+For each bound: it holds, the error is the documented one, a refused request changed nothing,
+and normal traffic still works. Time is a FakeClock wherever the library measures it with the
+store's clock (ttls, token buckets); the body and event timeouts are asyncio deadlines, so those
+tests use short ones and await the reply (never a sleep).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse
+from starlette.routing import Route
+
+from faststate_mw import (
+    FastStateMiddleware,
+    Limits,
+    State,
+    StateConfig,
+    StateScope,
+    StateStore,
+    event,
+)
+from faststate_mw._scopes import RECORD_TTL_WITHOUT_LOAD
+from faststate_mw.testing import FakeClock
+from tests.asgi_stream import Stream, stream_url
+from tests.conftest import API, DS
+from tests.helpers import patched_signals
+
+saved: list[str] = []
+
+
+class LimNote(State):
+    """A SESSION state."""
+
+    text: str = ""
+
+    @event
+    def write(self, blob: str) -> None:
+        self.text = blob
+
+
+class LimRecord(State):
+    """A RECORD state without a load hook; eviction saves it first."""
+
+    __faststate__ = StateConfig(
+        scope=StateScope.RECORD, on_evict=lambda s: saved.append(f"{s.key}={s.n}")
+    )
+    n: int = 0
+
+    @event
+    def bump(self) -> None:
+        self.n += 1
+
+
+class LimLoaded(State):
+    """A RECORD state with a load hook: the app's own store is the truth, no default ttl."""
+
+    __faststate__ = StateConfig(scope=StateScope.RECORD, load=lambda rid: {"n": int(rid)})
+    n: int = 0
+
+
+class LimWidget(State):
+    __faststate__ = StateConfig(scope=StateScope.COMPONENT)
+    n: int = 0
+
+    @event
+    def bump(self) -> None:
+        self.n += 1
+
+
+class LimSlow(State):
+    """Async events that can hang (a slow backend, an abandoned request)."""
+
+    __faststate__ = StateConfig(scope=StateScope.GLOBAL)
+    n: int = 0
+
+    @event
+    async def hang(self) -> None:
+        self.n += 100
+        await asyncio.Event().wait()  # never set: only the event timeout ends it
+
+    @event
+    async def bump(self) -> None:
+        self.n += 1
+
+    @event
+    async def steps(self) -> Any:
+        self.n += 1
+        yield None
+        self.n += 100
+        await asyncio.Event().wait()
+        yield None
+
+
+async def page(request: Request) -> HTMLResponse:
+    note = LimNote.current()
+    return HTMLResponse(f"<html><body>{note.to_html()}</body></html>")
+
+
+async def note_key(request: Request) -> JSONResponse:
+    return JSONResponse({"key": LimNote.current().key})
+
+
+def make_app(store: StateStore) -> Starlette:
+    app = Starlette(routes=[Route("/", page), Route("/key", note_key)])
+    app.add_middleware(FastStateMiddleware, secret_key="limits", store=store)
+    return app
+
+
+async def write(c: httpx.AsyncClient, blob: str, headers: dict[str, str] = API) -> httpx.Response:
+    return await c.post("/_faststate/LimNote/write", headers=headers, json={"blob": blob})
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def store_with(clock: FakeClock, **limits: Any) -> StateStore:
+    return StateStore(clock=clock, limits=Limits(**limits))
+
+
+async def client_of(store: StateStore) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=make_app(store)), base_url="http://t"
+    )
+
+
+@pytest.fixture
+async def closing() -> AsyncIterator[list[Any]]:
+    """Clients and stores to close after the test."""
+    things: list[Any] = []
+    yield things
+    for thing in things:
+        if isinstance(thing, httpx.AsyncClient):
+            await thing.aclose()
+        else:
+            await thing.close()
+
+
+# -- sessions of cookie-less requests --------------------------------------------------------------
+async def test_cookieless_states_live_a_short_ttl_until_the_client_comes_back(
+    clock: FakeClock, closing: list[Any]
+) -> None:
+    store = store_with(clock, fresh_session_ttl=60)
+    closing.append(store)
+    hostile = await client_of(store)  # a client that drops every cookie
+    closing.append(hostile)
+    r = await hostile.post("/_faststate/LimNote/write", headers=API, json={"blob": "x" * 1000})
+    assert r.status_code == 200
+    assert "set-cookie" in r.headers
+    hostile.cookies.clear()
+    browser = await client_of(store)  # a browser that keeps its cookie and comes back
+    closing.append(browser)
+    key = (await browser.get("/key")).json()["key"]
+    assert (await browser.get("/key")).json()["key"] == key  # back with the cookie
+    assert len(store.keys(state_cls=LimNote)) == 2
+    clock.advance(61)
+    assert await store.sweep() != []
+    assert store.keys(state_cls=LimNote) == [key]  # the cookie-less one is gone
+    clock.advance(23 * 3600)
+    await store.sweep()
+    assert store.keys(state_cls=LimNote) == [key]  # the confirmed one has the normal 24 h
+
+
+async def test_fresh_sessions_are_capped_oldest_first(clock: FakeClock, closing: list[Any]) -> None:
+    store = store_with(clock, max_fresh_sessions=3)
+    closing.append(store)
+    browser = await client_of(store)
+    closing.append(browser)
+    mine = (await browser.get("/key")).json()["key"]
+    await browser.get("/key")  # confirmed
+    hostile = await client_of(store)
+    closing.append(hostile)
+    keys = []
+    for i in range(10):
+        hostile.cookies.clear()
+        r = await hostile.post("/_faststate/LimNote/write", headers=API, json={"blob": str(i)})
+        assert r.status_code == 200
+        keys.append(r.headers["set-cookie"])
+    live = store.keys(state_cls=LimNote)
+    assert len(live) == 1 + 3 and mine in live
+    # normal traffic: the browser's state is still there and events work
+    r = await browser.post("/_faststate/LimNote/write", headers=API, json={"blob": "mine"})
+    assert r.status_code == 200 and store.get(mine).text == "mine"
+
+
+# -- RECORD instances ------------------------------------------------------------------------------
+async def test_records_without_load_expire_idle_and_are_saved_first(
+    clock: FakeClock, closing: list[Any]
+) -> None:
+    saved.clear()
+    store = StateStore(clock=clock)
+    closing.append(store)
+    c = await client_of(store)
+    closing.append(c)
+    for rid in range(5):
+        r = await c.post(f"/_faststate/LimRecord/bump?record_id=made-up-{rid}", headers=API)
+        assert r.status_code == 200
+    await LimLoaded.resolve("7", store=store)
+    assert len(store.keys(state_cls=LimRecord)) == 5
+    clock.advance(RECORD_TTL_WITHOUT_LOAD + 1)
+    await store.sweep()
+    assert store.keys(state_cls=LimRecord) == []
+    assert sorted(saved) == [f"record:LimRecord:made-up-{i}=1" for i in range(5)]
+    assert store.keys(state_cls=LimLoaded) == ["record:LimLoaded:7"]  # a load hook: kept
+
+
+async def test_instances_per_scope_are_capped_least_recent_first(
+    clock: FakeClock, closing: list[Any]
+) -> None:
+    saved.clear()
+    store = store_with(clock, max_instances_per_scope=3)
+    closing.append(store)
+    c = await client_of(store)
+    closing.append(c)
+    for rid in ("a", "b", "c"):
+        clock.advance(1)
+        await c.post(f"/_faststate/LimRecord/bump?record_id={rid}", headers=API)
+    clock.advance(1)
+    await c.post("/_faststate/LimRecord/bump?record_id=a", headers=API)  # "a" used again
+    for rid in ("d", "e"):
+        clock.advance(1)
+        r = await c.post(f"/_faststate/LimRecord/bump?record_id={rid}", headers=API)
+        assert r.status_code == 200
+    live = sorted(store.keys(scope=StateScope.RECORD))
+    assert live == ["record:LimRecord:a", "record:LimRecord:d", "record:LimRecord:e"]
+    assert saved == ["record:LimRecord:b=1", "record:LimRecord:c=1"]  # saved before dropped
+    assert store.get("record:LimRecord:a").n == 2
+
+
+async def test_instances_in_all_are_capped_and_busy_ones_kept(
+    clock: FakeClock, closing: list[Any]
+) -> None:
+    store = store_with(clock, max_instances=3)
+    closing.append(store)
+    c = await client_of(store)
+    closing.append(c)
+    for rid in ("a", "b", "c"):
+        clock.advance(1)
+        await c.post(f"/_faststate/LimRecord/bump?record_id={rid}", headers=API)
+    busy = store.get("record:LimRecord:a")
+    async with busy.mutate():  # "a" is least recent but a change runs on it
+        clock.advance(1)
+        r = await c.post("/_faststate/LimRecord/bump?record_id=d", headers=API)
+        assert r.status_code == 200
+    assert sorted(store.keys()) == [
+        "record:LimRecord:a",
+        "record:LimRecord:c",
+        "record:LimRecord:d",
+    ]
+    assert len(store) == 3
+
+
+# -- component ids, streams ------------------------------------------------------------------------
+async def test_component_ids_per_session_are_capped(clock: FakeClock, closing: list[Any]) -> None:
+    store = store_with(clock, max_components_per_session=3)
+    closing.append(store)
+    c = await client_of(store)
+    closing.append(c)
+    await c.get("/key")
+    for i in range(3):
+        r = await c.post(f"/_faststate/LimWidget/bump?component_id=w{i}", headers=API)
+        assert r.status_code == 200
+    r = await c.post("/_faststate/LimWidget/bump?component_id=w3", headers=API)
+    assert r.status_code == 429
+    assert r.json()["error"]["code"] == "too_many_requests"
+    assert len(store.keys(scope=StateScope.COMPONENT)) == 3
+    r = await c.post("/_faststate/LimWidget/bump?component_id=w3", headers=DS)
+    assert r.status_code == 200 and r.headers["x-faststate-error"] == "too_many_requests"
+    assert patched_signals(r.text)[0]["_faststate"]["status"] == 429  # a page's error signal
+    # a known id still works, and another session has its own allowance
+    assert (await c.post("/_faststate/LimWidget/bump?component_id=w0", headers=API)).is_success
+    other = await client_of(store)
+    closing.append(other)
+    await other.get("/key")
+    assert (await other.post("/_faststate/LimWidget/bump?component_id=w3", headers=API)).is_success
+
+
+async def test_streams_per_session_and_in_all_are_capped(
+    clock: FakeClock, closing: list[Any]
+) -> None:
+    store = store_with(clock, max_streams_per_session=2, max_streams=3)
+    closing.append(store)
+    app = make_app(store)
+    c = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+    closing.append(c)
+    streams = []
+    for _ in range(2):
+        url = stream_url((await c.get("/")).text)
+        streams.append(await Stream(app, url, c.cookies, {}).open())
+    assert [s.status for s in streams] == [200, 200]
+    url = stream_url((await c.get("/")).text)
+    refused = await Stream(app, url, c.cookies, {}).open()
+    await refused.finished.wait()
+    assert refused.response_headers["x-faststate-error"] == "too_many_requests"
+    assert "retry-after" in refused.response_headers
+    assert len(store.hub.tabs) == 2
+    other = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+    closing.append(other)
+    url2 = stream_url((await other.get("/")).text)
+    streams.append(await Stream(app, url2, other.cookies, {}).open())
+    assert streams[-1].status == 200 and len(store.hub.tabs) == 3
+    url3 = stream_url((await other.get("/")).text)
+    full = await Stream(app, url3, other.cookies, {}).open()
+    await full.finished.wait()
+    assert full.response_headers["x-faststate-error"] == "too_many_requests"
+    # a tab that reconnects replaces its own stream: never refused for it
+    await streams[0].close()
+    again = await Stream(app, streams[0].url, c.cookies, {}).open()
+    assert again.status == 200
+    for s in [*streams[1:], again, refused, full]:
+        await s.close()
+
+
+# -- event rate ------------------------------------------------------------------------------------
+async def test_events_per_session_go_through_a_token_bucket(
+    clock: FakeClock, closing: list[Any]
+) -> None:
+    store = store_with(clock, event_rate=2, event_burst=3)
+    closing.append(store)
+    c = await client_of(store)
+    closing.append(c)
+    key = (await c.get("/key")).json()["key"]
+    for i in range(3):
+        r = await c.post("/_faststate/LimNote/write", headers=API, json={"blob": str(i)})
+        assert r.status_code == 200
+    r = await c.post("/_faststate/LimNote/write", headers=API, json={"blob": "refused"})
+    assert r.status_code == 429 and r.headers["retry-after"] == "1"
+    assert r.json()["error"]["code"] == "too_many_requests"
+    assert store.get(key).text == "2"
+    other = await client_of(store)  # another session (same address) is not slowed down
+    closing.append(other)
+    await other.get("/key")
+    assert (await write(other, "o")).is_success
+    clock.advance(0.5)  # one token back
+    r = await c.post("/_faststate/LimNote/write", headers=API, json={"blob": "later"})
+    assert r.status_code == 200 and store.get(key).text == "later"
+
+
+async def test_events_per_address_go_through_a_token_bucket(
+    clock: FakeClock, closing: list[Any]
+) -> None:
+    store = store_with(clock, address_event_rate=1, address_event_burst=4)
+    closing.append(store)
+    c = await client_of(store)
+    closing.append(c)
+    for i in range(4):
+        c.cookies.clear()  # a new session every time: only the address is rate limited
+        r = await c.post("/_faststate/LimNote/write", headers=API, json={"blob": str(i)})
+        assert r.status_code == 200
+    c.cookies.clear()
+    before = len(store)
+    r = await c.post("/_faststate/LimNote/write", headers=DS, json={"blob": "refused"})
+    assert r.headers["x-faststate-error"] == "too_many_requests" and r.headers["retry-after"] == "1"
+    assert len(store) == before and "set-cookie" not in r.headers
+    clock.advance(1)
+    assert (await c.post("/_faststate/LimNote/write", headers=API, json={"blob": "ok"})).is_success
+
+
+# -- state size ------------------------------------------------------------------------------------
+async def test_a_state_over_the_size_cap_is_refused_and_rolled_back(
+    clock: FakeClock, closing: list[Any]
+) -> None:
+    store = store_with(clock, max_state_bytes=10_000)
+    closing.append(store)
+    c = await client_of(store)
+    closing.append(c)
+    key = (await c.get("/key")).json()["key"]
+    assert (await write(c, "small")).is_success
+    version = store.get(key).version
+    r = await c.post("/_faststate/LimNote/write", headers=API, json={"blob": "é" * 6000})
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+    assert store.get(key).text == "small" and store.get(key).version == version
+    r = await c.post("/_faststate/LimNote/write", headers=API, json={"blob": "x" * 9000})
+    assert r.status_code == 200 and store.get(key).text == "x" * 9000
+
+
+def test_the_default_state_cap_is_a_few_hundred_kilobytes() -> None:
+    assert 100_000 <= Limits().max_state_bytes <= 1_000_000
+
+
+# -- the verified-cookie cache ---------------------------------------------------------------------
+async def test_cookie_cache_keeps_our_value_not_the_whole_header(
+    clock: FakeClock, closing: list[Any]
+) -> None:
+    store = StateStore(clock=clock)
+    closing.append(store)
+    app = make_app(store)
+    c = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+    closing.append(c)
+    key = (await c.get("/key")).json()["key"]
+    ours = c.cookies["faststate_sid"]
+    mw = app.middleware_stack
+    while not isinstance(mw, FastStateMiddleware):
+        mw = mw.app
+    for i in range(200):
+        header = f"pad{i}={'x' * 60_000}; faststate_sid={ours}"
+        r = await c.get("/key", headers={"cookie": header})
+        assert r.json()["key"] == key  # the same session every time
+    cached = list(mw.cookie._verified)
+    assert cached == [ours.encode()]
+    assert sum(len(k) for k in cached) < 100
+
+
+# -- timeouts --------------------------------------------------------------------------------------
+async def _call(app: Any, path: str, receive: Any) -> tuple[int, dict[str, str], bytes]:
+    """Call the ASGI app directly with a hand-made ``receive``."""
+    status = 0
+    headers: dict[str, str] = {}
+    body = b""
+
+    async def send(message: dict[str, Any]) -> None:
+        nonlocal status, headers, body
+        if message["type"] == "http.response.start":
+            status = message["status"]
+            headers = {k.decode(): v.decode() for k, v in message["headers"]}
+        else:
+            body += message.get("body", b"")
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(k.encode(), v.encode()) for k, v in API.items()],
+        "client": ("127.0.0.9", 1),
+        "server": ("t", 80),
+    }
+    await app(scope, receive, send)
+    return status, headers, body
+
+
+async def test_a_body_that_trickles_in_is_cut_off(clock: FakeClock, closing: list[Any]) -> None:
+    store = store_with(clock, body_timeout=0.05)
+    closing.append(store)
+    app = make_app(store)
+    sent = 0
+
+    async def trickle() -> dict[str, Any]:
+        nonlocal sent
+        sent += 1
+        if sent == 1:
+            return {"type": "http.request", "body": b'{"blob": "', "more_body": True}
+        await asyncio.Event().wait()  # the rest never comes
+        raise AssertionError
+
+    status, headers, body = await _call(app, "/_faststate/LimNote/write", trickle)
+    assert status == 408 and headers["x-faststate-error"] == "request_timeout"
+    assert b"Traceback" not in body
+    assert store.keys(state_cls=LimNote) == []
+
+
+async def test_an_event_past_the_timeout_is_cancelled_rolled_back_and_unlocked(
+    clock: FakeClock, closing: list[Any]
+) -> None:
+    store = store_with(clock, event_timeout=0.05)
+    closing.append(store)
+    c = await client_of(store)
+    closing.append(c)
+    r = await c.post("/_faststate/LimSlow/hang", headers=API)
+    assert r.status_code == 504 and r.json()["error"]["code"] == "event_timeout"
+    slow = store.get("global:LimSlow")
+    assert slow.n == 0 and slow.version == 0  # rolled back
+    r = await c.post("/_faststate/LimSlow/bump", headers=API)  # the lock was released
+    assert r.status_code == 200 and slow.n == 1
+
+
+async def test_a_generator_step_past_the_timeout_is_cancelled(
+    clock: FakeClock, closing: list[Any]
+) -> None:
+    store = store_with(clock, event_timeout=0.05)
+    closing.append(store)
+    c = await client_of(store)
+    closing.append(c)
+    r = await c.post("/_faststate/LimSlow/steps", headers=DS)
+    patches = patched_signals(r.text)
+    assert patches[0] == {"limSlow": {"n": 1}}  # the first step was committed
+    assert patches[-1]["_faststate"]["code"] == "event_timeout"
+    slow = store.get("global:LimSlow")
+    assert slow.n == 1 and slow.version == 1  # the step that hung was rolled back
+    assert (await c.post("/_faststate/LimSlow/bump", headers=API)).status_code == 200
+
+
+def test_limits_are_validated() -> None:
+    from faststate_mw import ConfigurationError
+
+    with pytest.raises(ConfigurationError):
+        Limits(max_streams=0)
+    with pytest.raises(ConfigurationError):
+        FastStateMiddleware(Starlette(), "k", store=StateStore(), limits=Limits())
