@@ -34,6 +34,9 @@ from tests.asgi_stream import Stream, stream_url
 from tests.conftest import API, DS
 from tests.helpers import patched_signals
 
+#: a test whose bound does not hold fails after this many seconds instead of hanging (a guard,
+#: never what makes a test pass: the bounds under test are 0.05 s)
+GUARD = 10.0
 saved: list[str] = []
 
 
@@ -300,7 +303,7 @@ async def test_streams_per_session_and_in_all_are_capped(
     assert [s.status for s in streams] == [200, 200]
     url = stream_url((await c.get("/")).text)
     refused = await Stream(app, url, c.cookies, {}).open()
-    await refused.finished.wait()
+    await asyncio.wait_for(refused.finished.wait(), GUARD)
     assert refused.response_headers["x-faststate-error"] == "too_many_requests"
     assert "retry-after" in refused.response_headers
     assert len(store.hub.tabs) == 2
@@ -311,7 +314,7 @@ async def test_streams_per_session_and_in_all_are_capped(
     assert streams[-1].status == 200 and len(store.hub.tabs) == 3
     url3 = stream_url((await other.get("/")).text)
     full = await Stream(app, url3, other.cookies, {}).open()
-    await full.finished.wait()
+    await asyncio.wait_for(full.finished.wait(), GUARD)
     assert full.response_headers["x-faststate-error"] == "too_many_requests"
     # a tab that reconnects replaces its own stream: never refused for it
     await streams[0].close()
@@ -457,7 +460,8 @@ async def test_a_body_that_trickles_in_is_cut_off(clock: FakeClock, closing: lis
         await asyncio.Event().wait()  # the rest never comes
         raise AssertionError
 
-    status, headers, body = await _call(app, "/_faststate/LimNote/write", trickle)
+    call = _call(app, "/_faststate/LimNote/write", trickle)
+    status, headers, body = await asyncio.wait_for(call, GUARD)
     assert status == 408 and headers["x-faststate-error"] == "request_timeout"
     assert b"Traceback" not in body
     assert store.keys(state_cls=LimNote) == []
@@ -470,7 +474,7 @@ async def test_an_event_past_the_timeout_is_cancelled_rolled_back_and_unlocked(
     closing.append(store)
     c = await client_of(store)
     closing.append(c)
-    r = await c.post("/_faststate/LimSlow/hang", headers=API)
+    r = await asyncio.wait_for(c.post("/_faststate/LimSlow/hang", headers=API), GUARD)
     assert r.status_code == 504 and r.json()["error"]["code"] == "event_timeout"
     slow = store.get("global:LimSlow")
     assert slow.n == 0 and slow.version == 0  # rolled back
@@ -485,7 +489,7 @@ async def test_a_generator_step_past_the_timeout_is_cancelled(
     closing.append(store)
     c = await client_of(store)
     closing.append(c)
-    r = await c.post("/_faststate/LimSlow/steps", headers=DS)
+    r = await asyncio.wait_for(c.post("/_faststate/LimSlow/steps", headers=DS), GUARD)
     patches = patched_signals(r.text)
     assert patches[0] == {"limSlow": {"n": 1}}  # the first step was committed
     assert patches[-1]["_faststate"]["code"] == "event_timeout"
