@@ -19,11 +19,16 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from faststate_mw import FastStateMiddleware, State, event
+from faststate_mw import FastStateMiddleware, Limits, State, event
 
 EVENT_PATH = "/_faststate/Counter/increment"
 SECRET_KEY = "bench-secret-key-not-for-production"
 SID_COOKIE = "sid"
+#: wrk sends thousands of events a second from one address and one session: a throughput
+#: benchmark lifts the event rate limits (bench/hostile.py measures them)
+UNRATED = Limits(
+    event_rate=1e9, event_burst=10**9, address_event_rate=1e9, address_event_burst=10**9
+)
 
 
 # -- (a) faststate_mw ------------------------------------------------------------------------
@@ -40,7 +45,7 @@ async def page_a(request: Request) -> Response:
 
 
 app_a = Starlette(routes=[Route("/", page_a)])
-app_a.add_middleware(FastStateMiddleware, secret_key=SECRET_KEY)
+app_a.add_middleware(FastStateMiddleware, secret_key=SECRET_KEY, limits=UNRATED)
 
 
 # -- (b) and (c): bare Starlette endpoints, per-session counters keyed by a cookie -------------

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from bench.apps import UNRATED
 from faststate_mw import FastStateMiddleware, State, StateConfig, StateScope, event
 
 
@@ -45,4 +46,5 @@ app.add_middleware(
     FastStateMiddleware,
     secret_key="bench-backends",
     backend=os.environ.get("FS_BACKEND", "memory://"),
+    limits=UNRATED,
 )

@@ -38,6 +38,9 @@ class InstanceCaps:
         self.evict = evict
         #: session ids minted for cookie-less requests -> the keys made for them, oldest first
         self.fresh: OrderedDict[str, list[str]] = OrderedDict()
+        #: the keys of fresh sessions -> the size of their states
+        self._fresh_keys: dict[str, int] = {}
+        self._fresh_bytes = 0
 
     @staticmethod
     def fresh_sid(key: str, ctx: RequestContext | None) -> str | None:
@@ -64,8 +67,12 @@ class InstanceCaps:
             )
         sid = self.fresh_sid(key, ctx)
         if sid is not None and sid not in self.fresh:
-            while len(self.fresh) >= limits.max_fresh_sessions:
+            while self.fresh and (
+                len(self.fresh) >= limits.max_fresh_sessions
+                or self._fresh_bytes > limits.max_fresh_bytes
+            ):
                 _old, keys = self.fresh.popitem(last=False)
+                self._unfresh(keys)
                 for old_key in keys:
                     await self.evict(old_key)
         over = table.count(scope) + 1 - limits.max_instances_per_scope
@@ -74,6 +81,35 @@ class InstanceCaps:
         over = table.count() + 1 - limits.max_instances
         if over > 0:
             await self._drop_least_recent(None, over)
+        if table.bytes > limits.max_total_bytes:
+            await self._drop_bytes(table.bytes - limits.max_total_bytes)
+
+    def fresh_bytes(self) -> int:
+        """The bytes the states of unconfirmed sessions take."""
+        return self._fresh_bytes
+
+    def sized(self, key: str, new: int) -> None:
+        """A state changed size (after :meth:`InstanceTable.sized`)."""
+        if key in self._fresh_keys:
+            self._fresh_bytes += new - self._fresh_keys[key]
+            self._fresh_keys[key] = new
+
+    async def _drop_bytes(self, excess: int) -> None:
+        freed = 0
+        while freed < excess:
+            progress = False
+            for key in self.table.least_recent(None, 64):
+                size = self.table.size(key)
+                if await self.evict(key):
+                    freed += size
+                    progress = True
+                    if freed >= excess:
+                        return
+            if not progress:
+                raise TooManyRequests(
+                    "the server holds as much state as it may and all of it is busy; try again",
+                    retry_after=1,
+                )
 
     async def _drop_least_recent(self, scope: str | None, n: int) -> None:
         dropped = 0
@@ -94,6 +130,7 @@ class InstanceCaps:
         if sid is None:
             return ttl
         self.fresh.setdefault(sid, []).append(key)
+        self._fresh_keys[key] = 0
         short = self.limits.fresh_session_ttl
         return short if ttl is None else min(ttl, short)
 
@@ -102,6 +139,7 @@ class InstanceCaps:
         keys = self.fresh.pop(sid, None) if sid is not None and self.fresh else None
         if not keys:
             return
+        self._unfresh(keys)
         for key in keys:
             inst: Any = self.table.get(key)
             if inst is None:
@@ -110,6 +148,15 @@ class InstanceCaps:
             normal = info_of(type(inst)).ttl
             self.table.retime(key, meta.ttl, normal)
             meta.ttl = normal
+
+    def _unfresh(self, keys: list[str]) -> None:
+        for key in keys:
+            self._fresh_bytes -= self._fresh_keys.pop(key, 0)
+
+    def clear(self) -> None:
+        self.fresh.clear()
+        self._fresh_keys.clear()
+        self._fresh_bytes = 0
 
 
 __all__ = ["SESSION_KEYED", "InstanceCaps"]

@@ -99,6 +99,7 @@ async def commit(inst: Any, changed: list[str]) -> str:
         await _persist(store.backend, inst, meta.key, version, sse, full)
     meta.version = version
     if store is not None and meta.key is not None:
+        store.sized(meta.key, len(full))
         views = store.hub.views
         if views.watched(meta.key):  # some tab shows a view of it: keep what this version is
             views.record(meta.key, version, snapshot(inst), changed)

@@ -29,6 +29,9 @@ class InstanceTable:
         self._lru: dict[str, OrderedDict[str, float]] = {}
         #: owner (``component:<sid>``) -> how many instances it holds
         self._owners: dict[str, int] = {}
+        #: key -> the size of its JSON at its last change, and their sum
+        self._sizes: dict[str, int] = {}
+        self.bytes = 0
         #: held while an instance is created (sync resolves run in worker threads)
         self.create_lock = threading.Lock()
 
@@ -93,10 +96,21 @@ class InstanceTable:
         """Drop ``key`` after :meth:`expired` took it out of its order."""
         return self._forget(key)
 
+    def sized(self, key: str, size: int) -> None:
+        """The state under ``key`` now serializes to ``size`` bytes."""
+        if key in self._by_key:
+            self.bytes += size - self._sizes.get(key, 0)
+            self._sizes[key] = size
+
+    def size(self, key: str) -> int:
+        """The size of ``key``'s state at its last change (0 before any)."""
+        return self._sizes.get(key, 0)
+
     def _forget(self, key: str) -> Any:
         inst = self._by_key.pop(key, None)
         if inst is None:
             return None
+        self.bytes -= self._sizes.pop(key, 0)
         lru = self._lru.get(scope_of(key))
         if lru is not None:
             lru.pop(key, None)
@@ -137,6 +151,8 @@ class InstanceTable:
         self._order.clear()
         self._lru.clear()
         self._owners.clear()
+        self._sizes.clear()
+        self.bytes = 0
 
     def compact(self) -> None:
         """Dicts never shrink their tables: after a large eviction, copy them so the memory of
@@ -146,6 +162,7 @@ class InstanceTable:
             self._order = {ttl: OrderedDict(order) for ttl, order in self._order.items()}
             self._lru = {scope: OrderedDict(lru) for scope, lru in self._lru.items() if lru}
             self._owners = dict(self._owners)
+            self._sizes = dict(self._sizes)
 
     def __len__(self) -> int:
         return len(self._by_key)

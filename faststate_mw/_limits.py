@@ -24,12 +24,17 @@ class Limits:
     #: seconds a state made by a request without a session cookie lives idle, until the
     #: client comes back with the cookie (then it gets its scope's normal ttl)
     fresh_session_ttl: float = 120.0
-    #: how many such unconfirmed sessions are held; the oldest one's states go first
+    #: how many such unconfirmed sessions are held, and how many bytes their states may take
+    #: (as JSON); the oldest one's states go first
     max_fresh_sessions: int = 1_000
+    max_fresh_bytes: int = 16 * 1024 * 1024
     #: live instances in all, and per scope (``session``, ``record``, ...); the least recently
     #: used idle ones are saved (as the ttl sweep saves) and dropped to make room
-    max_instances: int = 100_000
-    max_instances_per_scope: int = 50_000
+    max_instances: int = 200_000
+    max_instances_per_scope: int = 100_000
+    #: the bytes (as JSON, at their last change) of every state together; the least recently
+    #: used idle ones are saved and dropped when a new instance would go over
+    max_total_bytes: int = 512 * 1024 * 1024
     #: COMPONENT instances one session may hold (429 beyond)
     max_components_per_session: int = 100
     #: open live streams per session and in all (429 beyond)

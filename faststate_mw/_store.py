@@ -293,6 +293,12 @@ class StateStore:
             self._table.add(key, inst, meta.ttl)
         return inst  # type: ignore[no-any-return]
 
+    def sized(self, key: str, size: int) -> None:
+        """The state under ``key`` changed and now serializes to ``size`` bytes (the change
+        pipeline tells; the byte caps count it)."""
+        self._table.sized(key, size)
+        self.caps.sized(key, size)
+
     def seen_session(self, ctx: RequestContext) -> None:
         """A request came with the cookie of a fresh session: its states get their normal ttl."""
         sid = ctx.session_id(create=False)
@@ -350,7 +356,7 @@ class StateStore:
     def clear(self) -> None:
         """Forget every live instance."""
         self._table.clear()
-        self.caps.fresh.clear()
+        self.caps.clear()
 
     def __len__(self) -> int:
         return len(self._table)
@@ -367,6 +373,8 @@ class StateStore:
         return {
             "instances": len(self._table),
             "by_scope": by_scope,
+            "bytes": self._table.bytes,
+            "fresh_sessions": len(self.caps.fresh),
             "streams": self.hub.stats(),
             "backend": self.backend.stats(),
         }

@@ -196,6 +196,39 @@ async def test_fresh_sessions_are_capped_oldest_first(clock: FakeClock, closing:
     assert r.status_code == 200 and store.get(mine).text == "mine"
 
 
+async def test_fresh_sessions_are_capped_in_bytes(clock: FakeClock, closing: list[Any]) -> None:
+    store = store_with(clock, max_fresh_bytes=5_000)
+    closing.append(store)
+    hostile = await client_of(store)
+    closing.append(hostile)
+    for i in range(20):
+        hostile.cookies.clear()
+        assert (await write(hostile, chr(97 + i) * 2_000)).status_code == 200
+    assert store.caps.fresh_bytes() <= 5_000 + 2_100  # the cap, plus the newest state
+    assert len(store.keys(state_cls=LimNote)) <= 4
+    browser = await client_of(store)
+    closing.append(browser)
+    await browser.get("/key")
+    assert (await write(browser, "x" * 2_000)).status_code == 200
+    assert store.get((await browser.get("/key")).json()["key"]).text == "x" * 2_000
+
+
+async def test_state_bytes_in_all_are_capped(clock: FakeClock, closing: list[Any]) -> None:
+    store = store_with(clock, max_total_bytes=10_000)
+    closing.append(store)
+    keys = []
+    for _ in range(10):
+        c = await client_of(store)
+        closing.append(c)
+        keys.append((await c.get("/key")).json()["key"])
+        await c.get("/key")  # confirmed: a session that keeps its cookie
+        clock.advance(1)
+        assert (await write(c, "y" * 3_000)).status_code == 200
+    assert store.stats()["bytes"] <= 10_000 + 3_100
+    live = store.keys()
+    assert keys[-1] in live and keys[0] not in live  # the least recent went first
+
+
 # -- RECORD instances ------------------------------------------------------------------------------
 async def test_records_without_load_expire_idle_and_are_saved_first(
     clock: FakeClock, closing: list[Any]
