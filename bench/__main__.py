@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import backends, fanout, memory, request_bytes, roundtrip
+from . import backends, fanout, hostile, memory, request_bytes, roundtrip
 
 #: section name -> function, in the order ``python -m bench`` runs them
 SECTIONS: dict[str, Callable[[], Any]] = {
@@ -20,6 +20,7 @@ SECTIONS: dict[str, Callable[[], Any]] = {
     "fanout": fanout.run,
     "backends": backends.run,
     "request_bytes": request_bytes.run,
+    "hostile": hostile.run,
 }
 
 

@@ -110,18 +110,20 @@ class EventLimiter:
         )
 
     def check(self, session_id: str | None, address: str | None) -> None:
-        """Raise TooManyRequests (with the seconds to wait) when either bucket is empty."""
-        if address is not None:
-            wait = self.addresses.take(address)
-            if wait:
-                raise TooManyRequests(
-                    "too many events from this address; slow down", retry_after=wait
-                )
+        """Raise TooManyRequests (with the seconds to wait) when either bucket is empty. The
+        session's bucket comes first: a session that is refused spends nothing of its
+        address's (other sessions behind the same address keep theirs)."""
         if session_id is not None:
             wait = self.sessions.take(session_id)
             if wait:
                 raise TooManyRequests(
                     "too many events from this session; slow down", retry_after=wait
+                )
+        if address is not None:
+            wait = self.addresses.take(address)
+            if wait:
+                raise TooManyRequests(
+                    "too many events from this address; slow down", retry_after=wait
                 )
 
 
