@@ -296,6 +296,22 @@ async def test_instances_in_all_are_capped_and_busy_ones_kept(
     assert len(store) == 3
 
 
+async def test_a_cap_refuses_when_every_instance_is_busy(
+    clock: FakeClock, closing: list[Any]
+) -> None:
+    store = store_with(clock, max_instances=1)
+    closing.append(store)
+    c = await client_of(store)
+    closing.append(c)
+    await c.post("/_faststate/LimRecord/bump?record_id=a", headers=API)
+    async with store.get("record:LimRecord:a").mutate():
+        r = await c.post("/_faststate/LimRecord/bump?record_id=b", headers=API)
+        assert r.status_code == 429 and r.headers["retry-after"] == "1"
+        assert store.keys() == ["record:LimRecord:a"]
+    assert (await c.post("/_faststate/LimRecord/bump?record_id=b", headers=API)).is_success
+    assert store.keys() == ["record:LimRecord:b"]
+
+
 # -- component ids, streams ------------------------------------------------------------------------
 async def test_component_ids_per_session_are_capped(clock: FakeClock, closing: list[Any]) -> None:
     store = store_with(clock, max_components_per_session=3)
