@@ -15,7 +15,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse
 from starlette.routing import Route
 
-from faststate_mw import FastStateMiddleware, State, StateConfig, StateScope, StateStore, event
+from faststate_mw import (
+    FastStateMiddleware,
+    Limits,
+    State,
+    StateConfig,
+    StateScope,
+    StateStore,
+    event,
+)
 
 
 class Tally(State):
@@ -38,7 +46,12 @@ class Memo(State):
     text: str = ""
 
 
-store = StateStore(os.environ["FS_BACKEND"], heartbeat=1.0)
+#: persistence and scale-out tests send bursts of events from one address: no event rate limit
+#: here (tests/security/test_limits.py tests the limiter)
+UNRATED = Limits(
+    event_rate=1e9, event_burst=10**9, address_event_rate=1e9, address_event_burst=10**9
+)
+store = StateStore(os.environ["FS_BACKEND"], heartbeat=1.0, limits=UNRATED)
 
 
 async def page(request: Request) -> HTMLResponse:
