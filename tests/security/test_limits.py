@@ -30,9 +30,9 @@ from faststate_mw import (
 )
 from faststate_mw._scopes import RECORD_TTL_WITHOUT_LOAD
 from faststate_mw.testing import FakeClock
-from tests.asgi_stream import Stream, stream_url
+from tests.asgi_stream import Stream
 from tests.conftest import API, DS
-from tests.helpers import patched_signals
+from tests.sse import patched_signals, stream_url
 
 #: a test whose bound does not hold fails after this many seconds instead of hanging (a guard,
 #: never what makes a test pass: the bounds under test are 0.05 s)
