@@ -300,10 +300,12 @@ class StateStore:
         self.caps.sized(key, size)
 
     def seen_session(self, ctx: RequestContext) -> None:
-        """A request came with the cookie of a fresh session: its states get their normal ttl."""
-        sid = ctx.session_id(create=False)
-        if sid is not None and sid != ctx.new_session_id:
-            self.caps.confirm(sid)
+        """A request came with the cookie of a fresh session: its states get their normal ttl.
+        (The cookie as sent: no user is needed to read it, so an async user loader need not
+        have been awaited.)"""
+        found = ctx.owner.read_session(ctx.scope)
+        if found is not None and found[0] != ctx.new_session_id:
+            self.caps.confirm(found[0])
 
     # -- changes made elsewhere --------------------------------------------------------------------
     def _apply_stored(self, inst: Any, stored: Stored | None) -> bool:
