@@ -226,8 +226,8 @@ async def test_the_page_renders_the_view_in_its_documented_element(browsers: Any
 
 
 async def test_one_render_per_change_for_a_thousand_tabs(browsers: Any, store: StateStore) -> None:
-    b = browsers()
-    streams = [(await b.tab("/list/1"))[1] for _ in range(1000)]
+    # a thousand browsers (one session holds at most Limits.max_streams_per_session streams)
+    streams = [(await browsers().tab("/list/1"))[1] for _ in range(1000)]
     RENDERS.clear()
     lst = await the_list(store)
     await lst.update(items=["a", "b"])
