@@ -1,0 +1,408 @@
+"""``make soak``: a bounded soak run against a real uvicorn server over loopback.
+
+``python -m bench.soak [--seconds S] [--tabs N] [--rate R] [--backend URL]`` drives
+``bench.soak_app`` (a counter state in every scope: SESSION, GLOBAL, USER, COMPONENT, RECORD,
+TEMPORARY and a custom one) with N browser tabs, each holding a live stream, and a steady rate of
+events from all of them, mixed with page loads (a new stream), stream reconnects with
+``Last-Event-ID``, sign-ins and sign-outs. It checks as it goes and at the end:
+
+- every counter the clients were told succeeded is in the server's final state (private states:
+  exactly this client's acknowledged events; shared ones: everyone's);
+- no tab is stale: once the load stops, each tab's signals and versions equal the server's;
+- no unexpected error.
+
+It reports events/s sustained, p50/p99 event latency (request to reply) and delivery latency
+(request to the patch on the sender's own stream), resident memory at start (after warm-up),
+middle and end (target: flat within 10%), and instances and streams left at the end. The figures
+go to ``bench/results/soak.json`` and ``soak.md`` (and a plot with the ``plots`` extra).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import html
+import json
+import os
+import random
+import re
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .servers import Server
+from .soak_client import EVENT, Jar, Stream, deep_merge, request
+
+STATES = ["SoakSession", "SoakGlobal", "SoakComponent", "SoakRecord", "SoakTemp", "SoakTenant"]
+#: states one client alone writes: their count must equal its acknowledged events exactly
+PRIVATE = {"SoakSession", "SoakComponent", "SoakTemp"}
+STREAM_URL = re.compile(r"@get\('([^']+)'")
+SIGNALS = re.compile(r'data-signals="([^"]*)"')
+TAB = re.compile(r"&quot;tab&quot;:&quot;([^&]+)&quot;|\"tab\":\"([^\"]+)\"")
+
+
+def namespace(name: str, component_id: str) -> list[str]:
+    """The signal path of a state's ``n`` on the page."""
+    ns = name[:1].lower() + name[1:]
+    return [ns, component_id, "n"] if name == "SoakComponent" else [ns, "n"]
+
+
+def lookup(signals: dict[str, Any], path: list[str]) -> Any:
+    for part in path:
+        if not isinstance(signals, dict):
+            return None
+        signals = signals.get(part)  # type: ignore[assignment]
+    return signals
+
+
+@dataclass
+class Tally:
+    """What the whole run saw."""
+
+    acked: Counter[str] = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+    deliveries: list[float] = field(default_factory=list)
+    errors: Counter[str] = field(default_factory=Counter)
+    actions: Counter[str] = field(default_factory=Counter)
+
+
+class Client:
+    """One browser tab: its cookies, its page's states and its live stream."""
+
+    def __init__(self, port: int, index: int, tally: Tally, records: int, tenants: int) -> None:
+        self.port = port
+        self.index = index
+        self.tally = tally
+        self.jar = Jar()
+        self.record_id = str(index % records)
+        self.component_id = f"c{index}"
+        self.headers = {"x-tenant": f"t{index % tenants}"}
+        self.users = records
+        self.user: str | None = None
+        #: state name -> key of this tab's page
+        self.keys: dict[str, str] = {}
+        #: versions of the page's keys when it was rendered (before any patch)
+        self.rendered: list[int] = []
+        self.acked: Counter[str] = Counter()
+        self.stream: Stream | None = None
+        self.tab = ""
+        self.waiting: list[tuple[list[str], int, float]] = []
+
+    @property
+    def query(self) -> str:
+        return f"record_id={self.record_id}&component_id={self.component_id}"
+
+    async def load_page(self) -> None:
+        """Load the page: its signals, its stream (a new one), its keys."""
+        status, body = await request(
+            self.port, "GET", f"/page?{self.query}", jar=self.jar, headers=self.headers
+        )
+        self._check(status, "page")
+        page = body.decode()
+        url, tab = STREAM_URL.search(page), TAB.search(page)
+        if url is None or tab is None:
+            raise AssertionError("the page has no live stream")
+        self.tab = tab.group(1) or tab.group(2)
+        await self._open(html.unescape(url.group(1)))
+        assert self.stream is not None
+        for raw in SIGNALS.findall(page):
+            deep_merge(self.stream.signals, json.loads(html.unescape(raw)))
+        self.rendered = [row["v"] for row in await self.values()]
+
+    async def _open(self, path: str, last_id: str | None = None) -> None:
+        old = self.stream
+        if old is not None:
+            await old.close()
+        self.stream = Stream(
+            self.port, path, self.jar, last_id, self._patched, self.headers
+        ).start()
+        if old is not None and last_id is not None:
+            self.stream.signals = old.signals
+        await asyncio.wait_for(self.stream.opened.wait(), 30)
+        self._check(self.stream.status, "stream")
+
+    async def reconnect(self) -> None:
+        """Drop the stream and open it again with its Last-Event-ID (a network blip)."""
+        if self.stream is not None:
+            await self._open(self.stream.path, self.stream.last_id or "")
+
+    async def values(self) -> list[dict[str, Any]]:
+        """The server's view of this tab's states, in page order."""
+        status, body = await request(
+            self.port, "GET", f"/values?{self.query}", jar=self.jar, headers=self.headers
+        )
+        self._check(status, "values")
+        rows: list[dict[str, Any]] = json.loads(body) if status == 200 else []
+        self.keys = {row["name"]: row["key"] for row in rows}
+        return rows
+
+    async def event(self, name: str) -> None:
+        key = self.keys.get(name)
+        if key is None:
+            return
+        body = json.dumps({"faststate": {"tab": self.tab}}).encode()
+        started = time.perf_counter()
+        status, _ = await request(
+            self.port,
+            "POST",
+            f"/_faststate/{name}/inc?{self.query}",
+            jar=self.jar,
+            headers={**EVENT, **self.headers},
+            body=body,
+        )
+        if status not in (200, 204):
+            self._check(status, f"event {name}")
+            return
+        self.tally.latencies.append(time.perf_counter() - started)
+        self.acked[key] += 1
+        self.tally.acked[key] += 1
+        if name in PRIVATE:
+            self.waiting.append((namespace(name, self.component_id), self.acked[key], started))
+
+    def _patched(self, signals: dict[str, Any], now: float) -> None:
+        still = []
+        for path, target, started in self.waiting:
+            value = lookup(signals, path)
+            if isinstance(value, int) and value >= target:
+                self.tally.deliveries.append(now - started)
+            else:
+                still.append((path, target, started))
+        self.waiting = still
+
+    async def toggle_user(self) -> None:
+        """Sign in as one of the users, or sign out; then load the page again."""
+        if self.user is None:
+            self.user = f"u{self.index % self.users}"
+            status, _ = await request(self.port, "POST", f"/login?user={self.user}", jar=self.jar)
+        else:
+            self.user = None
+            status, _ = await request(self.port, "POST", "/logout", jar=self.jar)
+        self._check(status, "sign-in/out")
+        self.waiting.clear()  # the session may be a new one: its states start over
+        await self.load_page()
+
+    def _check(self, status: int, what: str) -> None:
+        if status >= 300 or status == 0:
+            self.tally.errors[f"{what}: {status}"] += 1
+
+    async def run(self, until: float, mean_gap: float) -> None:
+        names = [*STATES, "SoakUser"]
+        due = time.monotonic()
+        while True:
+            # a steady rate: the next action is due at a random (Poisson) time after the last
+            # one was due, however long that one took
+            due += random.expovariate(1 / mean_gap)
+            if due > until:
+                return
+            await asyncio.sleep(max(0.0, due - time.monotonic()))
+            roll = random.random()
+            try:
+                if roll < 0.90:
+                    self.tally.actions["event"] += 1
+                    await self.event(random.choice(names if self.user else STATES))
+                elif roll < 0.94:
+                    self.tally.actions["page load"] += 1
+                    await self.load_page()
+                elif roll < 0.98:
+                    self.tally.actions["stream reconnect"] += 1
+                    await self.reconnect()
+                else:
+                    self.tally.actions["sign-in/out"] += 1
+                    await self.toggle_user()
+            except (OSError, TimeoutError, AssertionError, ValueError) as exc:
+                self.tally.errors[type(exc).__name__] += 1
+
+    async def stale(self) -> bool:
+        """Whether this tab shows other values or versions than the server has."""
+        rows = await self.values()
+        assert self.stream is not None
+        shown = self.stream.last_id.partition(":")[2] if self.stream.last_id else None
+        versions = ".".join(str(row["v"]) for row in rows)
+        if shown is None:
+            shown = ".".join(map(str, self.rendered))
+        same = all(
+            lookup(self.stream.signals, namespace(row["name"], self.component_id)) == row["n"]
+            for row in rows
+        )
+        return not same or shown != versions
+
+    async def wrong_counters(self) -> int:
+        """Counters that differ from what was acknowledged: this client's own events for a
+        private state, everyone's for a shared one."""
+        wrong = 0
+        for row in await self.values():
+            private = row["name"] in PRIVATE
+            expected = (self.acked if private else self.tally.acked)[row["key"]]
+            wrong += row["n"] != expected
+        return wrong
+
+
+def rss_mib(server: Server) -> float:
+    assert server.proc is not None
+    with open(f"/proc/{server.proc.pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def percentile(samples: list[float], q: float) -> float:
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _settle(clients: list[Client], timeout: float) -> tuple[int, int]:
+    """After the load: wait until every tab shows the server's values and versions. Returns
+    (stale tabs, counters that differ from what was acknowledged)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        stale = [c for c in clients if await c.stale()]
+        if not stale or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    wrong = sum([await c.wrong_counters() for c in clients])
+    return len(stale), wrong
+
+
+async def drive(
+    port: int, server: Server, tabs: int, seconds: float, rate: float
+) -> dict[str, Any]:
+    tally = Tally()
+    clients = [Client(port, i, tally, records=20, tenants=5) for i in range(tabs)]
+    sem = asyncio.Semaphore(50)
+
+    async def open_one(c: Client) -> None:
+        async with sem:
+            await c.load_page()
+
+    await asyncio.gather(*(open_one(c) for c in clients))
+    warm = seconds * 0.1
+    started = time.monotonic()
+    until = started + seconds
+    memory: dict[str, float] = {}
+    runners = asyncio.gather(*(c.run(until, tabs / rate) for c in clients))
+    await asyncio.sleep(warm)
+    memory["start"] = rss_mib(server)
+    await asyncio.sleep(max(0.0, seconds / 2 - warm))
+    memory["middle"] = rss_mib(server)
+    await runners
+    elapsed = time.monotonic() - started
+    memory["end"] = rss_mib(server)
+    stale, wrong = await _settle(clients, timeout=15)
+    _status, body = await request(port, "GET", "/stats")
+    stats = json.loads(body)
+    for c in clients:
+        if c.stream is not None:
+            await c.stream.close()
+    events = sum(tally.acked.values())
+    return {
+        "tabs": tabs,
+        "seconds": round(elapsed, 1),
+        "events": events,
+        "events_per_s": round(events / elapsed, 1),
+        "latency_ms": {
+            "p50": round(percentile(tally.latencies, 0.5) * 1000, 2),
+            "p99": round(percentile(tally.latencies, 0.99) * 1000, 2),
+        },
+        "delivery_ms": {
+            "p50": round(percentile(tally.deliveries, 0.5) * 1000, 2),
+            "p99": round(percentile(tally.deliveries, 0.99) * 1000, 2),
+            "samples": len(tally.deliveries),
+        },
+        "memory_mib": {k: round(v, 1) for k, v in memory.items()},
+        "memory_growth": round(memory["end"] / memory["start"] - 1, 3),
+        "actions": dict(tally.actions),
+        "errors": dict(tally.errors),
+        "stale_tabs": stale,
+        "wrong_counters": wrong,
+        "instances": stats["instances"],
+        "by_scope": stats["by_scope"],
+        "streams_open_at_end": stats["streams"]["connections"],
+    }
+
+
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+def report(result: dict[str, Any]) -> list[str]:
+    """The run as lines of text, with PASS/MISS beside each target."""
+    mem = result["memory_mib"]
+    growth = result["memory_growth"]
+    errors = sum(result["errors"].values())
+    lines = [
+        f"== soak: {result['tabs']} tabs with live streams, {result['seconds']} s "
+        f"({result['backend']}) ==",
+        f"  events acknowledged   {result['events']:,}  ({result['events_per_s']:,} events/s)",
+        f"  event latency         p50 {result['latency_ms']['p50']} ms   "
+        f"p99 {result['latency_ms']['p99']} ms",
+        f"  delivery to stream    p50 {result['delivery_ms']['p50']} ms   "
+        f"p99 {result['delivery_ms']['p99']} ms   ({result['delivery_ms']['samples']:,} samples)",
+        f"  resident memory       start {mem['start']} MiB   middle {mem['middle']} MiB   "
+        f"end {mem['end']} MiB   growth {growth:+.1%} (target within 10%)  "
+        f"{'PASS' if abs(growth) <= 0.10 else 'MISS'}",
+        f"  actions               {result['actions']}",
+        f"  errors                {errors} {result['errors'] or ''} (target 0)  "
+        f"{'PASS' if errors == 0 else 'MISS'}",
+        f"  stale tabs            {result['stale_tabs']} (target 0)  "
+        f"{'PASS' if result['stale_tabs'] == 0 else 'MISS'}",
+        f"  counters != acknowledged  {result['wrong_counters']} (target 0)  "
+        f"{'PASS' if result['wrong_counters'] == 0 else 'MISS'}",
+        f"  at the end            {result['instances']} instances {result['by_scope']}; "
+        f"{result['streams_open_at_end']} streams open (expected {result['tabs']})",
+    ]
+    return lines
+
+
+def run_soak(
+    seconds: float = 180.0, tabs: int = 1000, rate: float = 200.0, backend: str = "memory://"
+) -> dict[str, Any]:
+    """Start the soak app, drive it, stop it; the result as a dict."""
+    server = Server(
+        "bench.soak_app:app",
+        env={"SOAK_BACKEND": backend, "SOAK_SECRET": "soak-" + str(random.random())},
+    )
+    server.start()
+    try:
+        server.wait_ready(time.monotonic() + 30, path="/stats")
+        result = asyncio.run(drive(server.port, server, tabs, seconds, rate))
+    finally:
+        server.stop()
+    result["backend"] = backend
+    return result
+
+
+def save(name: str, result: dict[str, Any], lines: list[str]) -> None:
+    """Write ``bench/results/<name>.json`` and ``<name>.md``."""
+    RESULTS.mkdir(exist_ok=True)
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    result = {**result, "measured": stamp}
+    (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
+    body = "\n".join(lines)
+    (RESULTS / f"{name}.md").write_text(
+        f"Measured {stamp} on this project's 2-core machine.\n\n```\n{body}\n```\n"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
+    parser.add_argument("--seconds", type=float, default=float(os.environ.get("SOAK_SECONDS", 180)))
+    parser.add_argument("--tabs", type=int, default=int(os.environ.get("SOAK_TABS", 1000)))
+    parser.add_argument("--rate", type=float, default=float(os.environ.get("SOAK_RATE", 200)))
+    parser.add_argument("--backend", default=os.environ.get("SOAK_BACKEND", "memory://"))
+    parser.add_argument("--no-save", action="store_true", help="do not write bench/results/")
+    args = parser.parse_args(argv)
+    result = run_soak(args.seconds, args.tabs, args.rate, args.backend)
+    lines = report(result)
+    print("\n".join(lines))
+    if not args.no_save:
+        save("soak", result, lines)
+    failed = sum(result["errors"].values()) or result["stale_tabs"] or result["wrong_counters"]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
