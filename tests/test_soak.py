@@ -12,7 +12,7 @@ def test_a_short_soak_ends_with_no_error_no_stale_tab_and_every_counter_right() 
     print("\n".join(report(result)))
     assert result["errors"] == {}
     assert result["stale_tabs"] == 0
-    assert result["wrong_counters"] == 0
+    assert result["lost_acknowledged"] == 0 and result["counted_unacknowledged"] == 0
     assert result["events"] > 100
-    assert set(result["actions"]) == {"event", "page load", "stream reconnect", "sign-in/out"}
+    assert {"event", "page load", "stream reconnect", "sign-in/out"} <= set(result["actions"])
     assert result["streams_open_at_end"] == 60
