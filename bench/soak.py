@@ -114,22 +114,27 @@ class Client:
         if url is None or tab is None:
             raise AssertionError("the page has no live stream")
         self.tab = tab.group(1) or tab.group(2)
-        await self._open(html.unescape(url.group(1)))
-        assert self.stream is not None
+        # the page's signals first, as a browser applies them before its stream opens
+        signals: dict[str, Any] = {}
         for raw in SIGNALS.findall(page):
-            deep_merge(self.stream.signals, json.loads(html.unescape(raw)))
+            deep_merge(signals, json.loads(html.unescape(raw)))
         self.rendered = [row["v"] for row in await self.values()]
+        await self._open(html.unescape(url.group(1)), signals=signals)
 
-    async def _open(self, path: str, last_id: str | None = None) -> None:
+    async def _open(
+        self, path: str, last_id: str | None = None, signals: dict[str, Any] | None = None
+    ) -> None:
         old = self.stream
         if old is not None:
             await old.close()
-        self.stream = Stream(
-            self.port, path, self.jar, last_id, self._patched, self.headers
-        ).start()
-        if old is not None and last_id is not None:
-            self.stream.signals = old.signals
-        await asyncio.wait_for(self.stream.opened.wait(), 30)
+        stream = Stream(self.port, path, self.jar, last_id, self._patched, self.headers)
+        # a reconnecting tab keeps what it shows; a new page starts from its own signals
+        if signals is not None:
+            stream.signals = signals
+        elif old is not None:
+            stream.signals = old.signals
+        self.stream = stream.start()
+        await asyncio.wait_for(stream.opened.wait(), 30)
         self._check(self.stream.status, "stream")
 
     async def reconnect(self) -> None:
