@@ -308,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
             results[name] = scenario(name, Path(tmp))
         lines.append(verdict(name, results[name]))
         print(lines[-1], flush=True)
+        if results[name]["lost_examples"]:
+            print("    lost, e.g.:", "; ".join(results[name]["lost_examples"][:5]), flush=True)
     if not args.no_save:
         save("faults", results, lines)
     return 0

@@ -71,6 +71,7 @@ class Tally:
     #: when each error happened (fault scenarios tell expected ones from the rest)
     error_times: list[float] = field(default_factory=list)
     actions: Counter[str] = field(default_factory=Counter)
+    lost_examples: list[str] = field(default_factory=list)
 
     def error(self, what: str) -> None:
         self.errors[what] += 1
@@ -232,8 +233,15 @@ class Client:
                 elif roll < 0.90:
                     self.tally.actions["event"] += 1
                     await self.event(random.choice(names if self.user else STATES))
-                elif roll < 0.94:
+                elif roll < 0.93:
                     self.tally.actions["page load"] += 1
+                    await self.load_page()
+                elif roll < 0.94:
+                    # a new visitor takes this tab's place: the old session's states are left
+                    # for the ttl sweeper
+                    self.tally.actions["new visitor"] += 1
+                    self.jar, self.user = Jar(), None
+                    self.acked.clear()
                     await self.load_page()
                 elif roll < 0.98:
                     self.tally.actions["stream reconnect"] += 1
@@ -241,7 +249,7 @@ class Client:
                 else:
                     self.tally.actions["sign-in/out"] += 1
                     await self.toggle_user()
-            except (OSError, TimeoutError, AssertionError, ValueError, KeyError) as exc:
+            except (OSError, EOFError, TimeoutError, AssertionError, ValueError, KeyError) as exc:
                 self.tally.error(type(exc).__name__)
 
     async def stale(self) -> bool:
@@ -268,15 +276,22 @@ class Client:
             expected = (self.acked if private else self.tally.acked)[row["key"]]
             lost += max(0, expected - row["n"])
             extra += max(0, row["n"] - expected)
+            if expected > row["n"]:
+                self.tally.lost_examples.append(f"{row['key']}: {row['n']} < {expected}")
         return lost, extra
 
 
 def rss_mib(server: Server) -> float:
-    assert server.proc is not None
-    with open(f"/proc/{server.proc.pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+    """Resident memory of a server process (0 while it is down: a restart)."""
+    if server.proc is None:
+        return 0.0
+    try:
+        with open(f"/proc/{server.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return 0.0
 
 
@@ -294,17 +309,28 @@ async def _settle(clients: list[Client], timeout: float) -> tuple[int, int, int]
     while True:
         for c in clients:
             if c.stream is None or c.stream.ended.is_set():
-                with contextlib.suppress(OSError, TimeoutError, AssertionError):
+                with contextlib.suppress(OSError, EOFError, TimeoutError, AssertionError):
                     await c.reconnect()
         stale = [c for c in clients if await c.stale()]
         if not stale or time.monotonic() > deadline:
             break
         await asyncio.sleep(0.2)
+    if os.environ.get("SOAK_DEBUG"):
+        for c in stale[:4]:
+            assert c.stream is not None
+            rows = await c.values()
+            server = [(r["name"], r["n"], r["v"]) for r in rows]
+            shown = [lookup(c.stream.signals, namespace(r["name"], c.component_id)) for r in rows]
+            print("stale tab:", c.port, c.stream.last_id, server, shown, c.stream.ended.is_set())
     lost = extra = 0
     for c in clients:
         one_lost, one_extra = await c.lost_and_extra()
         lost, extra = lost + one_lost, extra + one_extra
     return len(stale), lost, extra
+
+
+#: the clients of the running soak (fault scenarios reach its tabs through it)
+LIVE_CLIENTS: list[Client] = []
 
 
 @dataclass
@@ -363,6 +389,7 @@ async def drive(plan: Plan) -> dict[str, Any]:
             await c.load_page()
 
     await asyncio.gather(*(open_one(c) for c in clients))
+    LIVE_CLIENTS[:] = clients
     started = time.monotonic()
     until = started + plan.seconds
     stop = asyncio.Event()
@@ -415,6 +442,7 @@ async def drive(plan: Plan) -> dict[str, Any]:
         "fault_seconds": round(window[1] - window[0], 1) if window else None,
         "stale_tabs": stale,
         "lost_acknowledged": lost,
+        "lost_examples": sorted(set(tally.lost_examples)),
         "counted_unacknowledged": extra,
         "instances": stats["instances"],
         "by_scope": stats["by_scope"],

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -66,7 +67,9 @@ async def request(
     body: bytes = b"",
     timeout: float = 30.0,
 ) -> tuple[int, bytes]:
-    """One request on a fresh connection: (status, body). Cookies it sets go into ``jar``."""
+    """One request on a fresh connection: (status, body). Cookies it sets go into ``jar``. A
+    Datastar error reply (200 with ``X-FastState-Error``, as pages get errors) is returned with
+    the error's real status, so callers never count it as a success."""
     async with asyncio.timeout(timeout):
         reader, writer = await asyncio.open_connection(HOST, port)
         try:
@@ -80,7 +83,15 @@ async def request(
             writer.close()
     if ("transfer-encoding", "chunked") in hdrs:
         data = _dechunk(data)
+    if status == 200 and any(k == "x-faststate-error" for k, _v in hdrs):
+        status = _error_status(data)
     return status, data
+
+
+def _error_status(body: bytes) -> int:
+    """The status a Datastar error reply carries in its ``$_faststate`` signal."""
+    match = re.search(rb'"status":\s*(\d+)', body)
+    return int(match.group(1)) if match else 500
 
 
 def _dechunk(data: bytes) -> bytes:
