@@ -23,6 +23,7 @@ import argparse
 import asyncio
 import contextlib
 import html
+import importlib.util
 import json
 import os
 import random
@@ -106,6 +107,12 @@ class Client:
 
     async def load_page(self) -> None:
         """Load the page: its signals, its stream (a new one), its keys."""
+        # the old page goes first: a load that fails (a restart) leaves the tab without a page,
+        # as a browser shows its error page, and its next action loads the page again (else
+        # the tab would keep the stream of the page before a sign-in and look stale)
+        old, self.stream = self.stream, None
+        if old is not None:
+            await old.close()
         status, body = await request(
             self.port, "GET", f"/page?{self.query}", jar=self.jar, headers=self.headers
         )
@@ -255,7 +262,8 @@ class Client:
     async def stale(self) -> bool:
         """Whether this tab shows other values or versions than the server has."""
         rows = await self.values()
-        assert self.stream is not None
+        if self.stream is None:
+            return True  # its page did not load again yet
         shown = self.stream.last_id.partition(":")[2] if self.stream.last_id else None
         versions = ".".join(str(row["v"]) for row in rows)
         if shown is None:
@@ -317,7 +325,9 @@ async def _settle(clients: list[Client], timeout: float) -> tuple[int, int, int]
         await asyncio.sleep(0.2)
     if os.environ.get("SOAK_DEBUG"):
         for c in stale[:4]:
-            assert c.stream is not None
+            if c.stream is None:
+                print("stale tab: its page did not load again", c.port)
+                continue
             rows = await c.values()
             server = [(r["name"], r["n"], r["v"]) for r in rows]
             shown = [lookup(c.stream.signals, namespace(r["name"], c.component_id)) for r in rows]
@@ -440,6 +450,9 @@ async def drive(plan: Plan) -> dict[str, Any]:
         "errors": dict(tally.errors),
         "errors_after_recovery": len(after),
         "fault_seconds": round(window[1] - window[0], 1) if window else None,
+        "fault_window_s": (
+            [round(window[0] - started, 1), round(window[1] - started, 1)] if window else None
+        ),
         "stale_tabs": stale,
         "lost_acknowledged": lost,
         "lost_examples": sorted(set(tally.lost_examples)),
@@ -520,6 +533,17 @@ def save(name: str, result: dict[str, Any], lines: list[str]) -> None:
     )
 
 
+def plot_results() -> None:
+    """Redraw the PNGs of ``bench/results/`` (with the ``plots`` extra: matplotlib)."""
+    if importlib.util.find_spec("matplotlib") is None:
+        print("plots skipped: matplotlib not installed")
+        return
+    from . import plots  # matplotlib is an optional extra: imported only when installed
+
+    for path in plots.draw_all():
+        print(f"plot: {path.relative_to(RESULTS.parent.parent)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("SOAK_SECONDS", 180)))
@@ -533,6 +557,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(lines))
     if not args.no_save:
         save("soak", result, lines)
+        plot_results()
     failed = sum(result["errors"].values()) or result["stale_tabs"] or result["lost_acknowledged"]
     return 1 if failed else 0
 
