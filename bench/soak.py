@@ -162,6 +162,14 @@ class Client:
         self.keys = {row["name"]: row["key"] for row in rows}
         return rows
 
+    def event_query(self, name: str) -> str:
+        """The id an event URL carries: only the state's own (other names are a 422)."""
+        if name == "SoakRecord":
+            return f"?record_id={self.record_id}"
+        if name == "SoakComponent":
+            return f"?component_id={self.component_id}"
+        return ""
+
     async def event(self, name: str) -> None:
         key = self.keys.get(name)
         if key is None:
@@ -176,7 +184,7 @@ class Client:
             status, _ = await request(
                 self.port,
                 "POST",
-                f"/_faststate/{name}/inc?{self.query}",
+                f"/_faststate/{name}/inc{self.event_query(name)}",
                 jar=self.jar,
                 headers={**EVENT, **self.headers},
                 body=body,

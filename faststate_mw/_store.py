@@ -101,6 +101,8 @@ class StateStore:
         self._backend_started = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        #: set when the server stops: live streams are ended and new ones refused
+        self.closing = False
         #: logging, metrics, tracing and recording of events (see ``_observe``)
         self.observer = Observer(recorder=Recorder(record) if record > 0 else None)
         if metrics:
@@ -126,8 +128,6 @@ class StateStore:
             )
             self.backend.delivery_observer = metrics.delivered
         return metrics
-        #: set when the server stops: live streams are ended and new ones refused
-        self.closing = False
 
     # -- start and stop ----------------------------------------------------------------------------
     async def start(self) -> None:
