@@ -25,7 +25,7 @@ datastar_ok = head -n 1 $(1) | grep -Eq '^// Datastar v$(subst .,\.,$(DATASTAR_V
 # Other supported Pythons: `make test` runs the unit tests on each one found, in .venv-X.Y.
 PYTHONS := 3.11 3.12 3.13
 
-.PHONY: run test lint typecheck pytest pytest-other-pythons bench docs system-deps datastar-js clean
+.PHONY: run test lint typecheck pytest pytest-other-pythons bench docs soak system-deps datastar-js clean
 
 $(BIN)/python: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -111,6 +111,12 @@ bench: $(BIN)/python system-deps
 # when it is stale).
 docs: $(BIN)/python
 	$(BIN)/python docs/gen_api.py
+
+# A bounded soak run (SOAK_SECONDS, default 180; SOAK_TABS, default 1000) and the fault
+# scenarios; figures go to bench/results/.
+soak: $(BIN)/python system-deps
+	$(BIN)/python -m bench.soak
+	$(BIN)/python -m bench.faults
 
 clean:
 	rm -rf $(VENV) $(VENV)-* .cache

@@ -22,6 +22,7 @@ from tests.sse import stream_url
 
 from .client import cookie_header, request
 from .roundtrip import EVENT_PATH, _env_float
+from .soak import save
 from .wrk import run_wrk
 
 APP = "bench.backend_app:app"
@@ -131,9 +132,15 @@ def _pct(samples: list[float], q: float) -> float:
 
 
 def run() -> None:
+    lines: list[str] = []
+
+    def out(line: str) -> None:
+        print(line)
+        lines.append(line.strip("\n"))
+
     seconds = _env_float("BENCH_SECONDS", 5)
     conns = int(_env_float("BENCH_CONNECTIONS", 16))
-    print(f"\n== backends: event throughput over loopback (wrk -t1 -c{conns}, {seconds:g}s) ==")
+    out(f"\n== backends: event throughput over loopback (wrk -t1 -c{conns}, {seconds:g}s) ==")
     with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp)) as redis_url:
         rates: dict[str, float] = {}
         for name, url in (
@@ -144,7 +151,7 @@ def run() -> None:
             with servers(url) as (server,):
                 rate, _requests = throughput(server, seconds, conns)
                 rates[name] = rate
-                print(
+                out(
                     f"  events/s  {name:<7} {rate:>8,.0f}   time/event vs memory "
                     f"{rates['memory'] / rate:5.2f}x"
                 )
@@ -159,11 +166,11 @@ def run() -> None:
                 request("POST", url, headers={**headers, "Cookie": cookie}, body=b"{}")
             per_event = (redis_calls(redis_url) - before) / 100
             verdict = "PASS" if per_event <= 2 else "MISS"
-            print(
+            out(
                 f"  Redis round trips per plain event on a warm key: {per_event:.2f}"
                 f" (target <= 2)  {verdict}"
             )
-        print("\n== backends: delivery latency of one change to a live stream ==")
+        out("\n== backends: delivery latency of one change to a live stream ==")
         with servers("memory://") as (single,):
             base = asyncio.run(_stream_latency(single, single, LATENCY_SAMPLES))
         with servers(redis_url, 2) as (worker_a, worker_b):
@@ -171,8 +178,19 @@ def run() -> None:
         bm, bp = statistics.median(base), _pct(base, 0.99)
         cm, cp = statistics.median(cross), _pct(cross, 0.99)
         ms = 1000
-        print(f"  one worker, memory (baseline)   median {bm * ms:6.2f} ms   p99 {bp * ms:6.2f} ms")
-        print(
+        out(f"  one worker, memory (baseline)   median {bm * ms:6.2f} ms   p99 {bp * ms:6.2f} ms")
+        out(
             f"  worker B -> tab on worker A     median {cm * ms:6.2f} ms   p99 {cp * ms:6.2f} ms"
             f"   ratio {cm / bm:.2f}x"
         )
+    figures = {
+        "connections": conns,
+        "seconds": seconds,
+        "events_per_s": {name: round(rate, 1) for name, rate in rates.items()},
+        "redis_round_trips_per_event": per_event,
+        "delivery_ms": {
+            "memory_one_worker": {"median": round(bm * ms, 3), "p99": round(bp * ms, 3)},
+            "redis_cross_worker": {"median": round(cm * ms, 3), "p99": round(cp * ms, 3)},
+        },
+    }
+    save("backends", figures, lines)

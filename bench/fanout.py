@@ -22,6 +22,7 @@ from tests.servers import running
 from tests.sse import stream_url
 
 from .client import cookie_header, request
+from .soak import save
 
 ROUNDS = 15
 SIZES = (100, 1_000, 10_000)
@@ -314,26 +315,51 @@ def _loopback() -> tuple[float, float, float, float]:
 
 
 def run() -> None:
-    print("\n== fan-out: one GLOBAL change to N live streams (in-process) ==")
-    print(f"  {'N':>7}  {'median':>9} {'p99':>9}   {'baseline median':>15} {'p99':>9}   ratio")
+    lines: list[str] = []
+
+    def out(line: str) -> None:
+        print(line)
+        lines.append(line)
+
+    figures: dict[str, Any] = {"sizes": []}
+    out("\n== fan-out: one GLOBAL change to N live streams (in-process) ==")
+    out(f"  {'N':>7}  {'median':>9} {'p99':>9}   {'baseline median':>15} {'p99':>9}   ratio")
     for n in SIZES:
         med, p99, bmed, bp99 = asyncio.run(_run_size(n))
-        print(
+        figures["sizes"].append(
+            {
+                "n": n,
+                "median_ms": round(med * 1000, 3),
+                "p99_ms": round(p99 * 1000, 3),
+                "bare_median_ms": round(bmed * 1000, 3),
+                "bare_p99_ms": round(bp99 * 1000, 3),
+            }
+        )
+        out(
             f"  {n:>7,}  {med * 1000:7.2f}ms {p99 * 1000:7.2f}ms   {bmed * 1000:13.2f}ms"
             f" {bp99 * 1000:7.2f}ms   {med / bmed:5.2f}x"
         )
         if n == 10_000:
             verdict = "PASS" if med <= 0.100 else "MISS"
-            print(f"  10,000 streams median {med * 1000:.1f} ms (target <= 100 ms)  {verdict}")
+            out(f"  10,000 streams median {med * 1000:.1f} ms (target <= 100 ms)  {verdict}")
             verdict = "PASS" if med / bmed <= 2.0 else "MISS"
-            print(f"  ratio to bare asyncio {med / bmed:.2f}x (target <= 2.0x)  {verdict}")
+            out(f"  ratio to bare asyncio {med / bmed:.2f}x (target <= 2.0x)  {verdict}")
     run_views()
     med, p99, bmed, bp99 = _loopback()
-    print(
+    figures["loopback"] = {
+        "n": LOOPBACK_STREAMS,
+        "median_ms": round(med * 1000, 3),
+        "p99_ms": round(p99 * 1000, 3),
+        "bare_median_ms": round(bmed * 1000, 3),
+        "bare_p99_ms": round(bp99 * 1000, 3),
+    }
+    out(
         f"  {LOOPBACK_STREAMS:>7,} over loopback (uvicorn): {med * 1000:7.2f}ms {p99 * 1000:7.2f}ms"
         f"   bare Starlette SSE + queues {bmed * 1000:7.2f}ms {bp99 * 1000:7.2f}ms"
         f"   ratio {med / bmed:5.2f}x"
     )
     per_conn = asyncio.run(_idle_memory(10_000))
+    figures["idle_stream_kib"] = round(per_conn / 1024, 2)
     verdict = "PASS" if per_conn < 10 * 1024 else "MISS"
-    print(f"  memory per idle stream {per_conn / 1024:.2f} KiB (target < 10 KiB)  {verdict}")
+    out(f"  memory per idle stream {per_conn / 1024:.2f} KiB (target < 10 KiB)  {verdict}")
+    save("fanout", figures, [line.strip("\n") for line in lines])

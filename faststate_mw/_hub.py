@@ -220,6 +220,15 @@ class Hub:
             if info.auth.failure(user) is not None or not info.rule.owner_matches(key, name, user):
                 self.unsubscribe(conn, key)
 
+    def watched(self, key: str) -> bool:
+        """Whether an open stream is subscribed to ``key``."""
+        return key in self.subscribers
+
+    def last_version(self, key: str) -> int:
+        """The newest version of ``key`` published to local streams (-1: none is logged)."""
+        log = self.logs.get(key)
+        return log[-1].version if log else -1
+
     def live_tab(self, tab: str | None, session_id: str | None, key: str) -> bool:
         """Whether ``tab`` (of this session) has an open stream subscribed to ``key``."""
         if not tab:
@@ -326,6 +335,11 @@ class Hub:
         for index, key in enumerate(conn.keys):
             log = self.logs.get(key)
             known = versions[index]
+            if log and log[-1].version < known and index not in conn.resync:
+                # the key started over (evicted and made again, a backend that lost its data):
+                # what this tab knows is from before; only a snapshot can tell it
+                conn.resync.add(index)
+                continue
             if not log or log[-1].version <= known or index in conn.resync:
                 continue
             if conn not in self.subscribers.get(key, ()):

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import inspect
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from ._markup import DATASTAR_CDN, datastar_script
 from ._metrics_http import serve_metrics
 from ._routes import check_routes
 from ._session import SessionCookie
+from ._signals import chain_exit_signals
 from ._store import StateStore, _active
 from ._streams import TokenSigner, serve_stream, stream_element
 from ._types import ASGIApp, Message, Receive, Scope, Send
@@ -138,6 +141,7 @@ class FastStateMiddleware:
         #: where pages load the Datastar client from when this middleware self-hosts it
         self.datastar_src = self._datastar_path if self._datastar_js is not None else None
         self._inner_apps: dict[int, ASGIApp] = {}
+        self._restore_signals: Callable[[], None] = lambda: None
 
     # -- ContextOwner: what a RequestContext asks of its app --------------------------------------
     def read_session(self, scope: Scope) -> tuple[str, str] | None:
@@ -284,6 +288,14 @@ class FastStateMiddleware:
             log.error("faststate_mw could not start: %s", exc)
             await send({"type": "lifespan.startup.failed", "message": f"faststate_mw: {exc}"})
             return
+        # servers wait for open responses before they send lifespan.shutdown: end the live
+        # streams as soon as a stop signal arrives, or the server would wait for them forever
+        loop = asyncio.get_running_loop()
+
+        def stopping() -> None:
+            loop.call_soon_threadsafe(self.store.begin_shutdown)
+
+        self._restore_signals = chain_exit_signals(stopping)
         replay: list[Message] = [message]
         app_started = False
 
@@ -314,6 +326,7 @@ class FastStateMiddleware:
             await send({"type": "lifespan.shutdown.complete"})
 
     async def _close(self) -> None:
+        self._restore_signals()
         try:
             await self.store.close()
         except Exception:

@@ -111,6 +111,8 @@ class StateStore:
         self._backend_started = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        #: set when the server stops: live streams are ended and new ones refused
+        self.closing = False
         #: logging, metrics, tracing and recording of events (see ``_observe``)
         self.observer = Observer(recorder=Recorder(record) if record > 0 else None)
         if metrics:
@@ -145,6 +147,7 @@ class StateStore:
         if self._loop is loop:
             return
         self._loop = loop  # first: a request arriving meanwhile must not start twice
+        self.closing = False
         if not self._backend_started:
             self._backend_started = True
             backend = self.backend
@@ -166,6 +169,13 @@ class StateStore:
             return self._loop is asyncio.get_running_loop()
         except RuntimeError:
             return False
+
+    def begin_shutdown(self) -> None:
+        """The server is stopping: end every open stream now (so that the server, which waits
+        for open responses, can stop) and refuse new ones (tabs retry against the next
+        server)."""
+        self.closing = True
+        self.hub.close_all()
 
     async def close(self) -> None:
         """Stop the sweeper, end every open stream (tabs reconnect and resync against the next
@@ -318,7 +328,14 @@ class StateStore:
         return True
 
     def apply_remote(self, key: str, version: int, data: str, sse: bytes) -> None:
-        """A change made by another worker: update the cached copy, tell local streams."""
+        """A change published on the backend: update the cached copy, tell local streams.
+
+        Our own changes come back too. Most were delivered when they were made (skipped here),
+        but a change whose write timed out was rolled back and reported as failed, and the
+        backend may still have applied it afterwards (a stalled network): then it arrives
+        here, and local streams must get it like any other change."""
+        if self.hub.last_version(key) >= version:
+            return  # delivered already
         inst = self._table.get(key)
         if inst is not None:
             self._apply_stored(inst, Stored(version, data))
@@ -327,11 +344,22 @@ class StateStore:
         self.hub.publish(key, version, sse)
 
     async def refreshed(self, key: str) -> Any:
-        """The cached instance under ``key``, brought up to date from a shared backend."""
+        """The instance under ``key`` as the shared backend has it now. A change running on
+        the cached instance keeps it as it is (its commit will notice the newer version): a
+        detached copy of the stored state is returned instead, to read from."""
         inst = self._table.get(key)
-        if inst is not None and self.backend.shared:
-            self._apply_stored(inst, await self.backend.load(key))
-        return inst
+        if inst is None or not self.backend.shared:
+            return inst
+        stored = await self.backend.load(key)
+        if self._apply_stored(inst, stored) or stored is None:
+            return inst
+        meta = meta_of(inst)
+        if stored.version <= meta.version:
+            return inst
+        copy = from_stored(type(inst), key, stored.data)
+        copy_meta = meta_of(copy)
+        copy_meta.key, copy_meta.ident, copy_meta.version = key, meta.ident, stored.version
+        return copy
 
     # -- looking around ----------------------------------------------------------------------------
     def get(self, key: str) -> Any:
@@ -413,8 +441,9 @@ class StateStore:
             inst = table.get(key)
             if inst is None:
                 continue
-            if meta_of(inst).locked():
-                table.keep(key, ttl, now)  # a change is running on it: keep it for another ttl
+            if meta_of(inst).locked() or self.hub.watched(key):
+                # a change is running on it, or a tab shows it: keep it for another ttl
+                table.keep(key, ttl, now)
                 continue
             try:
                 await self._before_evict(inst)

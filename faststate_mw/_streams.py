@@ -148,6 +148,11 @@ async def serve_stream(
     """Serve ``GET <prefix>/stream?t=<token>``: one tab's live stream, until it goes away."""
     hub = store.hub
     reply = Reply(send)
+    if store.closing:
+        # the server is stopping: the tab retries (Datastar backs off) against the next one
+        headers = [(b"retry-after", b"1"), (b"x-faststate-error", b"shutting_down")]
+        await reply.full(503, headers, b"")
+        return
     query = scope.get("query_string", b"").decode("latin-1")
     token = next((p[2:] for p in query.split("&") if p.startswith("t=")), "")
     payload = signer.loads(token, TOKEN_MAX_AGE)

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import signal
+import time
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -22,9 +27,10 @@ from faststate_mw import (
     current_store,
     event,
 )
+from faststate_mw._signals import chain_exit_signals
 from tests.conftest import DS
-from tests.servers import free_port
-from tests.sse import patched_signals
+from tests.servers import Uvicorn, free_port
+from tests.sse import patched_signals, stream_url
 
 
 class LifeCounter(State):
@@ -150,3 +156,69 @@ async def test_background_code_finds_the_single_running_store() -> None:
         await store.close()
     with pytest.raises(NoRequestContextError):
         current_store()
+
+
+# -- stopping a real server while tabs watch -----------------------------------------------------
+STOP_APP = "tests.apps.stop_app:app"
+#: what the test allows uvicorn to take to stop (without the stop signal hook it never does:
+#: it waits for the open stream, and this test runs it without --timeout-graceful-shutdown)
+STOP_BOUND = 10.0
+
+
+async def test_sigterm_ends_live_streams_so_uvicorn_stops_and_saves(tmp_path: Path) -> None:
+    env = {"FS_BACKEND": f"sqlite:///{tmp_path}/state.db"}
+    server = Uvicorn(STOP_APP, env).start()
+    assert server.proc is not None
+    try:
+        async with httpx.AsyncClient(base_url=server.url, timeout=STOP_BOUND) as client:
+            url = stream_url((await client.get("/")).text)
+            headers = {"datastar-request": "true", "accept": "text/event-stream"}
+            async with client.stream("GET", url, headers=headers) as stream:
+                assert stream.status_code == 200
+                lines = stream.aiter_lines()
+                r = await client.post("/_faststate/Board/increment", headers=DS, content=b"{}")
+                assert r.status_code == 200
+                async for line in lines:  # the tab sees the change: the stream is live
+                    if line.startswith("data: signals") and '"count":1' in line:
+                        break
+                server.proc.send_signal(signal.SIGTERM)
+                started = time.monotonic()
+                code = await asyncio.to_thread(server.proc.wait, STOP_BOUND)
+                # uvicorn re-raises the signal once it has stopped (a default handler: -15)
+                assert code in (0, -signal.SIGTERM)
+                assert time.monotonic() - started < STOP_BOUND
+                # the server ended the stream (it does not send a last chunk: the tab
+                # sees an error and retries against the next server)
+                rest: list[str] = []
+                with contextlib.suppress(httpx.RemoteProtocolError):
+                    rest += [line async for line in lines]
+                assert not any('"count"' in line for line in rest)
+        server.start()  # again, on the same SQLite file: the change was saved at the stop
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            assert (await client.get("/values")).json() == {"count": 1}
+    finally:
+        server.stop()
+
+
+def test_stop_signals_run_the_callback_then_the_previous_handler() -> None:
+    calls: list[str] = []
+
+    def previous(signum: int, frame: object) -> None:
+        calls.append(f"previous {signal.Signals(signum).name}")
+
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for sig in saved:
+            signal.signal(sig, previous)
+        restore = chain_exit_signals(lambda: calls.append("callback"))
+        assert signal.getsignal(signal.SIGTERM) is not previous
+        signal.raise_signal(signal.SIGTERM)
+        signal.raise_signal(signal.SIGINT)
+        assert calls == ["callback", "previous SIGTERM", "callback", "previous SIGINT"]
+        restore()
+        assert all(signal.getsignal(sig) is previous for sig in saved)
+        signal.raise_signal(signal.SIGTERM)
+        assert calls[-1] == "previous SIGTERM" and calls.count("callback") == 2
+    finally:
+        for sig, handler in saved.items():
+            signal.signal(sig, handler)

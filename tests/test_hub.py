@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from faststate_mw import (
     StateStore,
 )
+from faststate_mw._hub import Connection, Hub
 from faststate_mw.testing import FakeClock
 from tests.apps.live import (
     SENTINEL,
@@ -115,3 +116,27 @@ async def test_ten_thousand_connect_disconnect_cycles_leak_nothing(store: StateS
         grown = sum(s.size_diff for s in after.compare_to(before, "filename"))
         assert len(hub.tabs) == 0 and hub.subscribers == {} and hub.sessions == {}
         assert grown < 200_000, f"{grown} bytes retained after 10,000 cycles"
+
+
+PATCH = b"event: datastar-patch-signals\ndata: signals {}\n"
+
+
+def test_a_key_that_started_over_resyncs_its_tabs() -> None:
+    hub = Hub()
+    conn = Connection("s", None, "tab", ["session:s:Note"], [5])  # the tab knows version 5
+    hub.add(conn)
+    # the state was made again (evicted, or the backend lost its data): it counts from 1
+    hub.publish("session:s:Note", 1, PATCH)
+    assert hub.pending(conn) is None
+    assert conn.resync == {0}  # only a snapshot can tell this tab what the state is now
+    # (without it, the tab would skip every change up to version 5, and miss what they did)
+
+
+def test_a_tab_up_to_date_gets_nothing_and_no_resync() -> None:
+    hub = Hub()
+    conn = Connection("s", None, "tab", ["session:s:Note", "global:Motd"], [3, 0])
+    hub.add(conn)
+    hub.publish("session:s:Note", 3, PATCH)  # what it knows already
+    hub.publish("global:Motd", 1, PATCH)
+    assert hub.pending(conn) == [PATCH, b"id: " + f"{hub.epoch}:3.1".encode() + b"\n\n"]
+    assert conn.resync == set()

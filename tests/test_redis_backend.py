@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,7 +13,8 @@ import pytest
 
 from faststate_mw import BackendUnavailable, ConfigurationError
 from faststate_mw.backends.redis import DEFAULT_MAX_CONNECTIONS, RedisBackend
-from tests.servers import RedisServer, Uvicorn
+from tests.conftest import DS
+from tests.servers import RedisServer, Uvicorn, redis_cli
 from tests.test_scaleout import APP
 
 
@@ -91,3 +93,27 @@ def test_pool_settings_are_checked() -> None:
         RedisBackend("redis://127.0.0.1:1/0", max_connections=0)
     with pytest.raises(ConfigurationError):
         RedisBackend("redis://127.0.0.1:1/0", pool_timeout=0)
+
+
+def test_a_state_missing_from_redis_reruns_the_event_on_defaults(
+    redis_server: RedisServer,
+) -> None:
+    worker = Uvicorn(APP, {"FS_BACKEND": redis_server.url, "FS_SECRET": "gone"}).start()
+    try:
+        with httpx.Client(base_url=worker.url) as client:
+            for _ in range(3):
+                r = client.post("/_faststate/Tally/increment", headers=DS, content=b"{}")
+                assert r.status_code == 200
+            # the stored state is gone (it expired, or Redis lost its data) while the worker
+            # still caches version 3
+            cli = [redis_cli(), "-p", str(redis_server.port)]
+            subprocess.run([*cli, "DEL", "faststate:state:global:Tally"], check=True)
+            r = client.post("/_faststate/Tally/increment", headers=DS, content=b"{}")
+            assert r.status_code == 200  # not a StoredStateError
+            assert client.get("/values").json()["count"] == 1  # a new state: defaults, then +1
+            stored = subprocess.run(
+                [*cli, "HGET", "faststate:state:global:Tally", "d"], check=True, capture_output=True
+            )
+            assert b'"count":1' in stored.stdout
+    finally:
+        worker.stop()

@@ -191,7 +191,9 @@ class RedisBackend(Backend):
         if result == 1:
             return None
         current, stored = result
-        return Stored(_version(key, current), _text(stored))
+        # no stored state (it expired, or the server lost its data): the change is re-run on
+        # defaults, as a new state
+        return Stored(_version(key, current), _text(stored) or "{}")
 
     async def delete(self, key: str) -> None:
         try:
@@ -288,10 +290,11 @@ class RedisBackend(Backend):
         try:
             channel = _text(message["channel"])
             body = json.loads(message["data"])
-            if body.get("o") == self._origin or self._listener is None:
-                return  # our own change: already delivered locally
+            if self._listener is None:
+                return
+            # our own changes come back too: the store skips those it delivered already
             observe = self.delivery_observer
-            if observe is not None and "t" in body:
+            if observe is not None and "t" in body and body.get("o") != self._origin:
                 observe(time.time() - float(body["t"]))
             key = self.key_of_channel(channel)
             self._listener(key, int(body["v"]), str(body["s"]), str(body["d"]).encode())
