@@ -12,6 +12,7 @@ from typing import Any
 
 from ._config import catalog
 from ._context import RequestContext, UserContext, UserLoader, _current, default_user_loader
+from ._devtools import Devtools
 from ._dispatch import serve_event
 from ._exceptions import ConfigurationError, FastStateError, UnknownEvent
 from ._http import Reply, send_error
@@ -55,6 +56,9 @@ class FastStateMiddleware:
     token, to signed-in users with ``metrics_role`` (default ``"admin"``).
     ``limits``, the bounds on what clients can make the app hold (:class:`Limits`, README
     "Limits"; with ``store=``, set them on the store).
+    ``devtools_path`` (e.g. ``"/_devtools"``, default off) serves a live devtools page (turning
+    the store's recorder on) to signed-in users with ``devtools_role`` (default ``"admin"``),
+    listing the last ``devtools_events`` events (default 50).
 
     It handles the ASGI lifespan: at startup it connects the backend (a clear error when it
     cannot) and starts the background tasks; at shutdown it ends open streams, saves what the
@@ -88,6 +92,9 @@ class FastStateMiddleware:
         metrics_token: str | None = None,
         metrics_role: str = "admin",
         limits: Limits | None = None,
+        devtools_path: str | None = None,
+        devtools_role: str = "admin",
+        devtools_events: int = 50,
     ) -> None:
         if not secret_key or not isinstance(secret_key, str):
             raise ConfigurationError("FastStateMiddleware needs a non-empty secret_key")
@@ -120,6 +127,12 @@ class FastStateMiddleware:
             store.enable_metrics()
         self._metrics_path = metrics_path
         self._metrics_auth = (metrics_token, metrics_role)
+        self._devtools = None
+        if devtools_path is not None:
+            reserved = [prefix] + ([metrics_path] if metrics_path else [])
+            self._devtools = Devtools(
+                store, devtools_path, devtools_role, devtools_events, reserved
+            )
         self.prefix = prefix
         self.user_loader = user_loader
         self.async_user_loader = inspect.iscoroutinefunction(user_loader) or (
@@ -190,6 +203,7 @@ class FastStateMiddleware:
                 path.startswith(self._event_prefix)
                 or path in catalog.custom_routes()
                 or path == self._metrics_path
+                or (self._devtools is not None and path == self._devtools.path)
             ):
                 await self._inner_app(scope)(scope, receive, self._page_send(ctx, send))
             else:
@@ -404,6 +418,9 @@ class FastStateMiddleware:
         metrics = self.store.metrics
         if path == self._metrics_path and metrics is not None:
             await serve_metrics(scope, send, ctx, metrics, *self._metrics_auth)
+            return
+        if self._devtools is not None and path == self._devtools.path:
+            await self._devtools.serve(scope, send, ctx)
             return
         found = None
         if path.startswith(self._event_prefix):
