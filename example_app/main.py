@@ -20,6 +20,7 @@ from fasthtml.common import (
     Div,
     Form,
     Header,
+    Iframe,
     Input,
     Label,
     Li,
@@ -215,6 +216,9 @@ async def to_login(request: Request, exc: Exception) -> RedirectResponse:
     return RedirectResponse("/login", status_code=303)
 
 
+#: where faststate_mw serves its devtools page (to users with the admin role)
+DEVTOOLS = "/_faststate/devtools"
+
 app, rt = fast_app(
     secret_key=SECRET,
     before=Beforeware(auth_beforeware),
@@ -234,6 +238,7 @@ app.add_middleware(
     secret_key=SECRET,
     user_loader=load_user,
     datastar_js=os.environ.get("FASTSTATE_DATASTAR_JS") or None,
+    devtools_path=DEVTOOLS,  # admins only: see /devtools
 )
 
 
@@ -248,6 +253,7 @@ NAV_LINKS: list[tuple[str, str, str | None]] = [
     ("Wizard", "/wizard", None),
     ("Shared list", "/list/1", "/list/"),
     ("Admin", "/admin", None),
+    ("Devtools", "/devtools", None),
     ("Log in", "/login", None),
 ]
 
@@ -601,4 +607,26 @@ def list_page(todo: TodoList, record_id: str) -> Any:
         about="RECORD scope with live views: one list per id, shared by everyone on it. Try adding "
         "an item here and watch a second tab, or another browser signed in as someone else, on the "
         "same list; /list/2 is a different list.",
+    )
+
+
+@rt("/devtools")
+def devtools_page() -> Any:
+    """faststate_mw's devtools page, framed for admins (it refuses everyone else itself)."""
+    who = current_session().get("auth") or ""
+    admin = "admin" in USERS.get(who, {}).get("roles", [])
+    body: tuple[Any, ...] = (
+        P("The devtools are for admins: sign in as admin to see them.", id="denied"),
+    )
+    if admin:
+        body = (
+            P(A("Open the devtools on their own page", href=DEVTOOLS)),
+            Iframe(src=DEVTOOLS, title="faststate_mw devtools", id="devtools", cls="devtools"),
+        )
+    return layout(
+        "Devtools",
+        *body,
+        about="For admins: every live state, open stream and recent event of this worker, with "
+        "each key's history, kept live by faststate_mw's own stream. Try clicking the counter in "
+        "another tab: its value, the event and what it changed show here within a second.",
     )

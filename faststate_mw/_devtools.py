@@ -76,16 +76,17 @@ def devtools_state(role: str) -> type[State]:
 
 class Devtools:
     """One app's devtools page at ``path``, for signed-in users with ``role``; the last
-    ``events`` events are listed."""
+    ``events`` events are listed. ``reserved``: the event prefix first, then the other paths
+    the middleware serves."""
 
     def __init__(
         self, store: StateStore, path: str, role: str, events: int, reserved: list[str]
     ) -> None:
         if not isinstance(path, str) or not path.startswith("/") or len(path) < 2:
             raise ConfigurationError("devtools_path must start with '/', e.g. '/_devtools'")
-        for other in reserved:
-            if path == other or path.startswith(other.rstrip("/") + "/"):
-                raise ConfigurationError(f"devtools_path {path!r} collides with {other!r}")
+        prefix = reserved[0] + "/"  # the event prefix: <prefix>/<State>/<event> are events
+        if path in reserved or (path.startswith(prefix) and "/" in path[len(prefix) :]):
+            raise ConfigurationError(f"devtools_path {path!r} collides with faststate's own paths")
         if not isinstance(role, str) or not role.strip():
             raise ConfigurationError("devtools_role must be a non-empty role name")
         if isinstance(events, bool) or not isinstance(events, int) or not 1 <= events <= 1000:
@@ -124,8 +125,8 @@ class Devtools:
             await send_error(scope, reply, err)
             return
         self.key = meta_of(inst).key or ""
+        self._start_ticker()  # first: it fills the chart from the recorded events
         body = page(str(inst.panel())).encode()
-        self._start_ticker()
         headers = [
             (b"content-type", b"text/html; charset=utf-8"),
             (b"cache-control", b"no-store"),

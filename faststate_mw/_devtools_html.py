@@ -182,7 +182,7 @@ def rate_chart(counts: Sequence[int], width: int = 600, height: int = 90) -> str
         if c
     )
     now = counts[-1] if counts else 0
-    label = f"peak {peak}/s, now {now}/s"
+    label = f"last {slots} s: peak {peak}/s, now {now}/s"
     return (
         f"<h2>Events per second</h2>"
         f'<svg id="rate-chart" role="img" aria-label="events per second: {label}" '

@@ -56,9 +56,9 @@ class FastStateMiddleware:
     token, to signed-in users with ``metrics_role`` (default ``"admin"``).
     ``limits``, the bounds on what clients can make the app hold (:class:`Limits`, README
     "Limits"; with ``store=``, set them on the store).
-    ``devtools_path`` (e.g. ``"/_devtools"``, default off) serves a live devtools page (turning
-    the store's recorder on) to signed-in users with ``devtools_role`` (default ``"admin"``),
-    listing the last ``devtools_events`` events (default 50).
+    ``devtools_path`` (e.g. ``"/_faststate/devtools"``, default off) serves a live devtools
+    page (turning the store's recorder on) to signed-in users with ``devtools_role`` (default
+    ``"admin"``), listing the last ``devtools_events`` events (default 50).
 
     It handles the ASGI lifespan: at startup it connects the backend (a clear error when it
     cannot) and starts the background tasks; at shutdown it ends open streams, saves what the
@@ -129,7 +129,7 @@ class FastStateMiddleware:
         self._metrics_auth = (metrics_token, metrics_role)
         self._devtools = None
         if devtools_path is not None:
-            reserved = [prefix] + ([metrics_path] if metrics_path else [])
+            reserved = [prefix, f"{prefix}/stream", f"{prefix}/datastar.js", metrics_path or ""]
             self._devtools = Devtools(
                 store, devtools_path, devtools_role, devtools_events, reserved
             )

@@ -24,7 +24,7 @@ from faststate_mw import (
 from faststate_mw._recorder import MAX_EVENT_CHANGES, Recorder
 from faststate_mw.testing import TestClient
 
-PATH = "/_devtools"
+PATH = "/_faststate/devtools"
 ADMIN = UserContext(id="ada", roles=["admin"])
 
 
@@ -91,7 +91,8 @@ async def test_only_signed_in_users_with_the_role_open_it() -> None:
     "options",
     [
         {"devtools_path": "devtools"},
-        {"devtools_path": "/_faststate/devtools"},  # inside the event prefix
+        {"devtools_path": "/_faststate/Counter/increment"},  # an event's URL
+        {"devtools_path": "/_faststate/stream"},
         {"devtools_path": "/metrics", "metrics_path": "/metrics"},
         {"devtools_role": ""},
         {"devtools_events": 0},
@@ -114,6 +115,7 @@ async def test_it_shows_states_events_and_history_and_updates_live() -> None:
         assert "session:…:DtCounter" in panel and "41" in panel
         assert "DtCounter.increment" in panel and "ok 200" in panel
         assert re.search(r"<svg id=\"rate-chart\"", panel)
+        assert "peak 1/s" in panel and "<rect" in panel  # the one event so far, charted
         # another browser clicks: the open page shows the new value without a reload
         await visitor.event(DtCounter.increment(1))
         await tools.wait_for(lambda: "42" in (tools.element("fs-FastStateDevtools-panel") or ""))
@@ -164,3 +166,15 @@ async def test_an_event_keeps_a_bounded_list_of_its_changes_and_the_page_a_bound
         assert recorder.recent()[-1].changes[0][0] == "session:…:DtCounter"
         page = (await admin.get(PATH)).text
         assert page.count("DtCounter.many") == 2  # devtools_events rows, not more
+
+
+async def test_a_user_who_loses_the_role_stops_getting_the_page() -> None:
+    store = StateStore()
+    app = make_app(store=store)
+    async with TestClient(app) as admin:
+        admin.login(ADMIN)
+        await admin.open(PATH)
+        key = "global:FastStateDevtools"
+        assert len(store.hub.subscribers.get(key, {})) == 1
+        store.refresh_user("ada", UserContext(id="ada", roles=["editor"]))
+        assert not store.hub.subscribers.get(key)
