@@ -147,7 +147,8 @@ class Devtools:
         return "".join(
             (
                 summary,
-                rate_chart(list(self.rates)),
+                # the samples, and the second under way
+                rate_chart([*self.rates, self.recorder.total - self._seen][-WINDOW:]),
                 states_section(store, own_key),
                 streams_section(store.hub, store.hub.now),
                 events_section(self.recorder, self.events, own_key),

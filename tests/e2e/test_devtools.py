@@ -44,7 +44,7 @@ def test_an_admin_sees_the_app_live(new_page: Any) -> None:
     assert sid.split(".")[0] not in page.content()
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shot = ARTIFACTS / "devtools.png"
+    shot = ARTIFACTS / "devtools-page.png"
     page.screenshot(path=str(shot), full_page=True)
     stats = png_stats(page.context.new_page(), shot)
     assert stats["width"] >= 800 and stats["height"] >= 300, (shot, stats)
@@ -57,6 +57,7 @@ def test_an_admin_sees_the_app_live(new_page: Any) -> None:
     to_front(page)
     expect(panel).to_contain_text(second, timeout=TIMEOUT)  # ...shows here, live
     expect(page.locator("#events")).to_contain_text(second)  # in the event's changes too
+    expect(page.locator("#rate-chart rect").first).to_be_attached()  # charted
     assert page.evaluate("window.notReloaded") is True
 
 
