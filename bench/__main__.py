@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import backends, fanout, hostile, memory, request_bytes, roundtrip
+from . import backends, devtools, fanout, hostile, memory, request_bytes, roundtrip
 
 #: section name -> function, in the order ``python -m bench`` runs them
 SECTIONS: dict[str, Callable[[], Any]] = {
@@ -21,6 +21,7 @@ SECTIONS: dict[str, Callable[[], Any]] = {
     "backends": backends.run,
     "request_bytes": request_bytes.run,
     "hostile": hostile.run,
+    "devtools": devtools.run,
 }
 
 
