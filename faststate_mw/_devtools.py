@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 import time
 import weakref
 from collections import deque
@@ -36,6 +37,8 @@ from ._state import State
 from ._store import StateStore
 from ._types import Scope, Send
 from ._viewspec import view
+
+log = logging.getLogger("faststate_mw")
 
 #: seconds of the chart, and seconds a devtools state is kept ticking with nobody watching
 WINDOW = 60
@@ -199,6 +202,7 @@ class Devtools:
                 try:
                     idle = 0 if await self.tick() else idle + 1
                 except Exception:  # a failed tick (a backend hiccup) must not end the page
+                    log.debug("devtools: a tick failed", exc_info=True)
                     idle += 1
         finally:
             self._task = None

@@ -21,6 +21,7 @@ from faststate_mw import (
     UserContext,
     event,
 )
+from faststate_mw._devtools import _tools
 from faststate_mw._recorder import MAX_EVENT_CHANGES, Recorder
 from faststate_mw.testing import TestClient
 
@@ -82,7 +83,7 @@ async def test_only_signed_in_users_with_the_role_open_it() -> None:
             "content-security-policy", ""
         )
         assert (await ops.request("POST", PATH)).status == 405
-        # its stream is authorized like any state's: a token replayed by another user is refused
+        # and its live stream opens for them
         tab = await ops.open(PATH)
         assert tab.status == 200
 
@@ -178,3 +179,18 @@ async def test_a_user_who_loses_the_role_stops_getting_the_page() -> None:
         assert len(store.hub.subscribers.get(key, {})) == 1
         store.refresh_user("ada", UserContext(id="ada", roles=["editor"]))
         assert not store.hub.subscribers.get(key)
+
+
+async def test_it_ticks_only_while_a_tab_watches_it() -> None:
+    store = StateStore()
+    app = make_app(store=store)
+    async with TestClient(app) as admin:
+        admin.login(ADMIN)
+        tab = await admin.open(PATH)
+        tools = _tools[store]
+        version = store.get(tools.key).version
+        assert await tools.tick() is True
+        assert store.get(tools.key).version == version + 1  # re-rendered for the tab
+        await tab.close()
+        assert await tools.tick() is False  # nobody watches: no change, no render
+        assert store.get(tools.key).version == version + 1
