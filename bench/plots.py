@@ -136,7 +136,8 @@ def plot_faults(data: dict[str, Any]) -> Path:
         ax.set_title(
             f"{name} ({'PASS' if passed(name, r) else 'MISS'}): lost {r['lost_acknowledged']}, "
             f"errors {errors} "
-            f"(after recovery {r['errors_after_recovery']}), stale tabs {r['stale_tabs']}",
+            f"(after recovery {r['errors_after_recovery']}), stale tabs {r['stale_tabs']}"
+            + (f"\n{r['bound']}" if "bound" in r else ""),
             fontsize=9,
         )
         ax.grid(alpha=0.3)
