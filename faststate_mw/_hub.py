@@ -47,6 +47,7 @@ class Connection:
         "views",
         "waiter",
         "writing_since",
+        "checked",
     )
 
     def __init__(
@@ -77,6 +78,8 @@ class Connection:
         self.last_write = time.monotonic()
         #: when the pending write began (0: none); the hub's ticker drops stalled writers
         self.writing_since = 0.0
+        #: per key (by index): the log entry last found older than what this tab knows
+        self.checked: dict[int, LogEntry] | None = None
         self.task: asyncio.Task[Any] | None = None
         #: the live views this tab shows (see _views.py); empty: signals only
         self.views: list[Any] = []
@@ -337,8 +340,14 @@ class Hub:
             known = versions[index]
             if log and log[-1].version < known and index not in conn.resync:
                 # the key started over (evicted and made again, a backend that lost its data):
-                # what this tab knows is from before; only a snapshot can tell it
-                conn.resync.add(index)
+                # what this tab knows is from before; only a snapshot can tell it. Only a new
+                # entry can mean that: a snapshot may have read a version from a shared backend
+                # that the log has not caught up with yet (one look per entry, never a loop)
+                checked = conn.checked if conn.checked is not None else {}
+                if checked.get(index) is not log[-1]:
+                    checked[index] = log[-1]
+                    conn.checked = checked
+                    conn.resync.add(index)
                 continue
             if not log or log[-1].version <= known or index in conn.resync:
                 continue

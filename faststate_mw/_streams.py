@@ -198,6 +198,8 @@ async def serve_stream(
     try:
         await send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
         await _pump(conn, store, ctx, entries, send)
+        # ended here (a stop, a rotated session): complete the response; the tab reconnects
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
     except asyncio.CancelledError:
         if not conn.stalled:
             raise

@@ -140,3 +140,22 @@ def test_a_tab_up_to_date_gets_nothing_and_no_resync() -> None:
     hub.publish("global:Motd", 1, PATCH)
     assert hub.pending(conn) == [PATCH, b"id: " + f"{hub.epoch}:3.1".encode() + b"\n\n"]
     assert conn.resync == set()
+
+
+def test_a_snapshot_ahead_of_the_log_resyncs_once_not_forever() -> None:
+    hub = Hub()
+    conn = Connection("s", None, "tab", ["global:Motd"], [5])
+    hub.add(conn)
+    hub.publish("global:Motd", 5, PATCH)
+    # a snapshot read version 7 from a shared backend; 6 and 7 are still on their way
+    conn.versions[0] = 7
+    assert hub.pending(conn) is None and conn.resync == {0}
+    conn.resync.clear()  # the snapshot was sent again: still 7
+    for _ in range(3):  # the same log entry never asks for another one (no busy loop)
+        assert hub.pending(conn) is None and conn.resync == set()
+    hub.publish("global:Motd", 6, PATCH)  # the late changes are what it has: no resync
+    hub.publish("global:Motd", 7, PATCH)
+    assert hub.pending(conn) is None and conn.resync == set()
+    hub.publish("global:Motd", 8, PATCH)
+    out = hub.pending(conn)  # a one-key stream one change behind: the prebuilt message
+    assert isinstance(out, dict) and out["body"] == PATCH + f"id: {hub.epoch}:8\n\n".encode()
