@@ -31,6 +31,7 @@ class Connection:
     """One open stream (one browser tab)."""
 
     __slots__ = (
+        "checked",
         "closed",
         "heartbeat_due",
         "id",
@@ -47,7 +48,6 @@ class Connection:
         "views",
         "waiter",
         "writing_since",
-        "checked",
     )
 
     def __init__(
