@@ -37,7 +37,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from .servers import ROOT, free_port
+from tests.servers import ROOT, free_port
+
 from .soak import Plan, drive, plot_results, save, soak_server
 from .soak_client import request
 
@@ -134,7 +135,6 @@ def _restart(server: Any, hard: bool) -> Callable[[], Awaitable[None]]:
 
 def _start_again(server: Any) -> None:
     server.start()
-    server.wait_ready(time.monotonic() + 30, path="/stats")
 
 
 def _vanish(port: int) -> Callable[[], Awaitable[None]]:

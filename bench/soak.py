@@ -35,7 +35,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .servers import Server
+from tests.servers import Uvicorn as Server
+
 from .soak_client import EVENT, Jar, Stream, deep_merge, request
 
 STATES = ["SoakSession", "SoakGlobal", "SoakComponent", "SoakRecord", "SoakTemp", "SoakTenant"]
@@ -521,12 +522,8 @@ def run_soak(
 def soak_server(env: dict[str, str], port: int | None = None) -> Server:
     """A started uvicorn process serving the soak app (a fixed secret, so a restarted server
     accepts the same cookies and stream tokens)."""
-    server = Server("bench.soak_app:app", env={"SOAK_SECRET": "soak-secret", **env})
-    if port is not None:
-        server.port = port
-    server.start()
-    server.wait_ready(time.monotonic() + 30, path="/stats")
-    return server
+    server = Server("bench.soak_app:app", {"SOAK_SECRET": "soak-secret", **env}, port)
+    return server.start()
 
 
 def save(name: str, result: dict[str, Any], lines: list[str]) -> None:
