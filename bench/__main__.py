@@ -11,11 +11,12 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from . import backends, devtools, fanout, hostile, memory, request_bytes, roundtrip
+from . import backends, devtools, fanout, hostile, memory, peers, request_bytes, roundtrip
 
 #: section name -> function, in the order ``python -m bench`` runs them
 SECTIONS: dict[str, Callable[[], Any]] = {
     "roundtrip": roundtrip.run,
+    "peers": peers.run,
     "memory": memory.run,
     "fanout": fanout.run,
     "backends": backends.run,
