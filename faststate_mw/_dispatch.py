@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from ._changes import Conflict, echo_patch, locked, restore, run_change, settle, snapshot
-from ._config import info_of, meta_of
+from ._config import StateInfo, info_of, meta_of
 from ._context import RequestContext
 from ._eventspec import EventSpec
 from ._exceptions import (
@@ -49,13 +49,18 @@ _URL_NAMES = ("datastar",)
 
 
 def bind_arguments(
-    cls: type[Any], spec: EventSpec, query: dict[str, str], signals: dict[str, Any]
+    cls: type[Any],
+    spec: EventSpec,
+    query: dict[str, str],
+    signals: dict[str, Any],
+    info: StateInfo | None = None,
 ) -> dict[str, Any]:
     """Arguments come from the action URL first, then the state's own signals, then top-level
     signals. An argument named like a field that is not client-writable comes from the URL
     only: signals never carry a value into a server-owned field. A URL name that is neither an
-    argument nor the state's id is a 422."""
-    info = info_of(cls)
+    argument nor the state's id is a 422. ``info``: ``info_of(cls)``, if the caller has it."""
+    if info is None:
+        info = info_of(cls)
     spec.check_names(query, _URL_NAMES if info.identity is None else (*_URL_NAMES, info.identity))
     ns = info.namespace
     own = signals.get(ns) if ns else signals
@@ -76,10 +81,14 @@ def bind_arguments(
 
 
 async def resolve_for_event(
-    store: StateStore, cls: type[Any], ctx: RequestContext, query: dict[str, str]
+    store: StateStore,
+    cls: type[Any],
+    ctx: RequestContext,
+    query: dict[str, str],
+    info: StateInfo | None = None,
 ) -> Any:
     """The instance an event targets: the URL's component or record id picks it (no new ids)."""
-    ident_name = info_of(cls).identity
+    ident_name = (info or info_of(cls)).identity
     ident = query.get(ident_name) if ident_name is not None else None
     if ident_name is not None and not ident:
         raise MissingIdentifier(f"this event needs a {ident_name} in its URL")
@@ -248,19 +257,20 @@ async def _serve(
         query = parse_query(scope)
         signals = parse_signals(hdrs, method, body, query)
         rule = spec.auth
+        info = info_of(cls)
         # Load the user up front when anything may need it; otherwise a sync loader runs only
         # if the event asks (current_user()), which keeps anonymous public events cheap.
         user = None
-        if ctx.owner.async_user_loader or rule.active or info_of(cls).needs_user:
+        if ctx.owner.async_user_loader or rule.active or info.needs_user:
             user = await ctx.load_user()
         # sign-in, permissions, roles: before any instance is made; an event's denial is
         # logged at WARNING even for anonymous users (a page visit's only at INFO)
-        for active in (info_of(cls).auth, rule):
+        for active in (info.auth, rule):
             if active.active:
                 active.check(user, key=cls.__name__, event=spec.name)
-        inst = await resolve_for_event(store, cls, ctx, query)
+        inst = await resolve_for_event(store, cls, ctx, query, info)
         run.key = inst.key or ""
-        kwargs = bind_arguments(cls, spec, query, signals)
+        kwargs = bind_arguments(cls, spec, query, signals, info)
         live = store.hub.live_tab(tab_of(signals), ctx.session_id(create=False), inst.key or "")
         try:
             text = await run_event(inst, spec, kwargs, reply, user, live, limits.event_timeout)

@@ -41,7 +41,6 @@ class Param:
         adapter = self.adapter
         if adapter is None:
             raise ConfigurationError(f"argument {self.name!r}: its event belongs to no State")
-        what = f"argument {self.name!r}"
         try:
             value = adapter.validate_python(raw)
         except ValidationError:
@@ -49,10 +48,15 @@ class Param:
                 raise
             # URL values arrive as text: lists, dicts and models come as JSON (read strictly
             # first: bounded depth, finite numbers, valid unicode).
-            untrusted.loads(raw, what)
+            untrusted.loads(raw, f"argument {self.name!r}")
             value = adapter.validate_json(raw)
-        untrusted.check_finite(value, what)
+        if type(value) not in _CANNOT_BE_NAN:
+            untrusted.check_finite(value, f"argument {self.name!r}")
         return value
+
+
+#: value types that hold no float, so no NaN or infinity (check_finite has nothing to do)
+_CANNOT_BE_NAN = frozenset({int, str, bool, type(None)})
 
 
 @dataclass(eq=False)
@@ -84,7 +88,10 @@ class EventSpec:
         """Raise ArgumentError (422) for an argument name the event does not take (a typo such
         as ``?amout=5`` must not silently fall back to the default). ``also``: other names the
         URL may carry (the component or record id)."""
-        known = self.param_names.union(also)
+        names = self.param_names
+        if all(n in names or n in also for n in given):
+            return  # the common case, without building a set per request
+        known = names.union(also)
         # client text: at most a few names, each cut short, go back into the error
         unknown = sorted(n[:40] for n in given if n not in known)[:5]
         if unknown:

@@ -35,10 +35,23 @@ def _finite_float(text: str) -> float:
     return value
 
 
+#: one strict decoder for every call (``json.loads`` with hooks would build one per call)
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
+def _decode(raw: str | bytes) -> Any:
+    """``json.loads(raw, ...)`` with the strict hooks, without building a decoder per call."""
+    if isinstance(raw, str):
+        if raw.startswith("\ufeff"):
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", raw, 0)
+        return _DECODER.decode(raw)
+    return _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+
+
 def loads(raw: str | bytes, what: str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Parse ``raw`` as strict JSON; anything else is an InvalidPayload naming ``what``."""
     try:
-        data = json.loads(raw, parse_constant=_refuse_constant, parse_float=_finite_float)
+        data = _decode(raw)
     except RecursionError:
         raise InvalidPayload(f"{what} nested deeper than {max_depth} levels") from None
     except ValueError as exc:  # includes UnicodeDecodeError and JSONDecodeError
