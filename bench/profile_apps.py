@@ -1,7 +1,9 @@
 """In-process view of where an event's time goes, without HTTP: ``python -m bench.profile_apps``.
 
 Calls each benchmark app's ASGI callable directly in a loop (the same event request the
-roundtrip section sends), prints microseconds per event, then cProfiles app (a). Not a
+roundtrip section sends), prints microseconds of this process's CPU time per event (CPU time, not
+wall time: another process taking the core does not count), then cProfiles app (a) with the same
+clock. Not a
 ``python -m bench`` section: it is a diagnostic for when (a) falls behind its targets.
 Options: ``-n N`` events per app (default 20000), ``--top K`` profile rows (default 25).
 """
@@ -74,17 +76,17 @@ async def _loop(app: Any, n: int) -> float:
     body = b'{"counter":{"count":0}}'
     sent = await _call(app, scope, body)
     assert sent[0]["status"] == 200, sent
-    started = time.perf_counter()
+    started = time.process_time()
     for _ in range(n):
         await _call(app, scope, body)
-    return (time.perf_counter() - started) / n * 1e6
+    return (time.process_time() - started) / n * 1e6
 
 
 async def _main(n: int, top: int) -> None:
     for name, app in (("a", app_a), ("b", app_b), ("c", app_c)):
         await _loop(app, n // 10)  # warm-up
-        print(f"({name}) {await _loop(app, n):7.1f} us/event in-process")
-    profile = cProfile.Profile()
+        print(f"({name}) {await _loop(app, n):7.1f} us/event in-process (CPU time)")
+    profile = cProfile.Profile(time.process_time)
     profile.enable()
     await _loop(app_a, n)
     profile.disable()

@@ -228,7 +228,7 @@ class RequestContext:
         through :meth:`load_user` first (the middleware does so for events and injection)."""
         if self._user is _UNSET:
             result = self.owner.user_loader(self.scope)
-            if inspect.isawaitable(result):
+            if _awaitable(result):
                 result = _finished(result)
             self._user = UserContext.from_value(result)
         return self._user
@@ -242,7 +242,7 @@ class RequestContext:
     async def load_user(self) -> UserContext | None:
         if self._user is _UNSET:
             result = self.owner.user_loader(self.scope)
-            if inspect.isawaitable(result):
+            if _awaitable(result):
                 result = await result
             self._user = UserContext.from_value(result)
         return self._user
@@ -254,6 +254,14 @@ class RequestContext:
     def forget_user(self) -> None:
         """Drop the cached user (after a login or logout inside this request)."""
         self._user = _UNSET
+
+
+#: what a user loader returns most often: never awaitable (skips inspect's ABC check)
+_PLAIN_USER_VALUES = frozenset({type(None), UserContext, str, int, dict})
+
+
+def _awaitable(value: Any) -> bool:
+    return type(value) not in _PLAIN_USER_VALUES and inspect.isawaitable(value)
 
 
 def _finished(awaitable: Any) -> Any:

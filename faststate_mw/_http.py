@@ -131,7 +131,10 @@ def check_csrf(scope: Scope, hdrs: dict[bytes, bytes], method: str) -> None:
 
 
 def _content_type(hdrs: dict[bytes, bytes]) -> bytes:
-    return hdrs.get(b"content-type", b"").split(b";")[0].strip()
+    value = hdrs.get(b"content-type", b"")
+    if value == b"application/json":  # the common case, as Datastar sends it
+        return value
+    return value.partition(b";")[0].strip()
 
 
 def same_origin(scope: Scope, hdrs: dict[bytes, bytes]) -> bool:

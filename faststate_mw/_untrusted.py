@@ -45,6 +45,8 @@ def _decode(raw: str | bytes) -> Any:
         if raw.startswith("\ufeff"):
             raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", raw, 0)
         return _DECODER.decode(raw)
+    if raw[:1] == b"{" and raw[1:2] != b"\x00":  # an object in UTF-8 (what browsers send)
+        return _DECODER.decode(raw.decode("utf-8", "surrogatepass"))
     return _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
 
 
