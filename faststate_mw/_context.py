@@ -156,6 +156,7 @@ class RequestContext:
     """The faststate view of one HTTP request."""
 
     __slots__ = (
+        "_cookie",
         "_request",
         "_sid",
         "_user",
@@ -171,6 +172,7 @@ class RequestContext:
         self.owner = owner
         self._request: Request | None = None
         self._sid: str | None = _UNSET
+        self._cookie: tuple[str, str] | None = _UNSET
         self._user: UserContext | None = _UNSET
         #: set when this request minted a session id the response must carry as a cookie
         self.new_session_id: str | None = None
@@ -201,8 +203,15 @@ class RequestContext:
             self._sid = self.new_session_id = self.owner.new_session_id()
         return self._sid
 
+    def session_cookie(self) -> tuple[str, str] | None:
+        """The session id and user binding of the request's signed cookie, read once per
+        request (None if absent or tampered with). Not yet checked against the user."""
+        if self._cookie is _UNSET:
+            self._cookie = self.owner.read_session(self.scope)
+        return self._cookie
+
     def _bound_session(self) -> str | None:
-        found = self.owner.read_session(self.scope)
+        found = self.session_cookie()
         if found is None:
             return None
         sid, binding = found
@@ -215,7 +224,7 @@ class RequestContext:
         """Give this browser a new session id, bound to the user as the app now says (the
         cookie is set on this response). The old session's states stay behind, out of reach,
         and its open streams stop delivering them."""
-        found = self.owner.read_session(self.scope)
+        found = self.session_cookie()
         self.forget_user()
         for old in {found[0] if found else None, self._sid}:
             if isinstance(old, str):

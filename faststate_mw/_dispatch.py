@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Iterable
-from contextlib import asynccontextmanager
+from collections.abc import Iterable
 from time import perf_counter
 from typing import Any
 
@@ -96,21 +95,36 @@ async def resolve_for_event(
     return await store.resolve(cls, ctx, ident, refresh=False)
 
 
-@asynccontextmanager
-async def time_limit(seconds: float | None, name: str) -> AsyncIterator[None]:
-    """Cancel the block after ``seconds``: an EventTimeout (504) instead of the TimeoutError."""
-    if seconds is None:
-        yield
-        return
-    try:
-        async with asyncio.timeout(seconds) as deadline:
-            yield
-    except TimeoutError:
-        if not deadline.expired():
-            raise  # the event's own TimeoutError
-        raise EventTimeout(
-            f"event {name!r} ran longer than {seconds:g}s: it was cancelled and rolled back"
-        ) from None
+class time_limit:  # named like the function it replaces: ``async with time_limit(...)``
+    """Cancel the block after ``seconds``: an EventTimeout (504) instead of the TimeoutError.
+    A class rather than an ``@asynccontextmanager``: it runs on every event."""
+
+    __slots__ = ("_deadline", "name", "seconds")
+
+    def __init__(self, seconds: float | None, name: str) -> None:
+        self.seconds = seconds
+        self.name = name
+        self._deadline: asyncio.Timeout | None = None
+
+    async def __aenter__(self) -> None:
+        if self.seconds is not None:
+            self._deadline = asyncio.timeout(self.seconds)
+            await self._deadline.__aenter__()
+
+    async def __aexit__(self, kind: Any, exc: Any, tb: Any) -> bool | None:
+        deadline = self._deadline
+        if deadline is None:
+            return None
+        try:
+            await deadline.__aexit__(kind, exc, tb)  # never swallows: returns None
+        except TimeoutError:
+            if not deadline.expired():
+                raise  # the event's own TimeoutError
+            raise EventTimeout(
+                f"event {self.name!r} ran longer than {self.seconds:g}s: it was cancelled and "
+                "rolled back"
+            ) from None
+        return None
 
 
 async def run_event(
@@ -247,7 +261,7 @@ async def _serve(
     limits = store.limits
     try:
         client = scope.get("client")
-        cookie = ctx.owner.read_session(scope)  # a signed id: no user needed to read it
+        cookie = ctx.session_cookie()  # a signed id: no user needed to read it
         store.event_limiter.check(cookie[0] if cookie else None, client[0] if client else None)
         method = scope["method"]
         method_allowed(spec.name, spec.method, method)
