@@ -19,16 +19,14 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from faststate_mw import FastStateMiddleware, Limits, State, event
+from bench.unrated import UNRATED
+from faststate_mw import FastStateMiddleware, State, event
 
 EVENT_PATH = "/_faststate/Counter/increment"
 SECRET_KEY = "bench-secret-key-not-for-production"
 SID_COOKIE = "sid"
 #: wrk sends thousands of events a second from one address and one session: a throughput
 #: benchmark lifts the event rate limits (bench/hostile.py measures them)
-UNRATED = Limits(
-    event_rate=1e9, event_burst=10**9, address_event_rate=1e9, address_event_burst=10**9
-)
 
 
 # -- (a) faststate_mw ------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from bench.apps import UNRATED
+from bench.unrated import UNRATED
 from faststate_mw import FastStateMiddleware, State, StateConfig, StateScope, event
 
 

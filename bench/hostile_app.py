@@ -11,7 +11,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from bench.apps import UNRATED
+from bench.unrated import UNRATED
 from faststate_mw import (
     FastStateMiddleware,
     State,

@@ -1,0 +1,9 @@
+"""Limits without the event rate limit: throughput benchmarks send bursts from one address."""
+
+from __future__ import annotations
+
+from faststate_mw import Limits
+
+UNRATED = Limits(
+    event_rate=1e9, event_burst=10**9, address_event_rate=1e9, address_event_burst=10**9
+)
