@@ -313,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     for name in names:
         with tempfile.TemporaryDirectory() as tmp:
             results[name] = scenario(name, Path(tmp))
+        results[name]["passed"] = passed(name, results[name])  # for the plots
         lines.append(verdict(name, results[name]))
         print(lines[-1], flush=True)
         if results[name]["lost_examples"]:

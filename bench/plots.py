@@ -22,7 +22,6 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from .faults import passed
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MACHINE = "2-core shared machine (8 engineers' jobs on it), loopback"
@@ -134,7 +133,7 @@ def plot_faults(data: dict[str, Any]) -> Path:
         p99.set_ylabel("p99 latency (ms)")
         errors = sum(r["errors"].values())
         ax.set_title(
-            f"{name} ({'PASS' if passed(name, r) else 'MISS'}): lost {r['lost_acknowledged']}, "
+            f"{name} ({'PASS' if r.get('passed') else 'MISS'}): lost {r['lost_acknowledged']}, "
             f"errors {errors} "
             f"(after recovery {r['errors_after_recovery']}), stale tabs {r['stale_tabs']}"
             + (f"\n{r['bound']}" if "bound" in r else ""),

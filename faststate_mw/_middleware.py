@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import inspect
 import logging
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +15,12 @@ from ._dispatch import serve_event
 from ._exceptions import ConfigurationError, FastStateError, UnknownEvent
 from ._http import Reply, send_error
 from ._inject import PageInjector
+from ._lifespan import Lifespan
 from ._limits import Limits
 from ._markup import DATASTAR_CDN, datastar_script
 from ._metrics_http import serve_metrics
 from ._routes import check_routes
 from ._session import SessionCookie
-from ._signals import chain_exit_signals
 from ._store import StateStore, _active
 from ._streams import TokenSigner, serve_stream, stream_element
 from ._types import ASGIApp, Message, Receive, Scope, Send
@@ -154,7 +152,8 @@ class FastStateMiddleware:
         #: where pages load the Datastar client from when this middleware self-hosts it
         self.datastar_src = self._datastar_path if self._datastar_js is not None else None
         self._inner_apps: dict[int, ASGIApp] = {}
-        self._restore_signals: Callable[[], None] = lambda: None
+        #: the ASGI lifespan of this app's store (start, stop signals, close)
+        self._lifespan = Lifespan(app, self.store)
 
     # -- ContextOwner: what a RequestContext asks of its app --------------------------------------
     def read_session(self, scope: Scope) -> tuple[str, str] | None:
@@ -283,68 +282,6 @@ class FastStateMiddleware:
         except Exception:  # the app's loader failed: an anonymous binding rotates next time
             user = None
         return self.cookie.set_cookie(sid, self.session_binding(sid, user))
-
-    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Start the store before the app's own startup, close it after the app's shutdown. An
-        app that does not speak lifespan gets it answered here."""
-        message = await receive()
-        if message["type"] != "lifespan.startup":  # pragma: no cover - servers start first
-            await self.app(scope, receive, send)
-            return
-        try:
-            check_routes(scope.get("app"))
-        except ConfigurationError as exc:  # as Starlette's router does: report, then raise
-            await send({"type": "lifespan.startup.failed", "message": f"faststate_mw: {exc}"})
-            raise
-        try:
-            await self.store.start()
-        except Exception as exc:
-            log.error("faststate_mw could not start: %s", exc)
-            await send({"type": "lifespan.startup.failed", "message": f"faststate_mw: {exc}"})
-            return
-        # servers wait for open responses before they send lifespan.shutdown: end the live
-        # streams as soon as a stop signal arrives, or the server would wait for them forever
-        loop = asyncio.get_running_loop()
-
-        def stopping() -> None:
-            loop.call_soon_threadsafe(self.store.begin_shutdown)
-
-        self._restore_signals = chain_exit_signals(stopping)
-        replay: list[Message] = [message]
-        app_started = False
-
-        async def app_receive() -> Message:
-            if replay:
-                return replay.pop()
-            return await receive()
-
-        async def app_send(out: Message) -> None:
-            nonlocal app_started
-            if out["type"] == "lifespan.startup.complete":
-                app_started = True
-            elif out["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
-                await self._close()
-            await send(out)
-
-        try:
-            await self.app(scope, app_receive, app_send)
-        except BaseException:
-            if app_started:
-                await self._close()
-                raise
-            # the app does not support lifespan: answer it ourselves
-            await send({"type": "lifespan.startup.complete"})
-            while (await receive())["type"] != "lifespan.shutdown":
-                pass
-            await self._close()
-            await send({"type": "lifespan.shutdown.complete"})
-
-    async def _close(self) -> None:
-        self._restore_signals()
-        try:
-            await self.store.close()
-        except Exception:
-            log.exception("faststate_mw: closing the store failed")
 
     async def _recheck_streams(self, ctx: RequestContext) -> None:
         """After a request of a session with open streams: if its user changed, those
