@@ -22,7 +22,6 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-
 RESULTS = Path(__file__).resolve().parent / "results"
 MACHINE = "2-core shared machine (8 engineers' jobs on it), loopback"
 
