@@ -19,6 +19,10 @@ from ._exceptions import InvalidPayload
 
 #: the deepest nesting of arrays and objects accepted in a client's JSON (and in stored state)
 MAX_JSON_DEPTH = 64
+#: the largest whole number a client may send (JavaScript's ``Number.MAX_SAFE_INTEGER``): beyond
+#: it the page would show it rounded, and sums of such numbers soon pass the 4,300 digits
+#: Python can write as text (every later change of the state would fail)
+MAX_SAFE_INTEGER = 2**53 - 1
 
 # A JSON escape that may decode to a surrogate (\uD800-\uDFFF); checked only when present.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
@@ -116,8 +120,8 @@ def check_text(value: Any, what: str) -> None:
 
 
 def check_finite(value: Any, what: str) -> None:
-    """Refuse NaN and infinities anywhere in a validated value (floats, Decimals, containers,
-    pydantic models)."""
+    """Refuse NaN, infinities and whole numbers beyond ``MAX_SAFE_INTEGER`` anywhere in a
+    validated value (floats, Decimals, ints, containers, pydantic models)."""
     stack: list[Any] = [value]
     seen = 0
     while stack and seen < 100_000:
@@ -126,6 +130,12 @@ def check_finite(value: Any, what: str) -> None:
         if isinstance(item, float):
             if not math.isfinite(item):
                 break
+        elif isinstance(item, int):
+            if not -MAX_SAFE_INTEGER <= item <= MAX_SAFE_INTEGER:
+                raise InvalidPayload(
+                    f"{what} holds a whole number beyond \u00b1{MAX_SAFE_INTEGER} "
+                    "(a browser cannot hold it exactly)"
+                )
         elif isinstance(item, Decimal):
             if not item.is_finite():
                 break
@@ -140,4 +150,12 @@ def check_finite(value: Any, what: str) -> None:
     raise InvalidPayload(f"{what} holds a number JSON cannot carry (NaN or Infinity)")
 
 
-__all__ = ["MAX_JSON_DEPTH", "check_finite", "check_text", "depth", "loads", "screen"]
+__all__ = [
+    "MAX_JSON_DEPTH",
+    "MAX_SAFE_INTEGER",
+    "check_finite",
+    "check_text",
+    "depth",
+    "loads",
+    "screen",
+]
