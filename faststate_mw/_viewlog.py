@@ -13,6 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+#: renders cached per key: each view once, and a per-viewer view once per user watching
+MAX_RENDERS_PER_KEY = 256
+
 
 class Committed:
     """The latest committed fields of one key."""
@@ -42,6 +45,8 @@ class ViewLog:
         self.renders: dict[str, dict[tuple[str, str | None], tuple[int, bytes]]] = {}
         #: how many times a view was rendered for a live stream (the page's own render aside)
         self.render_count = 0
+        #: renders cached per key (views times viewers); older ones are rendered again if needed
+        self.max_renders = MAX_RENDERS_PER_KEY
 
     def watched(self, key: str) -> bool:
         return key in self.watchers
@@ -79,7 +84,13 @@ class ViewLog:
         return hit[1] if hit is not None and hit[0] == version else None
 
     def store(self, key: str, view: str, viewer: str | None, version: int, data: bytes) -> None:
-        self.renders.setdefault(key, {})[(view, viewer)] = (version, data)
+        """Cache a render; past ``max_renders`` for ``key`` the least recently stored goes (a
+        per-viewer view keeps one per user who ever watched while the key stayed watched)."""
+        cached = self.renders.setdefault(key, {})
+        cached.pop((view, viewer), None)  # re-inserted last: the most recent
+        cached[(view, viewer)] = (version, data)
+        while len(cached) > self.max_renders:
+            del cached[next(iter(cached))]
 
 
-__all__ = ["Committed", "ViewLog"]
+__all__ = ["MAX_RENDERS_PER_KEY", "Committed", "ViewLog"]
