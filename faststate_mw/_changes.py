@@ -106,7 +106,7 @@ async def commit(inst: Any, changed: list[str]) -> str:
         store.hub.publish(meta.key, version, sse)
         recorder = store.observer.recorder
         if recorder is not None:
-            recorder.change(meta.key, version, data)
+            recorder.change(meta.key, version, data, len(text))
     return text
 
 
