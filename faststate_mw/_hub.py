@@ -96,6 +96,11 @@ class Connection:
 _BODY = {"type": "http.response.body", "more_body": True}
 
 
+#: bytes of changes one key's log keeps beside its latest change, and all logs together
+MAX_LOG_BYTES = 1024 * 1024
+MAX_LOGS_BYTES = 64 * 1024 * 1024
+
+
 class LogEntry(NamedTuple):
     version: int
     #: the event's ``event:``/``data:`` lines
@@ -107,8 +112,20 @@ class LogEntry(NamedTuple):
 class Hub:
     """In-process subscriptions: key -> connections, plus per-session and per-tab indexes."""
 
-    def __init__(self, max_queue: int = 64) -> None:
+    def __init__(
+        self,
+        max_queue: int = 64,
+        max_log_bytes: int = MAX_LOG_BYTES,
+        max_logs_bytes: int = MAX_LOGS_BYTES,
+    ) -> None:
         self.max_queue = max_queue
+        #: bytes of changes a key's log keeps, and all logs together, beyond each log's latest
+        #: change (a tab further behind resyncs): clients choose how large their changes are
+        self.max_log_bytes = max_log_bytes
+        self.max_logs_bytes = max_logs_bytes
+        #: bytes held by each key's log, and their sum
+        self.log_bytes: dict[str, int] = {}
+        self.logs_bytes = 0
         #: seconds between keep-alive comments, and before a stalled write drops its stream
         self.heartbeat = 15.0
         self.write_timeout = 10.0
@@ -181,6 +198,7 @@ class Hub:
         if subs is not None and subs.pop(conn, None) is not None and not subs:
             del self.subscribers[key]
             self.logs.pop(key, None)
+            self.logs_bytes -= self.log_bytes.pop(key, 0)
             if self._on_last is not None:
                 self._on_last(key)
         # a snapshot it was still due would deliver it too
@@ -256,10 +274,11 @@ class Hub:
             return 0
         log = self.logs.get(key)
         if log is None:
-            log = self.logs[key] = deque(maxlen=self.max_queue)
+            log = self.logs[key] = deque()
         # what a one-key stream writes, built once for all of them
         single = data + b"id: " + f"{self.epoch}:{version}".encode() + b"\n\n"
         log.append(LogEntry(version, data, {**_BODY, "body": single}))
+        self._trim(key, log, len(data) + len(single))
         # no await in this loop, so ``subs`` cannot change under it: no copy needed
         for conn in subs:
             waiter = conn.waiter
@@ -267,6 +286,22 @@ class Hub:
                 waiter.set_result(None)
         self.metrics["delivered"] += len(subs)
         return len(subs)
+
+    def _trim(self, key: str, log: deque[LogEntry], added: int) -> None:
+        """Keep ``key``'s log within ``max_queue`` changes and the byte bounds (its latest change
+        always stays: the tabs that are one change behind are sent it)."""
+        held = self.log_bytes.get(key, 0) + added
+        self.logs_bytes += added
+        while len(log) > 1 and (
+            len(log) > self.max_queue
+            or held > self.max_log_bytes
+            or self.logs_bytes > self.max_logs_bytes
+        ):
+            old = log.popleft()
+            size = len(old.data) + len(old.message["body"])
+            held -= size
+            self.logs_bytes -= size
+        self.log_bytes[key] = held
 
     def ensure_ticker(self) -> None:
         """One task for all streams: heartbeats for idle ones, and dropping stalled writers."""
