@@ -19,7 +19,7 @@ from faststate_mw._recorder import MAX_CHANGE_BYTES, PREVIEW_CHARS
 from tests.conftest import API
 
 
-class Note(State):
+class RecordedNote(State):
     text: Annotated[str, client_writable] = ""
     n: int = 0
 
@@ -43,7 +43,7 @@ def test_large_values_are_recorded_as_previews(
         client.cookies.clear()
         for j in range(20):
             value = f"{i}.{j}-" + "x" * 100_000
-            r = client.post("/_faststate/Note/set_text", headers=API, json={"value": value})
+            r = client.post("/_faststate/RecordedNote/set_text", headers=API, json={"value": value})
             assert r.status_code == 200, r.text
     # 60 changes of 100 kB each were 6 MB whole
     assert recorder.bytes <= 60 * (PREVIEW_CHARS + 64)
@@ -52,7 +52,7 @@ def test_large_values_are_recorded_as_previews(
     assert last.startswith('"2.19-xxx') and last.endswith("…")
     assert len(last) == PREVIEW_CHARS + 1
     # small changes are kept whole, with their values
-    r = client.post("/_faststate/Note/set_text", headers=API, json={"value": "short"})
+    r = client.post("/_faststate/RecordedNote/set_text", headers=API, json={"value": "short"})
     assert r.status_code == 200
     assert recorder.history(key)[-1].changed == {"text": "short"}
 
