@@ -24,7 +24,7 @@ SECRET = "big-numbers-secret"
 SAFE = 2**53 - 1
 
 
-class Tally(State):
+class BigTally(State):
     __faststate__ = StateConfig(scope=StateScope.GLOBAL, writable=("total",))
     total: int = 0
     ids: list[int] = []
@@ -40,7 +40,7 @@ class Tally(State):
 
 def make_app(store: StateStore) -> Starlette:
     async def values(request: Request) -> JSONResponse:
-        tally = await Tally.dependency()
+        tally = await BigTally.dependency()
         return JSONResponse({"total": tally.total, "ids": tally.ids})
 
     app = Starlette(debug=True, routes=[Route("/values", values)])
@@ -69,7 +69,7 @@ def assert_refused(r: Any) -> None:
 def test_a_4300_digit_amount_twice_is_a_400_not_a_500(client: TestClient) -> None:
     huge = "9" * 4300
     for _ in range(2):
-        r = client.post("/_faststate/Tally/add", headers=API, content=f'{{"amount":{huge}}}')
+        r = client.post("/_faststate/BigTally/add", headers=API, content=f'{{"amount":{huge}}}')
         assert_refused(r)
     assert snapshot(client) == {"total": 0, "ids": []}
 
@@ -80,12 +80,14 @@ def test_numbers_javascript_would_round_are_refused_everywhere(
 ) -> None:
     before = snapshot(client)
     sent = [
-        client.post("/_faststate/Tally/add", headers=API, content=f'{{"amount":{number}}}'),
-        client.post(f"/_faststate/Tally/add?amount={number}", headers=API, content=b"{}"),
-        client.post(f"/_faststate/Tally/tag?ids=[1,{number}]", headers=API, content=b"{}"),
-        client.post("/_faststate/Tally/set_total", headers=API, content=f'{{"value":{number}}}'),
+        client.post("/_faststate/BigTally/add", headers=API, content=f'{{"amount":{number}}}'),
+        client.post(f"/_faststate/BigTally/add?amount={number}", headers=API, content=b"{}"),
+        client.post(f"/_faststate/BigTally/tag?ids=[1,{number}]", headers=API, content=b"{}"),
+        client.post("/_faststate/BigTally/set_total", headers=API, content=f'{{"value":{number}}}'),
         client.post(
-            "/_faststate/Tally/set_total", headers=API, content=f'{{"tally":{{"total":{number}}}}}'
+            "/_faststate/BigTally/set_total",
+            headers=API,
+            content=f'{{"bigTally":{{"total":{number}}}}}',
         ),
     ]
     for r in sent:
@@ -94,8 +96,8 @@ def test_numbers_javascript_would_round_are_refused_everywhere(
 
 
 def test_the_largest_safe_integer_is_accepted(client: TestClient) -> None:
-    r = client.post("/_faststate/Tally/add", headers=API, content=f'{{"amount":{SAFE}}}')
+    r = client.post("/_faststate/BigTally/add", headers=API, content=f'{{"amount":{SAFE}}}')
     assert r.status_code == 200, r.text
-    r = client.post(f"/_faststate/Tally/tag?ids=[{-SAFE}]", headers=API, content=b"{}")
+    r = client.post(f"/_faststate/BigTally/tag?ids=[{-SAFE}]", headers=API, content=b"{}")
     assert r.status_code == 200, r.text
     assert snapshot(client) == {"total": SAFE, "ids": [-SAFE]}
