@@ -50,13 +50,17 @@ class Param:
             # first: bounded depth, finite numbers, valid unicode).
             untrusted.loads(raw, f"argument {self.name!r}")
             value = adapter.validate_json(raw)
-        if type(value) not in _CANNOT_BE_NAN:
+        kind = type(value)
+        if kind not in _NOTHING_TO_CHECK and (
+            kind is not int
+            or not -untrusted.MAX_SAFE_INTEGER <= value <= untrusted.MAX_SAFE_INTEGER
+        ):
             untrusted.check_finite(value, f"argument {self.name!r}")
         return value
 
 
-#: value types that hold no float, so no NaN or infinity (check_finite has nothing to do)
-_CANNOT_BE_NAN = frozenset({int, str, bool, type(None)})
+#: value types that hold no number, or no float (so no NaN or infinity; ints are range-checked)
+_NOTHING_TO_CHECK = frozenset({str, bool, type(None)})
 
 
 @dataclass(eq=False)
