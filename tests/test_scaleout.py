@@ -80,7 +80,9 @@ class LiveStream:
 
 @contextlib.asynccontextmanager
 async def browser(base: str) -> AsyncIterator[httpx.AsyncClient]:
-    limits = httpx.Limits(max_connections=64)
+    # idle connections are dropped after 1 s, before uvicorn closes them (5 s): a request on a
+    # connection the server is closing fails with ReadError, and a POST is never retried
+    limits = httpx.Limits(max_connections=64, keepalive_expiry=1.0)
     async with httpx.AsyncClient(base_url=base, limits=limits, timeout=30) as client:
         yield client
 
