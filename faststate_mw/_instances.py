@@ -146,6 +146,22 @@ class InstanceTable:
         """A snapshot of (key, instance) pairs."""
         return list(self._by_key.items())
 
+    def keys_where(self, prefix: str | None, cls: type | None) -> list[str]:
+        """Keys that start with ``prefix`` (a scope's ``"<scope>:"``) and hold a ``cls``."""
+        return [
+            key
+            for key, inst in list(self._by_key.items())
+            if (prefix is None or key.startswith(prefix)) and (cls is None or type(inst) is cls)
+        ]
+
+    def by_scope(self) -> dict[str, int]:
+        """How many instances each scope holds (the first part of their keys)."""
+        counts: dict[str, int] = {}
+        for key in list(self._by_key):
+            scope = key.split(":", 1)[0]
+            counts[scope] = counts.get(scope, 0) + 1
+        return counts
+
     def clear(self) -> None:
         self._by_key.clear()
         self._order.clear()

@@ -24,8 +24,9 @@ from pydantic import BaseModel
 
 from ._caps import InstanceCaps
 from ._changes import snapshot
-from ._config import Meta, StateInfo, info_of, meta_of
+from ._config import StateInfo, info_of, meta_of
 from ._context import RequestContext, UserContext
+from ._eviction import Eviction
 from ._exceptions import FastStateError, NoRequestContextError
 from ._hub import Hub
 from ._instances import InstanceTable
@@ -34,7 +35,7 @@ from ._metrics import Metrics, live_counts
 from ._observe import Observer
 from ._recorder import Recorder
 from ._scopes import StateScope
-from ._stored import from_stored, load_into
+from ._stored import apply_stored, from_stored, stored_copy
 from .backends import Backend, Stored, backend_from_url
 
 log = logging.getLogger("faststate_mw")
@@ -105,7 +106,9 @@ class StateStore:
         self._table = InstanceTable(clock)
         #: the bounds on what clients can make this store hold
         self.limits = limits = limits or Limits()
-        self.caps = InstanceCaps(self._table, limits, self._evict)
+        #: the ttl sweep and saving before eviction
+        self.eviction = Eviction(self._table, self.backend, self.hub, clock)
+        self.caps = InstanceCaps(self._table, limits, self.eviction.evict)
         #: the token buckets events go through (per session, per client address)
         self.event_limiter = EventLimiter(limits, clock)
         self._backend_started = False
@@ -159,7 +162,7 @@ class StateStore:
                 self._backend_started = False
                 self._loop = None
                 raise
-        self._sweeper = loop.create_task(self._sweep_forever())
+        self._sweeper = loop.create_task(self.eviction.run_forever(self.sweep_interval))
         _running.add(self)
 
     @property
@@ -232,7 +235,7 @@ class StateStore:
         backend = self.backend
         if inst is not None:
             if refresh and backend.shared:
-                self._apply_stored(inst, await backend.load(key))
+                apply_stored(inst, await backend.load(key))
             return inst
         await self.caps.make_room(key, ctx)
         stored = await backend.load(key) if backend.durable else None
@@ -318,15 +321,6 @@ class StateStore:
             self.caps.confirm(found[0])
 
     # -- changes made elsewhere --------------------------------------------------------------------
-    def _apply_stored(self, inst: Any, stored: Stored | None) -> bool:
-        """Bring a cached instance up to a newer stored version (in place). Skipped while a
-        change runs on it: its commit will notice."""
-        meta = meta_of(inst)
-        if stored is None or stored.version <= meta.version or meta.locked():
-            return False
-        load_into(inst, stored)
-        return True
-
     def apply_remote(self, key: str, version: int, data: str, sse: bytes) -> None:
         """A change published on the backend: update the cached copy, tell local streams.
 
@@ -338,7 +332,7 @@ class StateStore:
             return  # delivered already
         inst = self._table.get(key)
         if inst is not None:
-            self._apply_stored(inst, Stored(version, data))
+            apply_stored(inst, Stored(version, data))
             if self.hub.views.watched(key):
                 self.hub.views.record(key, version, snapshot(inst), None)
         self.hub.publish(key, version, sse)
@@ -351,15 +345,12 @@ class StateStore:
         if inst is None or not self.backend.shared:
             return inst
         stored = await self.backend.load(key)
-        if self._apply_stored(inst, stored) or stored is None:
+        if apply_stored(inst, stored) or stored is None:
             return inst
         meta = meta_of(inst)
         if stored.version <= meta.version:
             return inst
-        copy = from_stored(type(inst), key, stored.data)
-        copy_meta = meta_of(copy)
-        copy_meta.key, copy_meta.ident, copy_meta.version = key, meta.ident, stored.version
-        return copy
+        return stored_copy(inst, key, stored)
 
     # -- looking around ----------------------------------------------------------------------------
     def get(self, key: str) -> Any:
@@ -370,13 +361,7 @@ class StateStore:
         self, scope: StateScope | str | None = None, state_cls: type | None = None
     ) -> list[str]:
         """Live keys, optionally only those of one scope and/or one class."""
-        prefix = None if scope is None else f"{scope}:"
-        return [
-            key
-            for key, inst in self._table.items()
-            if (prefix is None or key.startswith(prefix))
-            and (state_cls is None or type(inst) is state_cls)
-        ]
+        return self._table.keys_where(None if scope is None else f"{scope}:", state_cls)
 
     def discard(self, key: str) -> Any:
         """Forget the instance under ``key`` (no hooks run); returns it."""
@@ -396,13 +381,9 @@ class StateStore:
 
     def stats(self) -> dict[str, Any]:
         """Live instances (in all and by scope), streams, and the backend's counters."""
-        by_scope: dict[str, int] = {}
-        for key, _inst in self._table.items():
-            scope = key.split(":", 1)[0]
-            by_scope[scope] = by_scope.get(scope, 0) + 1
         return {
             "instances": len(self._table),
-            "by_scope": by_scope,
+            "by_scope": self._table.by_scope(),
             "bytes": self._table.bytes,
             "fresh_sessions": len(self.caps.fresh),
             "streams": self.hub.stats(),
@@ -433,84 +414,14 @@ class StateStore:
     # -- time to live ------------------------------------------------------------------------------
     async def sweep(self, batch: int = 1000) -> list[str]:
         """Drop every instance idle longer than its ttl, after its ``on_evict`` hook (e.g. a
-        save). Yields to the event loop every ``batch`` evictions so requests never stall."""
-        now = self.clock()
-        table = self._table
-        evicted: list[str] = []
-        for key, ttl in table.expired(now):
-            inst = table.get(key)
-            if inst is None:
-                continue
-            if meta_of(inst).locked() or self.hub.watched(key):
-                # a change is running on it, or a tab shows it: keep it for another ttl
-                table.keep(key, ttl, now)
-                continue
-            try:
-                await self._before_evict(inst)
-            except Exception:
-                log.exception("saving %s before eviction failed; instance kept", key)
-                table.keep(key, ttl, now)
-                continue
-            table.pop(key)
-            evicted.append(key)
-            if len(evicted) % batch == 0:
-                await asyncio.sleep(0)
-        if len(evicted) > 1000 and len(evicted) > len(table):
-            table.compact()
-        return evicted
+        save); instances a change runs on or a live tab shows are kept. Yields to the event
+        loop every ``batch`` evictions so requests never stall."""
+        return await self.eviction.sweep(batch)
 
     async def save_all(self) -> int:
         """Save every live instance as eviction would (hooks, and a durable backend that does
         not already hold every change). Runs at shutdown; returns how many were saved."""
-        saved = 0
-        for key, inst in self._table.items():
-            try:
-                if await self._before_evict(inst):
-                    saved += 1
-            except Exception:
-                log.exception("saving %s at shutdown failed", key)
-        return saved
-
-    async def _evict(self, key: str) -> bool:
-        """Save (as the sweep does) and drop the idle instance under ``key``; False when it is
-        busy or saving it failed (it is then kept)."""
-        inst = self._table.get(key)
-        if inst is None:
-            return True
-        meta = meta_of(inst)
-        if meta.locked():
-            return False
-        try:
-            await self._before_evict(inst)
-        except Exception:
-            log.exception("saving %s before eviction failed; instance kept", key)
-            return False
-        self._table.discard(key, meta.ttl)
-        return True
-
-    async def _before_evict(self, inst: Any) -> bool:
-        config = info_of(type(inst)).config
-        meta: Meta = meta_of(inst)
-        hook = config.on_evict or config.save
-        if hook is not None:
-            result = hook(inst)
-            if inspect.isawaitable(result):
-                await result
-        backend = self.backend
-        if backend.durable and not backend.shared and not config.auto_persist:
-            await backend.save(
-                meta.key or "", meta.version, inst.model_dump_json(), config.effective_ttl
-            )
-            return True
-        return hook is not None
-
-    async def _sweep_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.sweep_interval)
-            try:
-                await self.sweep()
-            except Exception:  # never let the sweeper die silently
-                log.exception("state sweep failed")
+        return await self.eviction.save_all()
 
 
 _AWAIT_HINT = (

@@ -69,4 +69,22 @@ def load_into(inst: BaseModel, stored: Stored) -> None:
     meta.version = stored.version
 
 
-__all__ = ["from_stored", "load_into"]
+def apply_stored(inst: BaseModel, stored: Stored | None) -> bool:
+    """Bring a cached instance up to a newer stored version (in place). Skipped while a change
+    runs on it: its commit will notice the newer version."""
+    meta = meta_of(inst)
+    if stored is None or stored.version <= meta.version or meta.locked():
+        return False
+    load_into(inst, stored)
+    return True
+
+
+def stored_copy(inst: BaseModel, key: str, stored: Stored) -> Any:
+    """A detached instance of ``stored`` (to read from) beside the cached ``inst``."""
+    copy = from_stored(type(inst), key, stored.data)
+    meta, copy_meta = meta_of(inst), meta_of(copy)
+    copy_meta.key, copy_meta.ident, copy_meta.version = key, meta.ident, stored.version
+    return copy
+
+
+__all__ = ["apply_stored", "from_stored", "load_into", "stored_copy"]
