@@ -178,7 +178,7 @@ def run() -> None:
     lines: list[str] = []
 
     def out(line: str) -> None:
-        out(line)
+        print(line)
         lines.append(line.strip("\n"))
 
     seconds = _env_float("BENCH_SECONDS", 5)
