@@ -14,7 +14,8 @@ import re
 import statistics
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from tests.servers import RedisServer, Uvicorn, running
@@ -23,7 +24,7 @@ from tests.sse import stream_url
 from .client import cookie_header, request
 from .roundtrip import EVENT_PATH, _env_float
 from .soak import save
-from .wrk import run_wrk
+from .wrk import WrkResult, run_wrk
 
 APP = "bench.backend_app:app"
 LATENCY_SAMPLES = 200
@@ -63,22 +64,59 @@ def redis_calls(url: str) -> int:
     return sum(calls.get(name, 0) for name in _ROUND_TRIP_COMMANDS)
 
 
-def throughput(server: Uvicorn, seconds: float, conns: int) -> tuple[float, int]:
+def _session(server: Uvicorn) -> tuple[str, int]:
     page = request("GET", server.url + "/")
-    cookie = cookie_header(page)
-    before = int(page.body)
-    url = server.url + EVENT_PATH
-    run_wrk(url, seconds=1, connections=conns, script_args=(cookie,))
-    result = run_wrk(url, seconds=seconds, connections=conns, script_args=(cookie,))
-    for problem in result.problems:
-        print(f"  WARNING {server.app}: {problem}")
-    after = int(request("GET", server.url + "/", headers={"Cookie": cookie}).body)
-    if after - before < result.requests:  # an error reply in disguise would not count up
-        print(
-            f"  WARNING {server.app}: the counter rose by {after - before}, fewer than the "
-            f"{result.requests} requests wrk counted"
-        )
-    return result.requests_per_sec, result.requests
+    return cookie_header(page), int(page.body)
+
+
+def throughput(
+    server: Uvicorn, seconds: float, conns: int, path: str = EVENT_PATH
+) -> tuple[float, float | None]:
+    """Events/s of one wrk against ``server`` and the server's CPU µs per event."""
+    return load([server], seconds, conns, path, warm=True, check_counter=path == EVENT_PATH)[0]
+
+
+def load(
+    servers: list[Uvicorn],
+    seconds: float,
+    conns: int,
+    path: str = EVENT_PATH,
+    *,
+    warm: bool = False,
+    check_counter: bool = True,
+) -> list[tuple[float, float | None]]:
+    """One wrk per server, all at once (separate load generators, one session each): the
+    events/s and the server CPU µs per event of each."""
+    sessions = [_session(server) for server in servers]
+    urls = [server.url + path for server in servers]
+
+    def one(i: int, secs: float) -> WrkResult:
+        return run_wrk(urls[i], seconds=secs, connections=conns, script_args=(sessions[i][0],))
+
+    with ThreadPoolExecutor(len(servers)) as pool:
+        if warm:
+            list(pool.map(one, range(len(servers)), [1] * len(servers)))
+        cpu_before = [s.cpu_seconds() for s in servers]
+        results = list(pool.map(one, range(len(servers)), [seconds] * len(servers)))
+        cpu_after = [s.cpu_seconds() for s in servers]
+    out = []
+    for server, (cookie, before), result, c0, c1 in zip(
+        servers, sessions, results, cpu_before, cpu_after, strict=True
+    ):
+        for problem in result.problems:
+            print(f"  WARNING {server.app}: {problem}")
+        if check_counter:
+            after = int(request("GET", server.url + "/", headers={"Cookie": cookie}).body)
+            if after - before < result.requests:  # an error reply in disguise would not count
+                print(
+                    f"  WARNING {server.app}: the counter rose by {after - before}, fewer than"
+                    f" the {result.requests} requests wrk counted"
+                )
+        cpu = None
+        if c0 is not None and c1 is not None and result.requests:
+            cpu = (c1 - c0) / result.requests * 1e6
+        out.append((result.requests_per_sec, cpu))
+    return out
 
 
 async def _stream_latency(watch: Uvicorn, writer: Uvicorn, samples: int) -> list[float]:
@@ -131,6 +169,11 @@ def _pct(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def _med(values: list[float | None]) -> float:
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else float("nan")
+
+
 def run() -> None:
     lines: list[str] = []
 
@@ -140,21 +183,36 @@ def run() -> None:
 
     seconds = _env_float("BENCH_SECONDS", 5)
     conns = int(_env_float("BENCH_CONNECTIONS", 16))
-    out(f"\n== backends: event throughput over loopback (wrk -t1 -c{conns}, {seconds:g}s) ==")
+    rounds = int(_env_float("BENCH_ROUNDS", 3))
+    out(
+        f"\n== backends: event throughput over loopback (wrk -t1 -c{conns}, {seconds:g}s,"
+        f" {rounds} interleaved rounds, medians) =="
+    )
     with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp)) as redis_url:
-        rates: dict[str, float] = {}
-        for name, url in (
-            ("memory", "memory://"),
-            ("sqlite", f"sqlite:///{tmp}/bench.db"),
-            ("redis", redis_url),
-        ):
-            with servers(url) as (server,):
-                rate, _requests = throughput(server, seconds, conns)
-                rates[name] = rate
-                out(
-                    f"  events/s  {name:<7} {rate:>8,.0f}   time/event vs memory "
-                    f"{rates['memory'] / rate:5.2f}x"
-                )
+        names = {"memory": "memory://", "sqlite": f"sqlite:///{tmp}/bench.db", "redis": redis_url}
+        rates: dict[str, list[float]] = {n: [] for n in names}
+        cpus: dict[str, list[float | None]] = {n: [] for n in names}
+        with contextlib.ExitStack() as stack:
+            started = [stack.enter_context(servers(url))[0] for url in names.values()]
+            for _round in range(rounds):
+                for name, server in zip(names, started, strict=True):
+                    rate, cpu = throughput(server, seconds, conns)
+                    rates[name].append(rate)
+                    cpus[name].append(cpu)
+        base_rate, base_cpu = _med(list(rates["memory"])), _med(cpus["memory"])
+        for name in names:
+            rate, cpu = _med(list(rates[name])), _med(cpus[name])
+            each = " ".join(f"{c:.0f}" for c in cpus[name] if c is not None)
+            out(
+                f"  {name:<7} events/s {rate:>8,.0f}   server CPU/event {cpu:6.1f} µs"
+                f" ({each})   CPU vs memory {cpu / base_cpu:5.2f}x"
+                f"   time/event vs memory {base_rate / rate:5.2f}x"
+            )
+        ratio = _med(cpus["redis"]) / base_cpu
+        out(
+            f"  Redis CPU per event {ratio:.2f}x memory's (target <= 1.5x)"
+            f"  {'PASS' if ratio <= 1.5 else 'MISS'}"
+        )
         with servers(redis_url) as (server,):
             page = request("GET", server.url + "/")
             cookie = cookie_header(page)
@@ -170,6 +228,7 @@ def run() -> None:
                 f"  Redis round trips per plain event on a warm key: {per_event:.2f}"
                 f" (target <= 2)  {verdict}"
             )
+        workers = _workers(redis_url, seconds, conns, rounds, out)
         out("\n== backends: delivery latency of one change to a live stream ==")
         with servers("memory://") as (single,):
             base = asyncio.run(_stream_latency(single, single, LATENCY_SAMPLES))
@@ -186,11 +245,71 @@ def run() -> None:
     figures = {
         "connections": conns,
         "seconds": seconds,
-        "events_per_s": {name: round(rate, 1) for name, rate in rates.items()},
+        "rounds": rounds,
+        "events_per_s": {name: round(_med(list(v)), 1) for name, v in rates.items()},
+        "cpu_us_per_event": {name: round(_med(v), 1) for name, v in cpus.items()},
         "redis_round_trips_per_event": per_event,
+        "workers": workers,
         "delivery_ms": {
             "memory_one_worker": {"median": round(bm * ms, 3), "p99": round(bp * ms, 3)},
             "redis_cross_worker": {"median": round(cm * ms, 3), "p99": round(cp * ms, 3)},
         },
     }
     save("backends", figures, lines)
+
+
+SHARED_PATH = "/_faststate/Shared/bump"
+
+
+def _workers(
+    redis_url: str, seconds: float, conns: int, rounds: int, out: Callable[[str], None] = print
+) -> dict[str, float]:
+    """One process per worker on Redis, each behind its own wrk (load balancing belongs to the
+    proxy, not to uvicorn --workers): sessions spread over 2 workers, and one hot GLOBAL key
+    served by 2, each beside 1 worker in the same round."""
+    out(
+        f"\n== backends: workers on Redis, one wrk -c{conns} per worker port "
+        f"({rounds} interleaved rounds, medians) =="
+    )
+    ratios: dict[str, float] = {}
+    with servers(redis_url, 2) as (worker_a, worker_b):
+        for label, path, check in (
+            ("sessions spread", EVENT_PATH, True),
+            ("one hot GLOBAL key", SHARED_PATH, False),
+        ):
+            one: list[float] = []
+            two: list[float] = []
+            cpu_one: list[float | None] = []
+            cpu_two: list[float | None] = []
+            load([worker_a, worker_b], 1, conns, path, check_counter=False)  # warm both
+            for _round in range(rounds):
+                ((rate, cpu),) = load([worker_a], seconds, conns, path, check_counter=check)
+                one.append(rate)
+                cpu_one.append(cpu)
+                both = load([worker_a, worker_b], seconds, conns, path, check_counter=check)
+                two.append(sum(r for r, _c in both))
+                cpu_two.append(_med([c for _r, c in both]))
+            r1, r2 = statistics.median(one), statistics.median(two)
+            target = 1.8 if check else 1.0
+            out(
+                f"  {label:<19} 1 worker {r1:>8,.0f}/s ({_med(cpu_one):5.0f} µs CPU/event)"
+                f"   2 workers {r2:>8,.0f}/s ({_med(cpu_two):5.0f} µs)"
+                f"   {r2 / r1:4.2f}x (target >= {target}x)"
+                f"  {'PASS' if r2 / r1 >= target else 'MISS'}"
+            )
+            out(f"    rounds: 1 worker {_ints(one)}; 2 workers {_ints(two)}")
+            ratios[label] = round(r2 / r1, 3)
+    return ratios
+
+
+def run_workers() -> None:
+    """Only the workers part: ``python -c "import bench.backends as b; b.run_workers()"``."""
+    seconds = _env_float("BENCH_SECONDS", 5)
+    conns = int(_env_float("BENCH_CONNECTIONS", 16))
+    rounds = int(_env_float("BENCH_ROUNDS", 3))
+    with tempfile.TemporaryDirectory() as tmp, redis_server(Path(tmp)) as redis_url:
+        _workers(redis_url, seconds, conns, rounds)
+
+
+def _ints(values: list[float]) -> str:
+    return " ".join(f"{v:,.0f}" for v in values)

@@ -299,8 +299,14 @@ async def test_redis_metrics_delivery_errors_and_reconnects(tmp_path: Any, clock
             tab_b = await bob.open("/")
             redis = aioredis.from_url(server.url)  # wait until B's subscription took hold
             await until_async(lambda: redis.pubsub_numsub("faststate:chan:global:MShared"))
-            await redis.aclose()
             tab_a = await alice.open("/")
+
+            async def both_subscribed() -> Any:  # and A's (else A's tab resyncs later)
+                [(channel, count)] = await redis.pubsub_numsub("faststate:chan:global:MShared")
+                return [(channel, count == 2)]
+
+            await until_async(both_subscribed)
+            await redis.aclose()
             assert (await alice.event(MShared.bump())).ok
             await tab_b.wait_for(lambda: tab_b.signals["mShared"]["n"] == 1)
             assert one.metrics is not None and two.metrics is not None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -24,6 +25,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._exceptions import BackendUnavailable, ConfigurationError, StoredStateError
+from ._pipe import CommitPipe, ConnectionLost, ReplyError
 from .base import Backend, Listener, Stored
 
 log = logging.getLogger("faststate_mw.redis")
@@ -98,9 +100,12 @@ class RedisBackend(Backend):
         }
         self._aioredis = aioredis
         self._async: Any = self._make_client()
-        self._commit = self._async.register_script(
-            _COMMIT.replace("PUBLISH_COMMAND", self.publish_command)
-        )
+        script = _COMMIT.replace("PUBLISH_COMMAND", self.publish_command)
+        self._commit = self._async.register_script(script)
+        self._script = script.encode()
+        self._sha = hashlib.sha1(self._script).hexdigest().encode()
+        #: the commits' own pipelined connection (None: through redis-py, e.g. a cluster)
+        self._pipe = self._make_pipe(timeout)
         self._keys: set[str] = set()
         self._pending: list[tuple[bool, str]] = []
         self._listener: Listener | None = None
@@ -121,6 +126,9 @@ class RedisBackend(Backend):
             **self._options,
         )
         return self._aioredis.Redis(connection_pool=pool)
+
+    def _make_pipe(self, timeout: float) -> CommitPipe | None:
+        return CommitPipe.from_url(self.url, timeout)
 
     def state_key(self, key: str) -> str:
         """The Redis key of a state's hash."""
@@ -171,21 +179,22 @@ class RedisBackend(Backend):
     async def commit(
         self, key: str, expected: int, version: int, data: str, ttl: float | None, sse: bytes
     ) -> Stored | None:
-        message = json.dumps(
-            {"o": self._origin, "v": version, "s": data, "d": sse.decode(), "t": time.time()},
-            separators=(",", ":"),
+        # the message other workers get, built as text (no dict, no json.dumps of one)
+        message = (
+            f'{{"o":{_quote(self._origin)},"v":{version},"s":{_quote(data)},'
+            f'"d":{_quote(sse.decode())},"t":{time.time()!r}}}'
         )
-        args: list[Any] = [
-            expected,
-            version,
-            data,
-            int(ttl * 1000) if ttl else 0,
-            self.channel(key),
-            message,
-        ]
+        ttl_ms = int(ttl * 1000) if ttl else 0
+        name, channel = self.state_key(key), self.channel(key)
         try:
             self.round_trips += 1
-            result = await self._commit(keys=[self.state_key(key)], args=args)
+            if self._pipe is not None:
+                result = await self._commit_piped(
+                    name, expected, version, data, ttl_ms, channel, message
+                )
+            else:
+                args = [expected, version, data, ttl_ms, channel, message]
+                result = await self._commit(keys=[name], args=args)
         except self._errors as exc:
             raise self._unavailable(exc) from None
         if result == 1:
@@ -194,6 +203,46 @@ class RedisBackend(Backend):
         # no stored state (it expired, or the server lost its data): the change is re-run on
         # defaults, as a new state
         return Stored(_version(key, current), _text(stored) or "{}")
+
+    async def _commit_piped(
+        self,
+        name: str,
+        expected: int,
+        version: int,
+        data: str,
+        ttl_ms: int,
+        channel: str,
+        message: str,
+    ) -> Any:
+        assert self._pipe is not None
+        args = (
+            b"1",
+            name.encode(),
+            b"%d" % expected,
+            b"%d" % version,
+            data.encode(),
+            b"%d" % ttl_ms,
+            channel.encode(),
+            message.encode(),
+        )
+        try:
+            try:
+                return await self._pipe.call(b"EVALSHA", self._sha, *args)
+            except ConnectionLost:
+                # a connection the server closed (a restart): once more on a new one. If the
+                # first one ran, the version check answers with exactly what we wrote: ours.
+                result = await self._pipe.call(b"EVALSHA", self._sha, *args)
+                if result == [b"%d" % version, args[4]]:
+                    return 1
+                return result
+        except ReplyError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise ConnectionError(f"redis refused the commit: {exc}") from None
+        # a new or flushed server: send the script itself (Redis caches it for EVALSHA)
+        try:
+            return await self._pipe.call(b"EVAL", self._script, *args)
+        except ReplyError as exc:
+            raise ConnectionError(f"redis refused the commit: {exc}") from None
 
     async def delete(self, key: str) -> None:
         try:
@@ -307,6 +356,8 @@ class RedisBackend(Backend):
             with contextlib.suppress(BaseException):
                 await self._task
             self._task = None
+        if self._pipe is not None:
+            self._pipe.close()
         with contextlib.suppress(Exception):
             await self._async.aclose()
 
@@ -324,6 +375,10 @@ async def _close_quietly(pubsub: Any) -> None:
     if pubsub is not None:
         with contextlib.suppress(Exception):
             await pubsub.aclose()
+
+
+#: a str as a JSON string literal (the C encoder json.dumps uses)
+_quote: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
 
 def _text(value: Any) -> str:

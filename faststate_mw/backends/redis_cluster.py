@@ -19,6 +19,7 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
+from ._pipe import CommitPipe
 from .redis import RedisBackend
 
 STATE_PREFIX = "faststate:state:{"
@@ -47,6 +48,9 @@ class RedisClusterBackend(RedisBackend):
             max_connections=self.max_connections,
             **self._options,
         )
+
+    def _make_pipe(self, timeout: float) -> CommitPipe | None:
+        return None  # commits go through the cluster client, which routes them by slot
 
     def state_key(self, key: str) -> str:
         return f"{STATE_PREFIX}{key}}}"
