@@ -159,7 +159,9 @@ def check_reply(answer: Answer) -> None:
             json.loads(line[len("data: signals ") :], parse_constant=_not_json)
     if answer.header(b"content-type") == b"application/json":
         json.loads(answer.body, parse_constant=_not_json)
-    for _, value in answer.headers:
+    for name, value in answer.headers:
+        if name.lower() == b"set-cookie":
+            value = value.split(b"=", 1)[0]  # a signed random value may spell ".py" by chance
         for leak in LEAKS[:6]:
             assert leak.encode() not in value
 
