@@ -40,7 +40,8 @@ DOCUMENTED_5XX = {"backend_unavailable", "stored_state_invalid", "event_timeout"
 LEAKS = [
     "Traceback",
     'File "',
-    ".py",
+    '.py"',  # a file name in a traceback (a bare ".py" also occurs in random tokens)
+    ".py:",
     "faststate_mw.",
     "site-packages",
     "/work/",
