@@ -94,12 +94,7 @@ class FastStateMiddleware:
         devtools_role: str = "admin",
         devtools_events: int = 50,
     ) -> None:
-        if not secret_key or not isinstance(secret_key, str):
-            raise ConfigurationError("FastStateMiddleware needs a non-empty secret_key")
-        if not prefix.startswith("/") or prefix.endswith("/") or len(prefix) < 2:
-            raise ConfigurationError("prefix must start with '/' and not end with '/'")
-        if max_body_size <= 0:
-            raise ConfigurationError("max_body_size must be positive")
+        _check_settings(secret_key, prefix, max_body_size)
         self.app = app
         #: warn about mistakes found in pages (None: when the Starlette app's ``debug`` is on)
         self.debug = debug
@@ -116,20 +111,16 @@ class FastStateMiddleware:
             max_queue=max_queue,
             limits=limits,
         )
-        store = self.store
         if metrics_path is not None:
-            if not metrics_path.startswith("/"):
-                raise ConfigurationError("metrics_path must start with '/'")
-            if metrics_token is not None and len(metrics_token) < 16:
-                raise ConfigurationError("metrics_token: use at least 16 characters")
-            store.enable_metrics()
+            _check_metrics(metrics_path, metrics_token)
+            self.store.enable_metrics()
         self._metrics_path = metrics_path
         self._metrics_auth = (metrics_token, metrics_role)
         self._devtools = None
         if devtools_path is not None:
             reserved = [prefix, f"{prefix}/stream", f"{prefix}/datastar.js", metrics_path or ""]
             self._devtools = Devtools(
-                store, devtools_path, devtools_role, devtools_events, reserved
+                self.store, devtools_path, devtools_role, devtools_events, reserved
             )
         self.prefix = prefix
         self.user_loader = user_loader
@@ -371,6 +362,23 @@ class FastStateMiddleware:
             return
         cls, spec = found
         await serve_event(scope, receive, send, ctx, self.store, cls, spec, self.max_body_size)
+
+
+def _check_settings(secret_key: str, prefix: str, max_body_size: int) -> None:
+    """Bad configuration fails loudly, when the middleware is made."""
+    if not secret_key or not isinstance(secret_key, str):
+        raise ConfigurationError("FastStateMiddleware needs a non-empty secret_key")
+    if not prefix.startswith("/") or prefix.endswith("/") or len(prefix) < 2:
+        raise ConfigurationError("prefix must start with '/' and not end with '/'")
+    if max_body_size <= 0:
+        raise ConfigurationError("max_body_size must be positive")
+
+
+def _check_metrics(path: str, token: str | None) -> None:
+    if not path.startswith("/"):
+        raise ConfigurationError("metrics_path must start with '/'")
+    if token is not None and len(token) < 16:
+        raise ConfigurationError("metrics_token: use at least 16 characters")
 
 
 def _app_store(

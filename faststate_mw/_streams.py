@@ -174,16 +174,31 @@ async def serve_stream(
         return
     store.seen_session(ctx)
     entries = allowed_entries(ctx, user, payload["k"])
+    conn = _connect(scope, store, sid, user, tab, entries, payload.get("e") == hub.epoch)
+    await _run(conn, store, ctx, entries, receive, send)
+
+
+def _connect(
+    scope: Scope,
+    store: StateStore,
+    sid: str | None,
+    user: UserContext | None,
+    tab: str,
+    entries: list[tuple[str, str, str | None, int, Any]],
+    same_process: bool,
+) -> Connection:
+    """The tab's connection, added to the hub, with what it must resync: the versions its
+    ``Last-Event-ID`` reports, else those its page was rendered at (this process), else all."""
+    hub = store.hub
     keys = [e[1] for e in entries]
     reported = parse_event_id(header(scope, b"last-event-id"), hub.epoch, len(keys))
     if reported is not None:
         versions = reported
-    elif payload.get("e") == hub.epoch:
+    elif same_process:
         versions = [e[3] for e in entries]  # the versions the page was rendered at
     else:
         versions = [-1] * len(keys)  # rendered by another process (a restart): resync all
-    names = [e[0] for e in entries]
-    conn = Connection(sid, user, tab, keys, versions, names)
+    conn = Connection(sid, user, tab, keys, versions, [e[0] for e in entries])
     conn.views = watches_for([[e[0], e[4]] for e in entries], versions)
     for key in view_keys(conn):
         hub.views.watch(key)
@@ -192,6 +207,19 @@ async def serve_stream(
         inst = store.get(key)
         if inst is None or meta_of(inst).version != versions[index]:
             conn.resync.add(index)  # it changed (or the server restarted) since the tab knew it
+    return conn
+
+
+async def _run(
+    conn: Connection,
+    store: StateStore,
+    ctx: RequestContext,
+    entries: list[tuple[str, str, str | None, int, Any]],
+    receive: Receive,
+    send: Send,
+) -> None:
+    """Send the stream until the tab goes away, stalls, or the server ends it."""
+    hub = store.hub
     conn.task = asyncio.current_task()
     hub.ensure_ticker()
     watcher = asyncio.ensure_future(_watch_disconnect(receive, conn))
