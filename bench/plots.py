@@ -1,7 +1,7 @@
 """Figures of the benchmark results people can look at: PNGs in ``bench/results/``.
 
 ``python -m bench.plots`` redraws every figure whose JSON exists (``soak.json``,
-``faults.json``, ``fanout.json``, ``backends.json``); ``python -m bench.soak`` and
+``faults.json``, ``fanout.json``, ``backends.json``, ``peers.json``); ``python -m bench.soak`` and
 ``python -m bench.faults`` call it after they save. Needs the ``plots`` extra (matplotlib):
 this is the only module that imports it.
 """
@@ -191,7 +191,36 @@ def plot_backends(data: dict[str, Any]) -> Path:
     return _save(fig, "backends")
 
 
-DRAW = {"soak": plot_soak, "faults": plot_faults, "fanout": plot_fanout, "backends": plot_backends}
+def plot_peers(data: dict[str, Any]) -> Path:
+    """The same counter increment served by faststate_mw and its peers: events/s and CPU."""
+    rates = data["events_per_s"]
+    cpu = data.get("cpu_us_per_event", {})
+    names = list(rates)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    bars = left.barh(names, [rates[k] for k in names], color="tab:blue")
+    left.bar_label(bars, fmt="{:,.0f}")
+    left.set_xlabel("events / s (wrk over loopback, one process each)")
+    left.invert_yaxis()
+    bars = right.barh(names, [cpu.get(k, 0.0) for k in names], color="tab:orange")
+    right.bar_label(bars, fmt="{:,.1f}")
+    right.set_xlabel("server CPU per event (us)")
+    right.invert_yaxis()
+    right.set_yticklabels([])
+    fig.suptitle("Peers: one counter increment per POST")
+    for ax in (left, right):
+        ax.grid(alpha=0.3, axis="x")
+    fig.tight_layout(rect=(0, 0.03, 1, 1))
+    _note(fig, data)
+    return _save(fig, "peers")
+
+
+DRAW = {
+    "soak": plot_soak,
+    "faults": plot_faults,
+    "fanout": plot_fanout,
+    "backends": plot_backends,
+    "peers": plot_peers,
+}
 
 
 def draw_all() -> list[Path]:
