@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 from pathlib import Path
@@ -80,12 +81,12 @@ async def test_sqlite_without_auto_persist_saves_on_eviction(
         key = (await c.get("/")).json()["key"]
         r = await c.post("/_faststate/Scratch/set_n", headers=DS, json={"scratch": {"n": 7}})
         assert r.status_code == 200
-        with sqlite3.connect(path) as db:  # not saved yet: no auto_persist
+        with contextlib.closing(sqlite3.connect(path)) as db, db:  # not saved yet: no auto_persist
             assert db.execute("select count(*) from faststate_states").fetchone() == (0,)
         clock.advance(61)
         assert await store.sweep() == [key]
         assert store.get(key) is None
-        with sqlite3.connect(path) as db:
+        with contextlib.closing(sqlite3.connect(path)) as db, db:
             row = db.execute("select version, data from faststate_states").fetchone()
         assert row[0] == 1 and json.loads(row[1]) == {"n": 7}
         assert (await c.get("/")).json()["n"] == 7  # read back after eviction

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -116,7 +117,7 @@ def test_every_scope_through_fastapi_depends(store: StateStore) -> None:
 @pytest.fixture
 def db(tmp_path: Path) -> Path:
     path = tmp_path / "shop.db"
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("create table book (id text primary key, title text, stock int)")
         conn.execute("insert into book values ('b1', 'Dune', 2)")
     return path
@@ -124,14 +125,14 @@ def db(tmp_path: Path) -> Path:
 
 def _hooks(path: Path) -> StateConfig:
     def load(record_id: str) -> dict[str, Any] | None:
-        with sqlite3.connect(path) as conn:
+        with contextlib.closing(sqlite3.connect(path)) as conn, conn:
             row = conn.execute(
                 "select title, stock from book where id = ?", (record_id,)
             ).fetchone()
         return None if row is None else {"title": row[0], "stock": row[1]}
 
     async def save(book: Any) -> None:
-        with sqlite3.connect(path) as conn:
+        with contextlib.closing(sqlite3.connect(path)) as conn, conn:
             conn.execute(
                 "update book set title = ?, stock = ? where id = ?",
                 (book.title, book.stock, book.identity),
@@ -141,7 +142,7 @@ def _hooks(path: Path) -> StateConfig:
 
 
 def _stock(path: Path) -> int:
-    with sqlite3.connect(path) as conn:
+    with contextlib.closing(sqlite3.connect(path)) as conn, conn:
         (stock,) = conn.execute("select stock from book where id='b1'").fetchone()
     return int(stock)
 

@@ -15,6 +15,7 @@ The number of requests each run makes is printed (``pytest -s``) and bounded by 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sqlite3
@@ -89,7 +90,7 @@ class Fuzzer:
         for key in store.keys():  # noqa: SIM118 (a method with filters, not a dict)
             inst = store.get(key)
             out[key] = (inst.model_dump(mode="json"), inst._fs.version)
-        with sqlite3.connect(os.environ["EXAMPLE_DB"]) as db:
+        with contextlib.closing(sqlite3.connect(os.environ["EXAMPLE_DB"])) as db, db:
             out["sqlite"] = db.execute("select * from product order by id").fetchall()
         return out
 
