@@ -507,7 +507,7 @@ def report(result: dict[str, Any]) -> list[str]:
 
 
 def run_soak(
-    seconds: float = 180.0, tabs: int = 1000, rate: float = 200.0, backend: str = "memory://"
+    seconds: float = 180.0, tabs: int = 1000, rate: float = 100.0, backend: str = "memory://"
 ) -> dict[str, Any]:
     """Start the soak app, drive it, stop it; the result as a dict."""
     server = soak_server({"SOAK_BACKEND": backend})
@@ -553,7 +553,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.soak", description=__doc__)
     parser.add_argument("--seconds", type=float, default=float(os.environ.get("SOAK_SECONDS", 180)))
     parser.add_argument("--tabs", type=int, default=int(os.environ.get("SOAK_TABS", 1000)))
-    parser.add_argument("--rate", type=float, default=float(os.environ.get("SOAK_RATE", 200)))
+    parser.add_argument("--rate", type=float, default=float(os.environ.get("SOAK_RATE", 100)))
     parser.add_argument("--backend", default=os.environ.get("SOAK_BACKEND", "memory://"))
     parser.add_argument("--no-save", action="store_true", help="do not write bench/results/")
     args = parser.parse_args(argv)

@@ -3,7 +3,8 @@ page opens a live stream), sign-in and sign-out, and read-outs for the final che
 
 Environment: ``SOAK_BACKEND`` (default ``memory://``), ``SOAK_SECRET``, ``SOAK_TEMP_TTL`` (idle
 seconds of the TEMPORARY state, default 900: small values make the ttl sweeper evict under load),
-``SOAK_SWEEP`` (seconds between sweeps, default 30).
+``SOAK_SWEEP`` (seconds between sweeps, default 5), ``SOAK_SESSION_TTL`` (idle seconds of the
+session and component states, default 120).
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ BACKEND = os.environ.get("SOAK_BACKEND", "memory://")
 #: SQLite keeps only auto_persist states after a hard kill; Redis writes every change anyway
 DURABLE = BACKEND.startswith("sqlite")
 TEMP_TTL = float(os.environ.get("SOAK_TEMP_TTL", "900"))
+#: idle seconds of the session and component states: a soak of minutes leaves sessions behind
+#: (new visitors, sign-ins), and a short ttl lets the sweeper take them, so memory can settle
+SESSION_TTL = float(os.environ.get("SOAK_SESSION_TTL", "120"))
 
 
 class TenantScope(ScopeRule):
@@ -48,7 +52,7 @@ register_scope(TenantScope())
 
 
 class SoakSession(State):
-    __faststate__ = StateConfig(auto_persist=DURABLE)
+    __faststate__ = StateConfig(auto_persist=DURABLE, ttl=SESSION_TTL)
     n: int = 0
 
     @event
@@ -76,7 +80,7 @@ class SoakUser(State):
 
 
 class SoakComponent(State):
-    __faststate__ = StateConfig(scope=StateScope.COMPONENT, auto_persist=DURABLE)
+    __faststate__ = StateConfig(scope=StateScope.COMPONENT, auto_persist=DURABLE, ttl=SESSION_TTL)
     n: int = 0
 
     @event
@@ -114,7 +118,7 @@ class SoakTenant(State):
 #: every simulated browser comes from 127.0.0.1: the per-address event rate (meant for many real
 #: addresses) is lifted; each session's own rate limit stays as it is
 LIMITS = Limits(address_event_rate=1e9, address_event_burst=10**9)
-store = StateStore(BACKEND, sweep_interval=float(os.environ.get("SOAK_SWEEP", "30")), limits=LIMITS)
+store = StateStore(BACKEND, sweep_interval=float(os.environ.get("SOAK_SWEEP", "5")), limits=LIMITS)
 
 
 async def _states(request: Request) -> list[State]:
