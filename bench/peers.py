@@ -36,6 +36,7 @@ from typing import IO
 from tests.servers import HOST, ROOT, free_port, wait_for_port
 
 from .roundtrip import _check_event, _count, _env_float, _session
+from .soak import save
 from .wrk import run_wrk
 
 VENV = ROOT / ".cache" / "bench-peers" / "venv"
@@ -276,4 +277,13 @@ def _report(results: dict[str, Rounds]) -> dict[str, float]:
         print(
             f"  time/event {num}/{den} = {ratio:.2f} (target <= {target:g})  {verdict}{cpu_ratio}"
         )
+    figures = {
+        "events_per_s": {k: round(v, 1) for k, v in rps.items()},
+        "cpu_us_per_event": {k: round(v * 1e6, 1) for k, v in cpu.items()},
+    }
+    lines = [
+        f"{k}: {rps[k]:,.0f} events/s" + (f", {cpu[k] * 1e6:.1f} us CPU/event" if k in cpu else "")
+        for k in results
+    ]
+    save("peers", figures, lines)
     return rps
