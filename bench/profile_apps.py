@@ -18,77 +18,16 @@ import time
 from typing import Any
 
 from .apps import app_a, app_b, app_c
-
-
-def _scope(path: str, query: bytes, cookie: bytes, method: str = "POST") -> dict[str, Any]:
-    headers = [(b"host", b"127.0.0.1:8000"), (b"cookie", cookie)]
-    if method == "POST":
-        headers += [
-            (b"datastar-request", b"true"),
-            (b"content-type", b"application/json"),
-            (b"accept", b"text/event-stream"),
-            (b"content-length", b"23"),
-        ]
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": query,
-        "headers": headers,
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
-
-
-async def _call(app: Any, scope: dict[str, Any], body: bytes = b"") -> list[dict[str, Any]]:
-    sent: list[dict[str, Any]] = []
-    pending = [{"type": "http.request", "body": body, "more_body": False}]
-
-    async def receive() -> dict[str, Any]:
-        if pending:
-            return pending.pop()
-        # Like a server whose client stays connected: wait (until cancelled by the app).
-        await asyncio.get_running_loop().create_future()
-        raise AssertionError("unreachable")
-
-    async def send(message: dict[str, Any]) -> None:
-        sent.append(message)
-
-    await app(dict(scope), receive, send)
-    return sent
-
-
-async def _cookie(app: Any) -> bytes:
-    sent = await _call(app, _scope("/", b"", b"", method="GET"))
-    for k, v in sent[0]["headers"]:
-        if k == b"set-cookie":
-            return bytes(v.split(b";")[0])
-    raise RuntimeError("GET / set no cookie")
-
-
-async def _loop(app: Any, n: int) -> float:
-    scope = _scope("/_faststate/Counter/increment", b"amount=1", await _cookie(app))
-    body = b'{"counter":{"count":0}}'
-    sent = await _call(app, scope, body)
-    assert sent[0]["status"] == 200, sent
-    started = time.process_time()
-    for _ in range(n):
-        await _call(app, scope, body)
-    return (time.process_time() - started) / n * 1e6
+from .inprocess import cpu_per_event
 
 
 async def _main(n: int, top: int) -> None:
     for name, app in (("a", app_a), ("b", app_b), ("c", app_c)):
-        await _loop(app, n // 10)  # warm-up
-        print(f"({name}) {await _loop(app, n):7.1f} us/event in-process (CPU time)")
+        await cpu_per_event(app, n // 10)  # warm-up
+        print(f"({name}) {await cpu_per_event(app, n):7.1f} us/event in-process (CPU time)")
     profile = cProfile.Profile(time.process_time)
     profile.enable()
-    await _loop(app_a, n)
+    await cpu_per_event(app_a, n)
     profile.disable()
     print(f"\ncProfile of (a), {n} events, by own time:")
     pstats.Stats(profile).sort_stats("tottime").print_stats(top)
