@@ -17,7 +17,15 @@ from typing import Any
 
 from starlette.applications import Starlette
 
-from faststate_mw import FastStateMiddleware, State, StateConfig, StateScope, StateStore, view
+from faststate_mw import (
+    FastStateMiddleware,
+    Limits,
+    State,
+    StateConfig,
+    StateScope,
+    StateStore,
+    view,
+)
 from tests.servers import running
 from tests.sse import stream_url
 
@@ -46,7 +54,9 @@ class ViewedList(State):
 
 def _app() -> tuple[Starlette, FastStateMiddleware]:
     app = Starlette()
-    app.add_middleware(FastStateMiddleware, secret_key="bench", store=StateStore(heartbeat=3600))
+    # the live-view part keeps two sets of 10,000 streams open at once
+    store = StateStore(heartbeat=3600, limits=Limits(max_streams=2 * max(SIZES)))
+    app.add_middleware(FastStateMiddleware, secret_key="bench", store=store)
     stack = app.build_middleware_stack()
     mw = stack
     while not isinstance(mw, FastStateMiddleware):
@@ -86,9 +96,10 @@ async def open_tabs(
     n: int,
     entry: list[Any] | None = None,
     marker: bytes = b"datastar-patch-signals",
+    first: int = 0,
 ) -> list[Tab]:
     tabs = []
-    for i in range(n):
+    for i in range(first, first + n):
         token = mw.signer.dumps(None, f"tab{i}", [entry or ["Broadcasted", None, 0]])
         tab = Tab()
         scope = {
@@ -110,7 +121,7 @@ async def open_tabs(
 
         tab.task = asyncio.ensure_future(app(scope, receive, send))
         tabs.append(tab)
-    while len(mw.store.hub.tabs) < n:
+    while len(mw.store.hub.tabs) < first + n:
         await asyncio.sleep(0.01)
     return tabs
 
@@ -161,22 +172,26 @@ async def view_round(tabs: list[Tab], inst: ViewedList) -> float:
 
 async def _run_views(n: int) -> tuple[float, float, float, float, int]:
     """One change of a 100-item list's view reaching ``n`` streams, beside the signals-only
-    fan-out to ``n`` streams in the same run; and the renders the view's rounds cost."""
+    fan-out to ``n`` other streams open at the same time, rounds interleaved (so both see the
+    same heap and the same moments of a busy machine); and the renders the view's rounds cost."""
     app, mw = _app()
     await mw.store.start()
     plain = await mw.store.resolve(Broadcasted, None)
     assert isinstance(plain, Broadcasted)
-    tabs = await open_tabs(app, mw, n)
-    signals_only = [await faststate_round(tabs, plain) for _ in range(ROUNDS)]
-    await close_tabs(tabs)
     listed = await mw.store.resolve(ViewedList, None)
     assert isinstance(listed, ViewedList)
+    plain_tabs = await open_tabs(app, mw, n)
     entry = ["ViewedList", None, listed.version, ["items_view"]]
-    tabs = await open_tabs(app, mw, n, entry, b"datastar-patch-elements")
+    view_tabs = await open_tabs(app, mw, n, entry, b"datastar-patch-elements", first=n)
+    await faststate_round(plain_tabs, plain)  # warm-up
+    await view_round(view_tabs, listed)
     renders = mw.store.hub.stats()["view_renders"]
-    with_views = [await view_round(tabs, listed) for _ in range(ROUNDS)]
+    signals_only, with_views = [], []
+    for _ in range(ROUNDS):
+        signals_only.append(await faststate_round(plain_tabs, plain))
+        with_views.append(await view_round(view_tabs, listed))
     renders = mw.store.hub.stats()["view_renders"] - renders
-    await close_tabs(tabs)
+    await close_tabs(plain_tabs + view_tabs)
     await mw.store.close()
     return (*_stats(with_views), *_stats(signals_only), renders)
 

@@ -99,6 +99,8 @@ _BODY = {"type": "http.response.body", "more_body": True}
 #: bytes of changes one key's log keeps beside its latest change, and all logs together
 MAX_LOG_BYTES = 1024 * 1024
 MAX_LOGS_BYTES = 64 * 1024 * 1024
+#: prebuilt messages of a key's latest change with different view patches after it
+MAX_SHARED_VIEW_MESSAGES = 16
 
 
 class LogEntry(NamedTuple):
@@ -107,6 +109,9 @@ class LogEntry(NamedTuple):
     data: bytes
     #: the complete ASGI message a stream watching only this key sends
     message: dict[str, Any]
+    #: that message with a tab's view patches after it, keyed by those patches' bytes (shared by
+    #: every tab showing the same renders); kept only while this is the key's latest change
+    with_views: dict[bytes, dict[str, Any]]
 
 
 class Hub:
@@ -277,7 +282,9 @@ class Hub:
             log = self.logs[key] = deque()
         # what a one-key stream writes, built once for all of them
         single = data + b"id: " + f"{self.epoch}:{version}".encode() + b"\n\n"
-        log.append(LogEntry(version, data, {**_BODY, "body": single}))
+        if log:
+            log[-1].with_views.clear()  # only the latest change is sent whole (see pending)
+        log.append(LogEntry(version, data, {**_BODY, "body": single}, {}))
         self._trim(key, log, len(data) + len(single))
         # no await in this loop, so ``subs`` cannot change under it: no copy needed
         for conn in subs:
@@ -286,6 +293,20 @@ class Hub:
                 waiter.set_result(None)
         self.metrics["delivered"] += len(subs)
         return len(subs)
+
+    @staticmethod
+    def _with_views(entry: LogEntry, views: bytes) -> dict[str, Any]:
+        """``entry``'s one-key message followed by ``views``: built once for all the tabs that
+        are due the same renders (the bytes of a cached render are one object, hashed once)."""
+        if not views:
+            return entry.message
+        message = entry.with_views.get(views)
+        if message is None:
+            message = {**_BODY, "body": entry.message["body"] + views}
+            # bounded: per-viewer renders differ per user; past the bound each tab builds its own
+            if len(entry.with_views) < MAX_SHARED_VIEW_MESSAGES:
+                entry.with_views[views] = message
+        return message
 
     def _trim(self, key: str, log: deque[LogEntry], added: int) -> None:
         """Keep ``key``'s log within ``max_queue`` changes and the byte bounds (its latest change
@@ -355,9 +376,9 @@ class Hub:
         """What ``conn`` has not sent yet, in version order per key: the shared message of a
         one-key stream one change behind (the common case), else the pieces to join. Keys it
         fell too far behind on go to ``conn.resync``. ``after_key(index)``: what follows the
-        changes of key ``index`` (its live views), with no fast path."""
+        changes of key ``index`` (its live views)."""
         versions = conn.versions
-        if len(versions) == 1 and after_key is None:
+        if len(versions) == 1:
             key = conn.keys[0]
             log = self.logs.get(key)
             if log:
@@ -370,7 +391,9 @@ class Hub:
                     and conn in self.subscribers.get(key, ())
                 ):
                     versions[0] = last.version
-                    return last.message
+                    if after_key is None:
+                        return last.message
+                    return self._with_views(last, after_key(0))
         parts: list[bytes] = []
         for index, key in enumerate(conn.keys):
             log = self.logs.get(key)
