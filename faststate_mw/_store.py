@@ -155,7 +155,7 @@ class StateStore:
             self._backend_started = True
             backend = self.backend
             backend.on_resubscribed(self.hub.resync_keys)
-            self.hub.watch(backend.subscribe, backend.unsubscribe)
+            self.hub.watch(backend.subscribe, self._unwatched)
             try:
                 await backend.start(self.apply_remote, self.hub.epoch)
             except BaseException:
@@ -164,6 +164,15 @@ class StateStore:
                 raise
         self._sweeper = loop.create_task(self.eviction.run_forever(self.sweep_interval))
         _running.add(self)
+
+    def _unwatched(self, key: str) -> None:
+        """The last tab showing ``key`` went away: its idle time starts now (a key shown until
+        a moment ago is not idle, and a tab reconnecting finds it), and the backend stops
+        delivering it."""
+        inst = self._table.get(key)
+        if inst is not None:
+            self._table.touch(key, meta_of(inst).ttl)
+        self.backend.unsubscribe(key)
 
     @property
     def started(self) -> bool:

@@ -177,6 +177,34 @@ async def test_the_sweeper_keeps_a_state_a_tab_shows(clock: FakeClock, store: St
     await store.close()
 
 
+async def test_a_state_shown_until_a_moment_ago_is_not_idle(
+    clock: FakeClock, store: StateStore
+) -> None:
+    """A tab reconnecting (a network blip, a server's stream timeout) leaves its state unwatched
+    for a moment: its ttl counts from when the tab went away, not from when the sweeper last
+    kept it (the soak lost acknowledged increments that way)."""
+    app = make_app(store, ShortNote)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        stream, page = await _page_and_stream(app, client)
+        (key,) = store.keys(state_cls=ShortNote)
+        clock.advance(11)
+        assert await store.sweep() == []  # shown: kept (ttl 10)
+        clock.advance(9)  # shown all along
+        await stream.close()  # the tab's stream drops...
+        assert not store.hub.watched(key)
+        clock.advance(2)
+        assert await store.sweep() == []  # ...and the state waits for it
+        again = await Stream(app, stream_url(page.text), client.cookies, {}).open()
+        r = await client.post("/_faststate/ShortNote/bump", headers=DS, content=b"{}")
+        assert r.status_code == 200
+        assert (await again.next())["signals"] == {"shortNote": {"n": 1}}
+        await again.close()
+        clock.advance(11)  # gone for longer than its ttl: now it goes
+        assert await store.sweep() == [key]
+    await store.close()
+
+
 # -- stopping ------------------------------------------------------------------------------------
 async def test_a_stopping_store_ends_streams_and_refuses_new_ones(store: StateStore) -> None:
     app = make_app(store, StoreBoard)
