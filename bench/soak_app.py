@@ -117,7 +117,8 @@ class SoakTenant(State):
 
 #: every simulated browser comes from 127.0.0.1: the per-address event rate (meant for many real
 #: addresses) is lifted; each session's own rate limit stays as it is
-LIMITS = Limits(address_event_rate=1e9, address_event_burst=10**9)
+# every simulated client comes from 127.0.0.1
+LIMITS = Limits(address_event_rate=1e9, address_event_burst=10**9, max_streams_per_address=10**9)
 store = StateStore(BACKEND, sweep_interval=float(os.environ.get("SOAK_SWEEP", "5")), limits=LIMITS)
 
 

@@ -31,6 +31,7 @@ class Connection:
     """One open stream (one browser tab)."""
 
     __slots__ = (
+        "address",
         "checked",
         "closed",
         "heartbeat_due",
@@ -58,8 +59,11 @@ class Connection:
         keys: list[str],
         versions: list[int],
         names: list[str] | None = None,
+        address: str | None = None,
     ) -> None:
         self.id = next(_conn_ids)
+        #: the client's address (streams are capped per address)
+        self.address = address
         #: the state name of each key
         self.names = names or [""] * len(keys)
         self.session_id = session_id
@@ -144,6 +148,8 @@ class Hub:
         self.logs: dict[str, deque[LogEntry]] = {}
         self.tabs: dict[str, Connection] = {}
         self.sessions: dict[str, set[Connection]] = {}
+        #: open streams per client address
+        self.addresses: dict[str, int] = {}
         #: committed fields and cached renders of the keys some tab shows a view of
         self.views = ViewLog()
         self.metrics = {"published": 0, "delivered": 0, "dropped_to_resync": 0, "connections": 0}
@@ -180,6 +186,8 @@ class Hub:
         self.tabs[conn.tab] = conn
         if conn.session_id is not None:
             self.sessions.setdefault(conn.session_id, set()).add(conn)
+        if conn.address is not None:
+            self.addresses[conn.address] = self.addresses.get(conn.address, 0) + 1
         self.metrics["connections"] = len(self.tabs)
 
     def remove(self, conn: Connection) -> None:
@@ -189,6 +197,13 @@ class Hub:
             self.unsubscribe(conn, key)
         if self.tabs.get(conn.tab) is conn:
             del self.tabs[conn.tab]
+        address, conn.address = conn.address, None  # counted once, however often removed
+        if address is not None:
+            left = self.addresses.get(address, 0) - 1
+            if left > 0:
+                self.addresses[address] = left
+            else:
+                self.addresses.pop(address, None)
         if conn.session_id is not None:
             conns = self.sessions.get(conn.session_id)
             if conns is not None:

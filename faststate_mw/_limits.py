@@ -37,8 +37,10 @@ class Limits:
     max_total_bytes: int = 512 * 1024 * 1024
     #: COMPONENT instances one session may hold (429 beyond)
     max_components_per_session: int = 100
-    #: open live streams per session and in all (429 beyond)
+    #: open live streams per session, per client address (many sessions behind one address:
+    #: a NAT, or one client making sessions to hold every slot), and in all (429 beyond)
     max_streams_per_session: int = 16
+    max_streams_per_address: int = 1_000
     max_streams: int = 10_000
     #: events per second (sustained) and in a burst, per session and per client address
     event_rate: float = 20.0

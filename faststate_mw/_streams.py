@@ -167,14 +167,17 @@ async def serve_stream(
         await reply.full(204, [(b"x-faststate-error", b"invalid_stream_token")], b"")
         return
     tab = str(payload.get("t", ""))
+    client = scope.get("client")
+    address = str(client[0]) if client else None
     try:
-        check_stream_caps(hub, store.limits, sid, tab)
+        check_stream_caps(hub, store.limits, sid, tab, address)
     except FastStateError as err:
         await send_error(scope, reply, err)
         return
     store.seen_session(ctx)
     entries = allowed_entries(ctx, user, payload["k"])
-    conn = _connect(scope, store, sid, user, tab, entries, payload.get("e") == hub.epoch)
+    same_process = payload.get("e") == hub.epoch
+    conn = _connect(scope, store, sid, user, tab, entries, same_process, address)
     await _run(conn, store, ctx, entries, receive, send)
 
 
@@ -186,6 +189,7 @@ def _connect(
     tab: str,
     entries: list[tuple[str, str, str | None, int, Any]],
     same_process: bool,
+    address: str | None,
 ) -> Connection:
     """The tab's connection, added to the hub, with what it must resync: the versions its
     ``Last-Event-ID`` reports, else those its page was rendered at (this process), else all."""
@@ -198,7 +202,7 @@ def _connect(
         versions = [e[3] for e in entries]  # the versions the page was rendered at
     else:
         versions = [-1] * len(keys)  # rendered by another process (a restart): resync all
-    conn = Connection(sid, user, tab, keys, versions, [e[0] for e in entries])
+    conn = Connection(sid, user, tab, keys, versions, [e[0] for e in entries], address)
     conn.views = watches_for([[e[0], e[4]] for e in entries], versions)
     for key in view_keys(conn):
         hub.views.watch(key)
@@ -244,9 +248,11 @@ async def _run(
         watcher.cancel()
 
 
-def check_stream_caps(hub: Hub, limits: Limits, sid: str | None, tab: str) -> None:
-    """429 when the session, or the app, has as many open streams as it may (a tab that
-    reconnects replaces its own stream and is never refused for it)."""
+def check_stream_caps(
+    hub: Hub, limits: Limits, sid: str | None, tab: str, address: str | None
+) -> None:
+    """429 when the session, the client address, or the app, has as many open streams as it
+    may (a tab that reconnects replaces its own stream and is never refused for it)."""
     old = hub.tabs.get(tab)
     if sid is not None:
         mine = hub.sessions.get(sid, ())
@@ -255,6 +261,14 @@ def check_stream_caps(hub: Hub, limits: Limits, sid: str | None, tab: str) -> No
             raise TooManyRequests(
                 f"this session has {limits.max_streams_per_session} live streams open, the most "
                 "it may; close a tab",
+                retry_after=5,
+            )
+    if address is not None:
+        count = hub.addresses.get(address, 0)
+        count -= 1 if old is not None and old.address == address else 0
+        if count >= limits.max_streams_per_address:
+            raise TooManyRequests(
+                "this address has as many live streams open as it may; close a tab",
                 retry_after=5,
             )
     if len(hub.tabs) - (old is not None) >= limits.max_streams:

@@ -14,8 +14,16 @@ from tests.sse import SSEReader
 
 
 class Stream:
-    def __init__(self, app: Any, url: str, cookies: httpx.Cookies, headers: dict[str, str]) -> None:
+    def __init__(
+        self,
+        app: Any,
+        url: str,
+        cookies: httpx.Cookies,
+        headers: dict[str, str],
+        client: str = "127.0.0.1",
+    ) -> None:
         self.app = app
+        self.client = client
         self.url = url
         self.cookies = cookies
         self.headers = headers
@@ -54,7 +62,7 @@ class Stream:
             "raw_path": parts.path.encode(),
             "query_string": parts.query.encode(),
             "headers": headers,
-            "client": ("127.0.0.1", 1),
+            "client": (self.client, 1),
             "server": ("test", 80),
         }
         sent_request = False

@@ -373,6 +373,33 @@ async def test_streams_per_session_and_in_all_are_capped(
         await s.close()
 
 
+async def test_streams_per_client_address_are_capped(clock: FakeClock, closing: list[Any]) -> None:
+    """One client making a new session per stream cannot take every slot of the app."""
+    store = store_with(clock, max_streams_per_address=2)
+    closing.append(store)
+    app = make_app(store)
+    streams = []
+    for address in ("10.0.0.1", "10.0.0.1", "10.0.0.1", "10.0.0.2"):
+        c = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+        closing.append(c)  # a new session each time
+        url = stream_url((await c.get("/")).text)
+        streams.append(await Stream(app, url, c.cookies, {}, client=address).open())
+    refused = streams[2]
+    await asyncio.wait_for(refused.finished.wait(), GUARD)
+    assert refused.response_headers["x-faststate-error"] == "too_many_requests"
+    assert [s.status for s in streams] == [200, 200, 200, 200]  # an SSE error reply is a 200
+    assert streams[3].response_headers.get("x-faststate-error") is None  # another address
+    assert len(store.hub.tabs) == 3 and store.hub.addresses == {"10.0.0.1": 2, "10.0.0.2": 1}
+    # a tab of that address that reconnects (its old stream not yet seen gone) replaces its
+    # own stream: never refused for it
+    again = await Stream(app, streams[0].url, streams[0].cookies, {}, client="10.0.0.1").open()
+    assert again.response_headers.get("x-faststate-error") is None
+    assert store.hub.addresses == {"10.0.0.1": 2, "10.0.0.2": 1}
+    for s in [*streams, again]:
+        await s.close()
+    assert store.hub.addresses == {}
+
+
 # -- event rate ------------------------------------------------------------------------------------
 async def test_events_per_session_go_through_a_token_bucket(
     clock: FakeClock, closing: list[Any]
