@@ -104,7 +104,7 @@ _BODY = {"type": "http.response.body", "more_body": True}
 MAX_LOG_BYTES = 1024 * 1024
 MAX_LOGS_BYTES = 64 * 1024 * 1024
 #: prebuilt messages of a key's latest change with different view patches after it
-MAX_SHARED_VIEW_MESSAGES = 16
+MAX_SHARED_VIEW_MESSAGES = 4
 
 
 class LogEntry(NamedTuple):
