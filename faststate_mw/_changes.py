@@ -14,10 +14,9 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
-from datastar_py import ServerSentEventGenerator as SSE
-
 from ._config import info_of, meta_of
 from ._exceptions import BackendUnavailable, PayloadTooLarge
+from ._http import patch_signals
 from ._limits import Limits
 from ._stored import load_into
 from .backends import Backend, Stored
@@ -93,7 +92,7 @@ async def commit(inst: Any, changed: list[str]) -> str:
             await result
     version = meta.version + 1
     data = inst.model_dump(mode="json", include=set(changed))
-    text = str(SSE.patch_signals(info.wrap(data, meta.ident)))
+    text = patch_signals(info.wrap(data, meta.ident))
     sse = text[:-1].encode()
     if store is not None and meta.key is not None:
         await _persist(store.backend, inst, meta.key, version, sse, full)
@@ -180,7 +179,7 @@ def echo_patch(inst: Any) -> str:
     if not names:
         return ""
     data = inst.model_dump(mode="json", include=set(names))
-    return str(SSE.patch_signals(info_of(type(inst)).wrap(data, meta.ident)))
+    return patch_signals(info_of(type(inst)).wrap(data, meta.ident))
 
 
 class Mutation:

@@ -109,11 +109,21 @@ async def send_error(scope: Scope, reply: Reply, err: FastStateError) -> None:
 
 
 def _error_event(err: FastStateError) -> str:
-    return str(
-        SSE.patch_signals(
-            {ERROR_SIGNAL: {"error": err.message, "status": err.status, "code": err.code}}
-        )
+    return patch_signals(
+        {ERROR_SIGNAL: {"error": err.message, "status": err.status, "code": err.code}}
     )
+
+
+#: one encoder for every signal patch, set as datastar_py's ``json.dumps(signals,
+#: separators=(",", ":"))``, which builds a new encoder on every call
+_SIGNALS_JSON = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def patch_signals(signals: dict[str, Any]) -> str:
+    """One ``datastar-patch-signals`` event, byte for byte what datastar_py's
+    ``ServerSentEventGenerator.patch_signals(signals)`` writes: its JSON escapes every character
+    outside printable ASCII, so it is one ``data:`` line."""
+    return f"event: datastar-patch-signals\ndata: signals {_SIGNALS_JSON(signals)}\n\n"
 
 
 def check_csrf(scope: Scope, hdrs: dict[bytes, bytes], method: str) -> None:
@@ -275,4 +285,4 @@ def method_allowed(name: str, expected: str, method: str) -> None:
         raise MethodNotAllowed(f"event {name!r} accepts {expected}, not {method}")
 
 
-__all__ = ["ERROR_SIGNAL", "Reply", "send_error"]
+__all__ = ["ERROR_SIGNAL", "Reply", "patch_signals", "send_error"]
