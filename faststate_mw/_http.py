@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl
 from datastar_py import ServerSentEventGenerator as SSE
 
 from . import _untrusted as untrusted
+from ._deadlines import Deadlines
 from ._exceptions import (
     CSRFError,
     FastStateError,
@@ -159,39 +160,41 @@ def same_origin(scope: Scope, hdrs: dict[bytes, bytes]) -> bool:
 
 
 async def read_body(
-    receive: Receive, hdrs: dict[bytes, bytes], limit: int, timeout: float | None = None
+    receive: Receive, hdrs: dict[bytes, bytes], limit: int, deadlines: Deadlines
 ) -> bytes:
-    """The request body: 413 over ``limit`` bytes, 408 when it takes over ``timeout`` seconds
-    to arrive (a body that trickles in cannot hold the request open)."""
+    """The request body: 413 over ``limit`` bytes, 408 when it takes over
+    ``deadlines.seconds`` to arrive (a body that trickles in cannot hold the request open)."""
+    task = deadlines.watch()
     try:
-        async with asyncio.timeout(timeout):
-            return await _read_body(receive, hdrs, limit)
-    except TimeoutError:
-        raise RequestTimeout(f"the request body did not arrive within {timeout:g}s") from None
-
-
-async def _read_body(receive: Receive, hdrs: dict[bytes, bytes], limit: int) -> bytes:
-    length = hdrs.get(b"content-length")
-    if length is not None:
-        try:
-            if int(length) > limit:
+        length = hdrs.get(b"content-length")
+        if length is not None:
+            try:
+                if int(length) > limit:
+                    raise PayloadTooLarge(f"request body over the {limit}-byte limit")
+            except ValueError:
+                raise InvalidPayload("invalid Content-Length header") from None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            body = message.get("body", b"")
+            size += len(body)
+            if size > limit:
                 raise PayloadTooLarge(f"request body over the {limit}-byte limit")
-        except ValueError:
-            raise InvalidPayload("invalid Content-Length header") from None
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        body = message.get("body", b"")
-        size += len(body)
-        if size > limit:
-            raise PayloadTooLarge(f"request body over the {limit}-byte limit")
-        chunks.append(body)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+    except asyncio.CancelledError:
+        if deadlines.expired(task):
+            raise RequestTimeout(
+                f"the request body did not arrive within {deadlines.seconds:g}s"
+            ) from None
+        raise
+    finally:
+        deadlines.done(task)
 
 
 def parse_signals(
