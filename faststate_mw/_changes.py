@@ -10,8 +10,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import inspect
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
 
 from ._config import info_of, meta_of
@@ -60,15 +59,13 @@ def restore(inst: Any, before: dict[str, Any]) -> None:
     inst.__dict__.update(before)
 
 
-@asynccontextmanager
-async def locked(inst: Any) -> AsyncIterator[None]:
-    """Hold ``inst``'s lock: one change at a time per instance."""
+def locked(inst: Any) -> asyncio.Lock:
+    """``inst``'s lock, for ``async with locked(inst):``: one change at a time per instance."""
     meta = meta_of(inst)
     lock = meta.lock
     if lock is None:
         lock = meta.lock = asyncio.Lock()
-    async with lock:
-        yield
+    return lock
 
 
 async def commit(inst: Any, changed: list[str]) -> str:
@@ -144,17 +141,29 @@ async def settle(inst: Any, before: dict[str, Any]) -> str:
         raise
 
 
-async def run_change(inst: Any, body: Callable[[], Any]) -> tuple[Any, str]:
-    """Run ``body()`` (sync, or returning an awaitable) as one change of ``inst`` (whose lock
-    the caller holds); re-run it when another worker changed the state first. Returns what
-    ``body`` returned and the signal patch. The state is rolled back if ``body`` raises."""
+#: what events return most often: never awaitable (skips inspect's ABC check)
+_PLAIN_RESULTS = frozenset({type(None), str, list, tuple, dict})
+
+
+async def run_change(
+    inst: Any,
+    body: Callable[..., Any],
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+) -> tuple[Any, str]:
+    """Run ``body(*args, **kwargs)`` (sync, or returning an awaitable) as one change of
+    ``inst`` (whose lock the caller holds); re-run it when another worker changed the state
+    first. Returns what ``body`` returned and the signal patch. The state is rolled back if
+    ``body`` raises."""
     meta = meta_of(inst)
+    if kwargs is None:
+        kwargs = {}
     for _attempt in range(MAX_CONFLICT_RETRIES):
         before = snapshot(inst)
         meta.assigned = set()
         try:
-            result = body()
-            if inspect.isawaitable(result):
+            result = body(*args, **kwargs)
+            if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
                 result = await result
         except BaseException:
             restore(inst, before)

@@ -148,7 +148,7 @@ async def run_event(
             spec.auth.check(user, state=inst, key=meta_of(inst).key or "", event=spec.name)
         if gen:
             return await _run_generator(inst, spec, kwargs, reply, live, deadlines)
-        result, signals = await run_change(inst, lambda: spec.func(inst, **kwargs))
+        result, signals = await run_change(inst, spec.func, (inst,), kwargs)
         return ("" if live else signals) + echo_patch(inst) + elements_events(result)
 
 
