@@ -320,7 +320,7 @@ class StateStore:
         """A request came with the cookie of a fresh session: its states get their normal ttl.
         (The cookie as sent: no user is needed to read it, so an async user loader need not
         have been awaited.)"""
-        found = ctx.owner.read_session(ctx.scope)
+        found = ctx.session_cookie()
         if found is not None and found[0] != ctx.new_session_id:
             self.caps.confirm(found[0])
 
