@@ -40,7 +40,7 @@ def _app(backend: str | None) -> Any:
     return app
 
 
-async def _main(app: Any, n: int) -> None:
+async def _main(app: Any, n: int, idle: float) -> None:
     event = request_scope("/_faststate/Counter/increment", b"amount=1", await cookie(app))
     body = b'{"counter":{"count":0}}'
     for _ in range(WARM_UP):
@@ -48,12 +48,15 @@ async def _main(app: Any, n: int) -> None:
     assert sent[0]["status"] == 200, sent
     for _ in range(n):
         await call(app, event, body)
+    if idle:
+        await asyncio.sleep(idle)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.callgrind_event", description=__doc__)
     parser.add_argument("n", type=int, help="events after the warm-up")
     parser.add_argument("--backend", default=None, help="a backend URL (default: app (a))")
+    parser.add_argument("--idle", type=float, default=0.0, help="seconds idle at the end")
     parser.add_argument("--runner", choices=("uvloop", "asyncio"), default="uvloop")
     args = parser.parse_args()
     runner: Any = asyncio.run
@@ -61,7 +64,7 @@ def main() -> None:
         import uvloop
 
         runner = uvloop.run
-    runner(_main(_app(args.backend), args.n))
+    runner(_main(_app(args.backend), args.n, args.idle))
 
 
 if __name__ == "__main__":
