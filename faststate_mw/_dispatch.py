@@ -274,13 +274,15 @@ async def _serve(
         # Load the user up front when anything may need it; otherwise a sync loader runs only
         # if the event asks (current_user()), which keeps anonymous public events cheap.
         user = None
-        if ctx.owner.async_user_loader or rule.active or info.needs_user:
+        if ctx.owner.async_user_loader or rule.requires_auth or info.needs_user:
             user = await ctx.load_user()
         # sign-in, permissions, roles: before any instance is made; an event's denial is
         # logged at WARNING even for anonymous users (a page visit's only at INFO)
-        for active in (info.auth, rule):
-            if active.active:
-                active.check(user, key=cls.__name__, event=spec.name)
+        state_rule = info.auth
+        if state_rule.requires_auth:
+            state_rule.check(user, key=cls.__name__, event=spec.name)
+        if rule.requires_auth:
+            rule.check(user, key=cls.__name__, event=spec.name)
         inst = await resolve_for_event(store, cls, ctx, query, info)
         run.key = inst.key or ""
         kwargs = bind_arguments(cls, spec, query, signals, info)
