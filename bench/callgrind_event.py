@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import sys
+import time
 from typing import Any
 
 from .inprocess import call, cookie, request_scope
@@ -46,8 +48,10 @@ async def _main(app: Any, n: int, idle: float) -> None:
     for _ in range(WARM_UP):
         sent = await call(app, event, body)
     assert sent[0]["status"] == 200, sent
+    started = time.monotonic()
     for _ in range(n):
         await call(app, event, body)
+    print(f"{n} events took {time.monotonic() - started:.2f}s", file=sys.stderr)
     if idle:
         await asyncio.sleep(idle)
 

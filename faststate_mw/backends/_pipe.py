@@ -25,10 +25,7 @@ class ReplyError(Exception):
 
 def pack(*args: bytes) -> bytes:
     """One command in RESP."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        out.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
-    return b"".join(out)
+    return b"*%d\r\n" % len(args) + b"".join([b"$%d\r\n%s\r\n" % (len(a), a) for a in args])
 
 
 class ConnectionLost(ConnectionError):
@@ -254,7 +251,9 @@ class CommitPipe:
         return protocol
 
     async def call(self, *args: bytes) -> Any:
-        protocol = await self._ready()
+        protocol = self._protocol
+        if protocol is None or protocol.lost:  # not connected yet, or lost: (re)connect
+            protocol = await self._ready()
         # timed by the connection's one timer, not wait_for (no task, no timer per command); a
         # command cancelled meanwhile still takes its reply off the connection, in order
         return await protocol.send(pack(*args), timed=True)
