@@ -35,7 +35,7 @@ MAX_CONFLICT_RETRIES = 100
 
 def snapshot(inst: Any) -> dict[str, Any]:
     """The fields of ``inst``, deep-copied where they could be changed in place."""
-    fields = type(inst).model_fields
+    fields = info_of(type(inst)).all_fields
     return {
         k: v if isinstance(v, _IMMUTABLE) else copy.deepcopy(v)
         for k, v in inst.__dict__.items()

@@ -118,11 +118,14 @@ class StateInfo:
     server_owned: frozenset[str]
     #: a built-in scope's rule (they cannot be registered again); None for a custom scope
     _builtin_rule: ScopeRule | None = field(init=False, repr=False, default=None)
+    #: every model field, public or not (pydantic's ``model_fields`` costs a descriptor call)
+    all_fields: frozenset[str] = field(init=False, repr=False, default=frozenset())
 
     def __post_init__(self) -> None:
         scope = self.config.scope
         builtin = scope_rule(scope) if isinstance(scope, StateScope) else None
         object.__setattr__(self, "_builtin_rule", builtin)
+        object.__setattr__(self, "all_fields", self.server_owned | self.writable.keys())
 
     @property
     def scope(self) -> StateScope | str:
