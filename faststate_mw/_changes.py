@@ -10,14 +10,12 @@ from __future__ import annotations
 import asyncio
 import copy
 import inspect
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Callable
 from typing import Any
-
-from datastar_py import ServerSentEventGenerator as SSE
 
 from ._config import info_of, meta_of
 from ._exceptions import BackendUnavailable, PayloadTooLarge
+from ._http import patch_signals
 from ._limits import Limits
 from ._stored import load_into
 from .backends import Backend, Stored
@@ -37,7 +35,7 @@ MAX_CONFLICT_RETRIES = 100
 
 def snapshot(inst: Any) -> dict[str, Any]:
     """The fields of ``inst``, deep-copied where they could be changed in place."""
-    fields = type(inst).model_fields
+    fields = info_of(type(inst)).all_fields
     return {
         k: v if isinstance(v, _IMMUTABLE) else copy.deepcopy(v)
         for k, v in inst.__dict__.items()
@@ -61,15 +59,13 @@ def restore(inst: Any, before: dict[str, Any]) -> None:
     inst.__dict__.update(before)
 
 
-@asynccontextmanager
-async def locked(inst: Any) -> AsyncIterator[None]:
-    """Hold ``inst``'s lock: one change at a time per instance."""
+def locked(inst: Any) -> asyncio.Lock:
+    """``inst``'s lock, for ``async with locked(inst):``: one change at a time per instance."""
     meta = meta_of(inst)
     lock = meta.lock
     if lock is None:
         lock = meta.lock = asyncio.Lock()
-    async with lock:
-        yield
+    return lock
 
 
 async def commit(inst: Any, changed: list[str]) -> str:
@@ -93,7 +89,7 @@ async def commit(inst: Any, changed: list[str]) -> str:
             await result
     version = meta.version + 1
     data = inst.model_dump(mode="json", include=set(changed))
-    text = str(SSE.patch_signals(info.wrap(data, meta.ident)))
+    text = patch_signals(info.wrap(data, meta.ident))
     sse = text[:-1].encode()
     if store is not None and meta.key is not None:
         await _persist(store.backend, inst, meta.key, version, sse, full)
@@ -145,17 +141,29 @@ async def settle(inst: Any, before: dict[str, Any]) -> str:
         raise
 
 
-async def run_change(inst: Any, body: Callable[[], Any]) -> tuple[Any, str]:
-    """Run ``body()`` (sync, or returning an awaitable) as one change of ``inst`` (whose lock
-    the caller holds); re-run it when another worker changed the state first. Returns what
-    ``body`` returned and the signal patch. The state is rolled back if ``body`` raises."""
+#: what events return most often: never awaitable (skips inspect's ABC check)
+_PLAIN_RESULTS = frozenset({type(None), str, list, tuple, dict})
+
+
+async def run_change(
+    inst: Any,
+    body: Callable[..., Any],
+    args: tuple[Any, ...] = (),
+    kwargs: dict[str, Any] | None = None,
+) -> tuple[Any, str]:
+    """Run ``body(*args, **kwargs)`` (sync, or returning an awaitable) as one change of
+    ``inst`` (whose lock the caller holds); re-run it when another worker changed the state
+    first. Returns what ``body`` returned and the signal patch. The state is rolled back if
+    ``body`` raises."""
     meta = meta_of(inst)
+    if kwargs is None:
+        kwargs = {}
     for _attempt in range(MAX_CONFLICT_RETRIES):
         before = snapshot(inst)
         meta.assigned = set()
         try:
-            result = body()
-            if inspect.isawaitable(result):
+            result = body(*args, **kwargs)
+            if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
                 result = await result
         except BaseException:
             restore(inst, before)
@@ -180,7 +188,7 @@ def echo_patch(inst: Any) -> str:
     if not names:
         return ""
     data = inst.model_dump(mode="json", include=set(names))
-    return str(SSE.patch_signals(info_of(type(inst)).wrap(data, meta.ident)))
+    return patch_signals(info_of(type(inst)).wrap(data, meta.ident))
 
 
 class Mutation:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from ._auth import AuthRule
@@ -116,6 +116,16 @@ class StateInfo:
     writable: dict[str, AuthRule]
     #: every field a client may not write (never read from signals)
     server_owned: frozenset[str]
+    #: a built-in scope's rule (they cannot be registered again); None for a custom scope
+    _builtin_rule: ScopeRule | None = field(init=False, repr=False, default=None)
+    #: every model field, public or not (pydantic's ``model_fields`` costs a descriptor call)
+    all_fields: frozenset[str] = field(init=False, repr=False, default=frozenset())
+
+    def __post_init__(self) -> None:
+        scope = self.config.scope
+        builtin = scope_rule(scope) if isinstance(scope, StateScope) else None
+        object.__setattr__(self, "_builtin_rule", builtin)
+        object.__setattr__(self, "all_fields", self.server_owned | self.writable.keys())
 
     @property
     def scope(self) -> StateScope | str:
@@ -123,8 +133,9 @@ class StateInfo:
 
     @property
     def rule(self) -> ScopeRule:
-        # looked up each time: a custom scope may be registered again (tests, reloads)
-        return self.config.rule
+        # a custom scope's is looked up each time: it may be registered again (tests, reloads)
+        builtin = self._builtin_rule
+        return builtin if builtin is not None else self.config.rule
 
     @property
     def auth(self) -> AuthRule:

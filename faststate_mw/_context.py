@@ -120,7 +120,7 @@ def default_user_loader(scope: Scope) -> UserContext | None:
         if user is not None:
             return user
     session = scope.get("session")
-    if isinstance(session, Mapping):
+    if session is not None and isinstance(session, Mapping):  # None: no ABC check
         return UserContext.from_value(session.get("auth"))
     return None
 

@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from ._changes import Conflict, echo_patch, locked, restore, run_change, settle, snapshot
 from ._config import StateInfo, info_of, meta_of
 from ._context import RequestContext
+from ._deadlines import Deadlines
 from ._eventspec import EventSpec
 from ._exceptions import (
     ArgumentError,
@@ -96,34 +97,33 @@ async def resolve_for_event(
 
 
 class time_limit:  # named like the function it replaces: ``async with time_limit(...)``
-    """Cancel the block after ``seconds``: an EventTimeout (504) instead of the TimeoutError.
-    A class rather than an ``@asynccontextmanager``: it runs on every event."""
+    """Cancel the block after ``deadlines.seconds``: an EventTimeout (504) instead. A class
+    rather than an ``@asynccontextmanager``: it runs on every event."""
 
-    __slots__ = ("_deadline", "name", "seconds")
+    __slots__ = ("_deadlines", "_task", "name")
 
-    def __init__(self, seconds: float | None, name: str) -> None:
-        self.seconds = seconds
+    def __init__(self, deadlines: Deadlines | None, name: str) -> None:
+        self._deadlines = deadlines
         self.name = name
-        self._deadline: asyncio.Timeout | None = None
+        self._task: asyncio.Task[Any] | None = None
 
     async def __aenter__(self) -> None:
-        if self.seconds is not None:
-            self._deadline = asyncio.timeout(self.seconds)
-            await self._deadline.__aenter__()
+        if self._deadlines is not None:
+            self._task = self._deadlines.watch()
 
     async def __aexit__(self, kind: Any, exc: Any, tb: Any) -> bool | None:
-        deadline = self._deadline
-        if deadline is None:
+        deadlines = self._deadlines
+        if deadlines is None:
             return None
+        task = self._task
         try:
-            await deadline.__aexit__(kind, exc, tb)  # never swallows: returns None
-        except TimeoutError:
-            if not deadline.expired():
-                raise  # the event's own TimeoutError
-            raise EventTimeout(
-                f"event {self.name!r} ran longer than {self.seconds:g}s: it was cancelled and "
-                "rolled back"
-            ) from None
+            if kind is asyncio.CancelledError and deadlines.expired(task):
+                raise EventTimeout(
+                    f"event {self.name!r} ran longer than {deadlines.seconds:g}s: it was "
+                    "cancelled and rolled back"
+                ) from None
+        finally:
+            deadlines.done(task)
         return None
 
 
@@ -134,21 +134,21 @@ async def run_event(
     reply: Reply,
     user: Any,
     live: bool,
-    timeout: float | None = None,
+    deadlines: Deadlines | None = None,
 ) -> str:
     """Run the event under the instance's lock and return the SSE text of its reply; a
     generator event streams its steps through ``reply``. On an exception the state is rolled
     back and the exception re-raised. ``live``: the sender's tab gets signal patches through
-    its stream, so the reply carries only elements (never the same patch twice). ``timeout``:
+    its stream, so the reply carries only elements (never the same patch twice). ``deadlines``:
     an async event (waiting for the lock included), or each step of a generator event, that
     runs longer is cancelled and rolled back, its lock released (EventTimeout)."""
     gen = spec.is_async_gen or spec.is_gen
-    async with time_limit(None if gen else timeout, spec.name), locked(inst):
+    async with time_limit(None if gen else deadlines, spec.name), locked(inst):
         if spec.auth.owner_only:  # under the lock: the owner cannot change before the event runs
             spec.auth.check(user, state=inst, key=meta_of(inst).key or "", event=spec.name)
         if gen:
-            return await _run_generator(inst, spec, kwargs, reply, live, timeout)
-        result, signals = await run_change(inst, lambda: spec.func(inst, **kwargs))
+            return await _run_generator(inst, spec, kwargs, reply, live, deadlines)
+        result, signals = await run_change(inst, spec.func, (inst,), kwargs)
         return ("" if live else signals) + echo_patch(inst) + elements_events(result)
 
 
@@ -158,7 +158,7 @@ async def _run_generator(
     kwargs: dict[str, Any],
     reply: Reply,
     live: bool,
-    timeout: float | None = None,
+    deadlines: Deadlines | None = None,
 ) -> str:
     """Each step between yields is one change (saved, versioned, broadcast); an exception
     rolls back only the step that raised it. A step cannot be re-run, so losing a race with
@@ -169,7 +169,7 @@ async def _run_generator(
         while True:
             try:
                 if spec.is_async_gen:
-                    async with time_limit(timeout, spec.name):
+                    async with time_limit(deadlines, spec.name):
                         item = await gen.__anext__()
                 else:
                     item = next(gen)
@@ -258,7 +258,6 @@ async def _serve(
     run: EventRun,
 ) -> None:
     reply = Reply(send)
-    limits = store.limits
     try:
         client = scope.get("client")
         cookie = ctx.session_cookie()  # a signed id: no user needed to read it
@@ -267,7 +266,7 @@ async def _serve(
         method_allowed(spec.name, spec.method, method)
         hdrs = dict(scope["headers"])
         check_csrf(scope, hdrs, method)
-        body = await read_body(receive, hdrs, max_body, limits.body_timeout)
+        body = await read_body(receive, hdrs, max_body, store.body_deadlines)
         query = parse_query(scope)
         signals = parse_signals(hdrs, method, body, query)
         rule = spec.auth
@@ -275,19 +274,21 @@ async def _serve(
         # Load the user up front when anything may need it; otherwise a sync loader runs only
         # if the event asks (current_user()), which keeps anonymous public events cheap.
         user = None
-        if ctx.owner.async_user_loader or rule.active or info.needs_user:
+        if ctx.owner.async_user_loader or rule.requires_auth or info.needs_user:
             user = await ctx.load_user()
         # sign-in, permissions, roles: before any instance is made; an event's denial is
         # logged at WARNING even for anonymous users (a page visit's only at INFO)
-        for active in (info.auth, rule):
-            if active.active:
-                active.check(user, key=cls.__name__, event=spec.name)
+        state_rule = info.auth
+        if state_rule.requires_auth:
+            state_rule.check(user, key=cls.__name__, event=spec.name)
+        if rule.requires_auth:
+            rule.check(user, key=cls.__name__, event=spec.name)
         inst = await resolve_for_event(store, cls, ctx, query, info)
         run.key = inst.key or ""
         kwargs = bind_arguments(cls, spec, query, signals, info)
         live = store.hub.live_tab(tab_of(signals), ctx.session_id(create=False), inst.key or "")
         try:
-            text = await run_event(inst, spec, kwargs, reply, user, live, limits.event_timeout)
+            text = await run_event(inst, spec, kwargs, reply, user, live, store.event_deadlines)
         except Exception as exc:
             raise event_failure(exc, spec, cls) from exc
         run.reply = text

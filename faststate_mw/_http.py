@@ -13,6 +13,7 @@ from urllib.parse import parse_qsl
 from datastar_py import ServerSentEventGenerator as SSE
 
 from . import _untrusted as untrusted
+from ._deadlines import Deadlines
 from ._exceptions import (
     CSRFError,
     FastStateError,
@@ -109,11 +110,21 @@ async def send_error(scope: Scope, reply: Reply, err: FastStateError) -> None:
 
 
 def _error_event(err: FastStateError) -> str:
-    return str(
-        SSE.patch_signals(
-            {ERROR_SIGNAL: {"error": err.message, "status": err.status, "code": err.code}}
-        )
+    return patch_signals(
+        {ERROR_SIGNAL: {"error": err.message, "status": err.status, "code": err.code}}
     )
+
+
+#: one encoder for every signal patch, set as datastar_py's ``json.dumps(signals,
+#: separators=(",", ":"))``, which builds a new encoder on every call
+_SIGNALS_JSON = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def patch_signals(signals: dict[str, Any]) -> str:
+    """One ``datastar-patch-signals`` event, byte for byte what datastar_py's
+    ``ServerSentEventGenerator.patch_signals(signals)`` writes: its JSON escapes every character
+    outside printable ASCII, so it is one ``data:`` line."""
+    return f"event: datastar-patch-signals\ndata: signals {_SIGNALS_JSON(signals)}\n\n"
 
 
 def check_csrf(scope: Scope, hdrs: dict[bytes, bytes], method: str) -> None:
@@ -149,39 +160,41 @@ def same_origin(scope: Scope, hdrs: dict[bytes, bytes]) -> bool:
 
 
 async def read_body(
-    receive: Receive, hdrs: dict[bytes, bytes], limit: int, timeout: float | None = None
+    receive: Receive, hdrs: dict[bytes, bytes], limit: int, deadlines: Deadlines
 ) -> bytes:
-    """The request body: 413 over ``limit`` bytes, 408 when it takes over ``timeout`` seconds
-    to arrive (a body that trickles in cannot hold the request open)."""
+    """The request body: 413 over ``limit`` bytes, 408 when it takes over
+    ``deadlines.seconds`` to arrive (a body that trickles in cannot hold the request open)."""
+    task = deadlines.watch()
     try:
-        async with asyncio.timeout(timeout):
-            return await _read_body(receive, hdrs, limit)
-    except TimeoutError:
-        raise RequestTimeout(f"the request body did not arrive within {timeout:g}s") from None
-
-
-async def _read_body(receive: Receive, hdrs: dict[bytes, bytes], limit: int) -> bytes:
-    length = hdrs.get(b"content-length")
-    if length is not None:
-        try:
-            if int(length) > limit:
+        length = hdrs.get(b"content-length")
+        if length is not None:
+            try:
+                if int(length) > limit:
+                    raise PayloadTooLarge(f"request body over the {limit}-byte limit")
+            except ValueError:
+                raise InvalidPayload("invalid Content-Length header") from None
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                break
+            body = message.get("body", b"")
+            size += len(body)
+            if size > limit:
                 raise PayloadTooLarge(f"request body over the {limit}-byte limit")
-        except ValueError:
-            raise InvalidPayload("invalid Content-Length header") from None
-    chunks: list[bytes] = []
-    size = 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            break
-        body = message.get("body", b"")
-        size += len(body)
-        if size > limit:
-            raise PayloadTooLarge(f"request body over the {limit}-byte limit")
-        chunks.append(body)
-        if not message.get("more_body", False):
-            break
-    return b"".join(chunks)
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        return b"".join(chunks)
+    except asyncio.CancelledError:
+        if deadlines.expired(task):
+            raise RequestTimeout(
+                f"the request body did not arrive within {deadlines.seconds:g}s"
+            ) from None
+        raise
+    finally:
+        deadlines.done(task)
 
 
 def parse_signals(
@@ -275,4 +288,4 @@ def method_allowed(name: str, expected: str, method: str) -> None:
         raise MethodNotAllowed(f"event {name!r} accepts {expected}, not {method}")
 
 
-__all__ = ["ERROR_SIGNAL", "Reply", "send_error"]
+__all__ = ["ERROR_SIGNAL", "Reply", "patch_signals", "send_error"]

@@ -343,10 +343,11 @@ class FastStateMiddleware:
         if path == self._stream_path:
             await serve_stream(scope, receive, send, ctx, self.store, self.signer)
             return
-        metrics = self.store.metrics
-        if path == self._metrics_path and metrics is not None:
-            await serve_metrics(scope, send, ctx, metrics, *self._metrics_auth)
-            return
+        if path == self._metrics_path:
+            metrics = self.store.metrics
+            if metrics is not None:
+                await serve_metrics(scope, send, ctx, metrics, *self._metrics_auth)
+                return
         if self._devtools is not None and path == self._devtools.path:
             await self._devtools.serve(scope, send, ctx)
             return

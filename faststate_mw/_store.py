@@ -26,6 +26,7 @@ from ._caps import InstanceCaps
 from ._changes import snapshot
 from ._config import StateInfo, info_of, meta_of
 from ._context import RequestContext, UserContext
+from ._deadlines import Deadlines
 from ._eviction import Eviction
 from ._exceptions import FastStateError, NoRequestContextError
 from ._hub import Hub
@@ -111,6 +112,9 @@ class StateStore:
         self.caps = InstanceCaps(self._table, limits, self.eviction.evict)
         #: the token buckets events go through (per session, per client address)
         self.event_limiter = EventLimiter(limits, clock)
+        #: the time bounds of request bodies and of events, one timer each
+        self.body_deadlines = Deadlines(limits.body_timeout)
+        self.event_deadlines = Deadlines(limits.event_timeout)
         self._backend_started = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.Task[None] | None = None
@@ -325,7 +329,7 @@ class StateStore:
         """A request came with the cookie of a fresh session: its states get their normal ttl.
         (The cookie as sent: no user is needed to read it, so an async user loader need not
         have been awaited.)"""
-        found = ctx.owner.read_session(ctx.scope)
+        found = ctx.session_cookie()
         if found is not None and found[0] != ctx.new_session_id:
             self.caps.confirm(found[0])
 

@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
 from decimal import Decimal
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 from ._exceptions import InvalidPayload
 
@@ -43,15 +44,37 @@ def _finite_float(text: str) -> float:
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 
 
+#: the decoder's own scanner, and the whitespace JSON allows around a document (the pattern
+#: matches everywhere, if only an empty run)
+_SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignore[attr-defined]
+_SPACE = cast(Callable[[str, int], "re.Match[str]"], re.compile(r"[ \t\n\r]*").match)
+
+
+def _decode_text(text: str, start: int = -1) -> Any:
+    """``_DECODER.decode(text)``, without its two Python frames on every request.
+    ``start``: where the document begins, when the caller knows (-1: after any whitespace)."""
+    if start < 0:
+        start = _SPACE(text, 0).end()
+    try:
+        obj, end = _SCAN(text, start)
+    except StopIteration as err:
+        raise json.JSONDecodeError("Expecting value", text, err.value) from None
+    if end != len(text):
+        end = _SPACE(text, end).end()
+        if end != len(text):
+            raise json.JSONDecodeError("Extra data", text, end)
+    return obj
+
+
 def _decode(raw: str | bytes) -> Any:
     """``json.loads(raw, ...)`` with the strict hooks, without building a decoder per call."""
     if isinstance(raw, str):
         if raw.startswith("\ufeff"):
             raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", raw, 0)
-        return _DECODER.decode(raw)
+        return _decode_text(raw)
     if raw[:1] == b"{" and raw[1:2] != b"\x00":  # an object in UTF-8 (what browsers send)
-        return _DECODER.decode(raw.decode("utf-8", "surrogatepass"))
-    return _DECODER.decode(raw.decode(json.detect_encoding(raw), "surrogatepass"))
+        return _decode_text(raw.decode("utf-8", "surrogatepass"), 0)
+    return _decode_text(raw.decode(json.detect_encoding(raw), "surrogatepass"))
 
 
 def loads(raw: str | bytes, what: str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:

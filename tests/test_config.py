@@ -3,9 +3,20 @@ errors when the class is defined, not at its first request."""
 
 from __future__ import annotations
 
-import pytest
+from typing import Annotated
 
-from faststate_mw import ConfigurationError, State, StateConfig, StateScope, event
+import pytest
+from pydantic import Field
+
+from faststate_mw import (
+    ConfigurationError,
+    State,
+    StateConfig,
+    StateScope,
+    client_writable,
+    event,
+)
+from faststate_mw._config import info_of
 
 
 def test_user_state_must_require_auth() -> None:
@@ -35,3 +46,14 @@ def test_event_signature_errors_at_definition() -> None:
             @event(method="BREW")
             def f(self) -> None:
                 pass
+
+
+def test_all_fields_are_the_model_fields() -> None:
+    class ConfigAllFields(State):
+        public: int = 0
+        draft: Annotated[str, client_writable] = ""
+        _private: int = 0
+        hidden: str = Field(default="", exclude=True)
+
+    info = info_of(ConfigAllFields)
+    assert info.all_fields == set(ConfigAllFields.model_fields) == {"public", "draft", "hidden"}

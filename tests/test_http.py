@@ -3,9 +3,15 @@ a cross-site page could send is refused, a same-origin one is not, GET events ne
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
+from datastar_py import ServerSentEventGenerator as SSE
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from faststate_mw import StateStore
+from faststate_mw._http import patch_signals
 from tests.apps.vault import client, vault
 from tests.conftest import API
 
@@ -72,3 +78,30 @@ def test_same_origin_requests_without_datastar_header_are_allowed(store: StateSt
 
 def test_get_events_need_no_csrf_token(store: StateStore) -> None:
     assert client(store).get("/_faststate/Vault/read_only").status_code == 204
+
+
+_JSON_LEAVES = st.none() | st.booleans() | st.integers() | st.floats() | st.text()
+
+
+def _json_children(children: Any) -> Any:
+    return st.lists(children, max_size=4) | st.dictionaries(st.text(), children, max_size=4)
+
+
+_SIGNAL_VALUES: list[Any] = [
+    {},
+    {"counter": {"count": 1}},
+    {"a": "line\nbreak\r\nand\rreturns", "b": "\u2028\u2029\x85\x0b\x0c\x1c\x7f", "c": "é🙂"},
+    {"n": [1, 2.5, -0.0, 1e300, None, True, False], "deep": {"x": {"y": {"z": []}}}},
+    {"quote": '"\\', "tab": "\t", "nul": "\x00", "empty": ""},
+]
+
+
+@pytest.mark.parametrize("signals", _SIGNAL_VALUES)
+def test_patch_signals_writes_datastar_py_bytes(signals: dict[str, Any]) -> None:
+    assert patch_signals(signals) == str(SSE.patch_signals(signals))
+
+
+@given(st.dictionaries(st.text(), st.recursive(_JSON_LEAVES, _json_children, max_leaves=20)))
+@settings(max_examples=300, deadline=None)
+def test_patch_signals_writes_datastar_py_bytes_for_any_json(signals: dict[str, Any]) -> None:
+    assert patch_signals(signals) == str(SSE.patch_signals(signals))

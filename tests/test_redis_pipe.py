@@ -76,3 +76,58 @@ def test_only_plain_urls_get_a_pipe() -> None:
     assert CommitPipe.from_url("redis://127.0.0.1:1/3", 1.0) is not None
     assert CommitPipe.from_url("rediss://127.0.0.1:1/0", 1.0) is None
     assert CommitPipe.from_url("unix:///tmp/redis.sock", 1.0) is None
+
+
+async def _server_answering(count: int) -> tuple[asyncio.Server, int]:
+    """A stand-in for a stalled Redis on loopback: it answers the first ``count`` commands
+    (``+OK``) and then nothing."""
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        answered = 0
+        while data := await reader.read(65536):
+            for _ in range(data.count(b"*")):  # our commands: one array each, no '*' inside
+                if answered < count:
+                    answered += 1
+                    writer.write(b"+OK\r\n")
+            await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1]
+
+
+async def test_a_command_unanswered_in_time_fails_the_connection() -> None:
+    server, port = await _server_answering(2)
+    pipe = CommitPipe("127.0.0.1", port, timeout=0.05)
+    try:
+        assert await pipe.call(b"PING") == b"OK"
+        assert await pipe.call(b"PING") == b"OK"  # answered: its deadline passes harmlessly
+        # the third is never answered: it fails once its own deadline passes, not before
+        # its caller waited (the earlier commands' deadlines were no reason to fail)
+        late = asyncio.ensure_future(pipe.call(b"PING"))
+        with pytest.raises(ConnectionError, match="did not answer in time"):
+            await asyncio.wait_for(late, 10.0)
+    finally:
+        pipe.close()
+        server.close()
+        await server.wait_closed()
+
+
+async def test_a_command_its_caller_gave_up_on_does_not_fail_the_connection() -> None:
+    server, port = await _server_answering(0)
+    pipe = CommitPipe("127.0.0.1", port, timeout=0.05)
+    try:
+        with pytest.raises(TimeoutError):  # the caller stops waiting first
+            await asyncio.wait_for(pipe.call(b"PING"), 0.01)
+        protocol = pipe._protocol
+        assert protocol is not None
+        # its deadline passes (the loop runs timers in order: the connection's comes first)
+        # and nobody waits for its reply, so the connection stays up
+        passed = asyncio.Event()
+        asyncio.get_running_loop().call_at(protocol._armed_at + 0.01, passed.set)
+        await passed.wait()
+        assert protocol._timer is None and not protocol.lost
+    finally:
+        pipe.close()
+        server.close()
+        await server.wait_closed()

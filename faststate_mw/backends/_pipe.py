@@ -25,10 +25,7 @@ class ReplyError(Exception):
 
 def pack(*args: bytes) -> bytes:
     """One command in RESP."""
-    out = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        out.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
-    return b"".join(out)
+    return b"*%d\r\n" % len(args) + b"".join([b"$%d\r\n%s\r\n" % (len(a), a) for a in args])
 
 
 class ConnectionLost(ConnectionError):
@@ -72,25 +69,62 @@ def _parse(buf: bytes, pos: int) -> tuple[Any, int]:
 
 
 class _Protocol(asyncio.Protocol):
-    def __init__(self) -> None:
+    """The connection: commands written in order, replies handed back in order. ``timeout``:
+    a command whose reply does not come within that many seconds fails the connection (one
+    timer, at the oldest waiting command's deadline: replies come in order, so the oldest
+    command is always the first to run out of time)."""
+
+    def __init__(self, timeout: float | None = None) -> None:
         self.transport: asyncio.Transport | None = None
-        self.waiting: deque[asyncio.Future[Any]] = deque()
+        #: each sent command's future and deadline (inf: no deadline), oldest first
+        self.waiting: deque[tuple[asyncio.Future[Any], float]] = deque()
         self.buffer = b""
         self.out: list[bytes] = []
         self.flush_scheduled = False
         self.lost = False
+        self.timeout = timeout
+        self._timer: asyncio.TimerHandle | None = None
+        self._armed_at = 0.0
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
 
-    def send(self, command: bytes) -> asyncio.Future[Any]:
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self.waiting.append(future)
+    def send(self, command: bytes, timed: bool = False) -> asyncio.Future[Any]:
+        """Queue ``command``; ``timed``: it must be answered within ``timeout`` seconds."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        deadline = _NEVER
+        if timed and self.timeout is not None:
+            deadline = loop.time() + self.timeout
+            if self._timer is None:
+                self._arm(loop, deadline)
+        self.waiting.append((future, deadline))
         self.out.append(command)
         if not self.flush_scheduled:
             self.flush_scheduled = True
-            asyncio.get_running_loop().call_soon(self.flush)
+            loop.call_soon(self.flush)
         return future
+
+    def _arm(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        self._armed_at = when
+        self._timer = loop.call_at(when, self._expire)
+
+    def _expire(self) -> None:
+        """The oldest deadline came: a command still waiting past its own fails the
+        connection (one its caller gave up on does not); else the timer moves on."""
+        self._timer = None
+        if self.lost:
+            return
+        loop = asyncio.get_running_loop()
+        now = max(loop.time(), self._armed_at)
+        for future, deadline in self.waiting:
+            if deadline > now:
+                if deadline != _NEVER:
+                    self._arm(loop, deadline)
+                return
+            if not future.done():
+                self.fail(ConnectionError("redis did not answer in time"))
+                return
 
     def flush(self) -> None:
         self.flush_scheduled = False
@@ -106,7 +140,7 @@ class _Protocol(asyncio.Protocol):
                 value, pos = _parse(buf, pos)
                 if not self.waiting:
                     raise ConnectionError("a reply from redis that no command asked for")
-                future = self.waiting.popleft()
+                future = self.waiting.popleft()[0]
                 if not future.done():
                     if isinstance(value, ReplyError):
                         future.set_exception(value)
@@ -124,17 +158,18 @@ class _Protocol(asyncio.Protocol):
 
     def fail(self, exc: Exception) -> None:
         self.lost = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         while self.waiting:
-            future = self.waiting.popleft()
+            future = self.waiting.popleft()[0]
             if not future.done():
                 future.set_exception(exc)
         if self.transport is not None:
             self.transport.close()
 
 
-def _expire(protocol: _Protocol, future: asyncio.Future[Any]) -> None:
-    if not future.done():
-        protocol.fail(ConnectionError("redis did not answer in time"))
+_NEVER = float("inf")
 
 
 class CommitPipe:
@@ -180,7 +215,8 @@ class CommitPipe:
         loop = asyncio.get_running_loop()
         try:
             _transport, protocol = await asyncio.wait_for(
-                loop.create_connection(_Protocol, self.host, self.port), self.timeout
+                loop.create_connection(lambda: _Protocol(self.timeout), self.host, self.port),
+                self.timeout,
             )
         except OSError as exc:  # refused, unreachable, timed out: as redis-py reports it
             raise ConnectionError(
@@ -215,15 +251,12 @@ class CommitPipe:
         return protocol
 
     async def call(self, *args: bytes) -> Any:
-        protocol = await self._ready()
-        future = protocol.send(pack(*args))
-        # a timer, not wait_for (no task per command); a command cancelled meanwhile still
-        # takes its reply off the connection, in order
-        timer = asyncio.get_running_loop().call_later(self.timeout, _expire, protocol, future)
-        try:
-            return await future
-        finally:
-            timer.cancel()
+        protocol = self._protocol
+        if protocol is None or protocol.lost:  # not connected yet, or lost: (re)connect
+            protocol = await self._ready()
+        # timed by the connection's one timer, not wait_for (no task, no timer per command); a
+        # command cancelled meanwhile still takes its reply off the connection, in order
+        return await protocol.send(pack(*args), timed=True)
 
     def close(self) -> None:
         protocol, self._protocol = self._protocol, None

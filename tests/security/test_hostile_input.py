@@ -27,6 +27,7 @@ from faststate_mw import (
     StoredStateError,
     event,
 )
+from faststate_mw import _untrusted as untrusted
 from faststate_mw._http import patch_elements
 from faststate_mw._session import cookie_value
 from faststate_mw._state import signals_attribute
@@ -331,3 +332,44 @@ def test_element_patches_split_lines_only_where_sse_does() -> None:
     data = [ln.removeprefix("data: elements ") for ln in lines[1:] if ln.startswith("data: ")]
     assert "\n".join(data) == html  # what the client rebuilds from the data lines
     assert "\r" not in event
+
+
+_DOCUMENTS = [
+    '{"a":1}',
+    ' \t\n{"a": [1, 2.5, "x"]}\r\n ',
+    '{"a":1} {"b":2}',
+    '{"a":1}x',
+    "",
+    "   ",
+    "[1,2]",
+    '"text"',
+    "12 ",
+    '{"a":',
+    "{'a':1}",
+    '{"a":NaN}',
+    '{"a":1e999}',
+    "\ufeff{}",
+    "\u00a0{}",  # no-break space: not JSON whitespace
+]
+
+
+@pytest.mark.parametrize("text", _DOCUMENTS)
+def test_strict_json_decodes_exactly_as_the_standard_decoder(text: str) -> None:
+    """The strict reader scans with the decoder's own scanner: the same value, or the same
+    error at the same place, as ``JSONDecoder.decode`` with the same hooks."""
+
+    def outcome(decode: Any, doc: str | bytes) -> Any:
+        try:
+            return ("value", decode(doc))
+        except ValueError as exc:  # JSONDecodeError, or a hook's refusal
+            return ("error", type(exc), str(exc))
+
+    def reference(doc: str | bytes) -> Any:
+        if isinstance(doc, bytes):
+            doc = doc.decode(json.detect_encoding(doc), "surrogatepass")
+        if doc.startswith("\ufeff"):
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", doc, 0)
+        return untrusted._DECODER.decode(doc)
+
+    for doc in (text, text.encode("utf-8", "surrogatepass")):
+        assert outcome(untrusted._decode, doc) == outcome(reference, doc), doc
