@@ -1,10 +1,10 @@
 """The app ``make soak`` drives: one counter state per scope, pages that render them (so each
 page opens a live stream), sign-in and sign-out, and read-outs for the final checks.
 
-Environment: ``SOAK_BACKEND`` (default ``memory://``), ``SOAK_SECRET``, ``SOAK_TEMP_TTL`` (idle
-seconds of the TEMPORARY state, default 900: small values make the ttl sweeper evict under load),
-``SOAK_SWEEP`` (seconds between sweeps, default 5), ``SOAK_SESSION_TTL`` (idle seconds of the
-session and component states, default 120).
+Environment: ``SOAK_BACKEND`` (default ``memory://``), ``SOAK_SECRET``, ``SOAK_SESSION_TTL``
+(idle seconds of the session, component and temporary states, default 120), ``SOAK_TEMP_TTL``
+(the TEMPORARY state's alone: small values make the ttl sweeper evict under load), ``SOAK_SWEEP``
+(seconds between sweeps, default 5).
 """
 
 from __future__ import annotations
@@ -33,10 +33,11 @@ from faststate_mw import (
 BACKEND = os.environ.get("SOAK_BACKEND", "memory://")
 #: SQLite keeps only auto_persist states after a hard kill; Redis writes every change anyway
 DURABLE = BACKEND.startswith("sqlite")
-TEMP_TTL = float(os.environ.get("SOAK_TEMP_TTL", "900"))
-#: idle seconds of the session and component states: a soak of minutes leaves sessions behind
-#: (new visitors, sign-ins), and a short ttl lets the sweeper take them, so memory can settle
+#: idle seconds of the session, component and temporary states: a soak of minutes leaves
+#: sessions and closed tabs' states behind (new visitors, sign-ins, page loads), and a short ttl
+#: lets the sweeper take them, so memory can settle (a state a tab shows is never idle)
 SESSION_TTL = float(os.environ.get("SOAK_SESSION_TTL", "120"))
+TEMP_TTL = float(os.environ.get("SOAK_TEMP_TTL", str(SESSION_TTL)))
 
 
 class TenantScope(ScopeRule):

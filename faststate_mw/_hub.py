@@ -103,12 +103,18 @@ _BODY = {"type": "http.response.body", "more_body": True}
 #: bytes of changes one key's log keeps beside its latest change, and all logs together
 MAX_LOG_BYTES = 1024 * 1024
 MAX_LOGS_BYTES = 64 * 1024 * 1024
+#: seconds a key's log keeps a change beside its latest one: enough for tabs a moment behind
+#: and for a reconnect; a tab further behind resyncs (one snapshot), and a log of a key that
+#: changes now and then does not hold its last ``max_queue`` changes for as long as it is watched
+LOG_SECONDS = 30.0
 #: prebuilt messages of a key's latest change with different view patches after it
 MAX_SHARED_VIEW_MESSAGES = 4
 
 
 class LogEntry(NamedTuple):
     version: int
+    #: when it was published (the hub's coarse clock)
+    at: float
     #: the event's ``event:``/``data:`` lines
     data: bytes
     #: the complete ASGI message a stream watching only this key sends
@@ -128,6 +134,7 @@ class Hub:
         max_logs_bytes: int = MAX_LOGS_BYTES,
     ) -> None:
         self.max_queue = max_queue
+        self.log_seconds = LOG_SECONDS
         #: bytes of changes a key's log keeps, and all logs together, beyond each log's latest
         #: change (a tab further behind resyncs): clients choose how large their changes are
         self.max_log_bytes = max_log_bytes
@@ -299,7 +306,7 @@ class Hub:
         single = data + b"id: " + f"{self.epoch}:{version}".encode() + b"\n\n"
         if log:
             log[-1].with_views.clear()  # only the latest change is sent whole (see pending)
-        log.append(LogEntry(version, data, {**_BODY, "body": single}, {}))
+        log.append(LogEntry(version, self.now, data, {**_BODY, "body": single}, {}))
         self._trim(key, log, len(data) + len(single))
         # no await in this loop, so ``subs`` cannot change under it: no copy needed
         for conn in subs:
@@ -324,12 +331,14 @@ class Hub:
         return message
 
     def _trim(self, key: str, log: deque[LogEntry], added: int) -> None:
-        """Keep ``key``'s log within ``max_queue`` changes and the byte bounds (its latest change
-        always stays: the tabs that are one change behind are sent it)."""
+        """Keep ``key``'s log within ``max_queue`` changes, ``log_seconds`` and the byte bounds
+        (its latest change always stays: the tabs that are one change behind are sent it)."""
         held = self.log_bytes.get(key, 0) + added
         self.logs_bytes += added
+        oldest = self.now - self.log_seconds
         while len(log) > 1 and (
             len(log) > self.max_queue
+            or log[0].at < oldest
             or held > self.max_log_bytes
             or self.logs_bytes > self.max_logs_bytes
         ):

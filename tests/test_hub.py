@@ -159,3 +159,24 @@ def test_a_snapshot_ahead_of_the_log_resyncs_once_not_forever() -> None:
     hub.publish("global:Motd", 8, PATCH)
     out = hub.pending(conn)  # a one-key stream one change behind: the prebuilt message
     assert isinstance(out, dict) and out["body"] == PATCH + f"id: {hub.epoch}:8\n\n".encode()
+
+
+def test_a_log_keeps_changes_for_seconds_not_for_as_long_as_the_key_is_watched() -> None:
+    hub = Hub()
+    behind = Connection("s", None, "old", ["global:Motd"], [0])
+    hub.add(behind)
+    for version in (1, 2, 3):
+        hub.publish("global:Motd", version, PATCH)
+    assert [e.version for e in hub.logs["global:Motd"]] == [1, 2, 3]
+    held = hub.logs_bytes
+    hub.now += hub.log_seconds + 1
+    hub.publish("global:Motd", 4, PATCH)
+    # the older changes went (their bytes too); the latest stays for tabs one change behind
+    assert [e.version for e in hub.logs["global:Motd"]] == [4]
+    assert hub.logs_bytes < held
+    # a tab that had not taken them is resynced (one snapshot), never sent a gap
+    assert hub.pending(behind) is None and behind.resync == {0}
+    current = Connection("s", None, "new", ["global:Motd"], [3])
+    hub.add(current)
+    out = hub.pending(current)
+    assert isinstance(out, dict) and out["body"] == PATCH + f"id: {hub.epoch}:4\n\n".encode()
