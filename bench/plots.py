@@ -23,12 +23,15 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 RESULTS = Path(__file__).resolve().parent / "results"
-MACHINE = "2-core shared machine (8 engineers' jobs on it), loopback"
+MACHINE = "this project's shared 2-core machine, loopback"
 
 
 def _note(fig: Figure, data: dict[str, Any]) -> None:
     measured = data.get("measured", "")
-    fig.text(0.99, 0.005, f"{MACHINE}; measured {measured}", ha="right", va="bottom", fontsize=8)
+    load = data.get("load_average_5min")
+    busy = f" (load average {load})" if load is not None else ""
+    text = f"{MACHINE}; measured {measured}{busy}"
+    fig.text(0.99, 0.005, text, ha="right", va="bottom", fontsize=8)
 
 
 def _save(fig: Figure, name: str) -> Path:

@@ -530,11 +530,13 @@ def save(name: str, result: dict[str, Any], lines: list[str]) -> None:
     """Write ``bench/results/<name>.json`` and ``<name>.md``."""
     RESULTS.mkdir(exist_ok=True)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    result = {**result, "measured": stamp}
+    load = round(os.getloadavg()[1], 2)  # the last 5 minutes: how busy the shared machine was
+    result = {**result, "measured": stamp, "load_average_5min": load}
     (RESULTS / f"{name}.json").write_text(json.dumps(result, indent=2) + "\n")
     body = "\n".join(lines)
     (RESULTS / f"{name}.md").write_text(
-        f"Measured {stamp} on this project's 2-core machine.\n\n```\n{body}\n```\n"
+        f"Measured {stamp} on this project's 2-core machine (load average {load} over the last"
+        f" 5 minutes).\n\n```\n{body}\n```\n"
     )
 
 
