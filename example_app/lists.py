@@ -81,4 +81,6 @@ class TodoList(State):
     def you_view(self) -> Any:
         user = current_user()
         who = user.username or user.id if user is not None else "anonymous"
-        return P(f"You are {who}; this list has {len(self.items)} items.", cls="you")
+        count = len(self.items)
+        items = "1 item" if count == 1 else f"{count} items"
+        return P(f"You are {who}; this list has {items}.", cls="you")

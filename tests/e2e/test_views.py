@@ -63,7 +63,7 @@ def test_a_shared_list_is_live_in_every_tab_that_shows_it(new_page: Any) -> None
     open_live(writer, "/list/6")
     add(writer, sentinel)
     expect(other.locator(ITEMS)).to_have_text([sentinel], timeout=1000)
-    expect(other.locator(".you")).to_have_text("You are anonymous; this list has 1 items.")
+    expect(other.locator(".you")).to_have_text("You are anonymous; this list has 1 item.")
 
 
 @pytest.fixture
