@@ -42,22 +42,22 @@ def test_a_state_whose_class_changed_loads_with_defaults(
     old = {"title": "kept", "stars": "not a number", "removed_field": 1}
     backend.save_sync("record:Evolving:1", 4, json.dumps(old), None)
     store = StateStore(backend)
-    client = _app_with(store)
-    with caplog.at_level(logging.WARNING, logger="faststate_mw"):
-        r = client.get("/r/1")
-    assert r.status_code == 200
-    assert r.json() == {"title": "kept", "stars": 0, "tags": []}
-    assert "record:Evolving:1" in caplog.text and "stars" in caplog.text
-    assert store.get("record:Evolving:1").version == 4  # type: ignore[union-attr]
+    with _app_with(store) as client:  # the lifespan closes the store (and its SQLite file)
+        with caplog.at_level(logging.WARNING, logger="faststate_mw"):
+            r = client.get("/r/1")
+        assert r.status_code == 200
+        assert r.json() == {"title": "kept", "stars": 0, "tags": []}
+        assert "record:Evolving:1" in caplog.text and "stars" in caplog.text
+        assert store.get("record:Evolving:1").version == 4  # type: ignore[union-attr]
 
 
 def test_a_corrupt_stored_state_is_a_clear_error_naming_the_key(tmp_path: Path) -> None:
     backend = SQLiteBackend(tmp_path / "bad.db")
     backend.save_sync("record:Evolving:2", 1, "{not json", None)
-    client = _app_with(StateStore(backend))
-    r = client.get("/r/2")
-    assert r.status_code == 500
-    assert r.json()["error"]["code"] == "stored_state_invalid"
-    assert "record:Evolving:2" in r.json()["error"]["message"]
-    assert "Traceback" not in r.text
-    assert client.get("/r/3").status_code == 200  # other records are fine
+    with _app_with(StateStore(backend)) as client:
+        r = client.get("/r/2")
+        assert r.status_code == 500
+        assert r.json()["error"]["code"] == "stored_state_invalid"
+        assert "record:Evolving:2" in r.json()["error"]["message"]
+        assert "Traceback" not in r.text
+        assert client.get("/r/3").status_code == 200  # other records are fine
