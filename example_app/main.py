@@ -227,6 +227,7 @@ app, rt = fast_app(
     hdrs=(
         Meta(name="viewport", content="width=device-width, initial-scale=1"),
         Link(rel="stylesheet", href="/app.css"),
+        Link(rel="icon", href="data:,"),  # no icon: browsers stop asking for /favicon.ico (404)
     ),
     static_path=str(STATIC),
     pico=False,
