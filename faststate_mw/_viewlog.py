@@ -80,7 +80,8 @@ class ViewLog:
         self.committed[key] = entry
 
     def cached(self, key: str, view: str, viewer: str | None, version: int) -> bytes | None:
-        hit = self.renders.get(key, {}).get((view, viewer))
+        renders = self.renders.get(key)
+        hit = renders.get((view, viewer)) if renders is not None else None
         return hit[1] if hit is not None and hit[0] == version else None
 
     def store(self, key: str, view: str, viewer: str | None, version: int, data: bytes) -> None:

@@ -98,22 +98,19 @@ def view_patches(
     rec = views.committed.get(key)
     if rec is None or conn.versions[index] < rec.version:
         return b""
-    renders = views.renders.get(key)
     out: list[bytes] = []
     shadow = None
     for watch in conn.views:
         if watch.index != index:
             continue
         spec = watch.spec
-        shown = rec.version if spec.fields is None else rec.shown_version(spec.fields)
+        shown = rec.shown_version(spec.fields)
         if shown <= watch.sent:
             continue
         user = conn.user if spec.per_viewer else None
         viewer = user.id if user is not None else None
-        hit = renders.get((spec.name, viewer)) if renders is not None else None
-        if hit is not None and hit[0] == shown:
-            data = hit[1]
-        else:
+        data = views.cached(key, spec.name, viewer, shown)
+        if data is None:
             if shadow is None:
                 cls = catalog.class_named(entries[index][0])
                 if cls is None:
@@ -122,7 +119,6 @@ def view_patches(
             data = render_event(shadow, spec, ctx, user)
             views.render_count += 1
             views.store(key, spec.name, viewer, shown, data)
-            renders = views.renders.get(key)
         out.append(data)
         watch.sent = shown
     # one view: the cached render itself (the hub shares one message per render object)
