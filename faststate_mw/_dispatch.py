@@ -26,6 +26,7 @@ from ._exceptions import (
 from ._http import (
     Reply,
     check_csrf,
+    client_address,
     elements_events,
     finish,
     method_allowed,
@@ -259,9 +260,8 @@ async def _serve(
 ) -> None:
     reply = Reply(send)
     try:
-        client = scope.get("client")
         cookie = ctx.session_cookie()  # a signed id: no user needed to read it
-        store.event_limiter.check(cookie[0] if cookie else None, client[0] if client else None)
+        store.event_limiter.check(cookie[0] if cookie else None, client_address(scope))
         method = scope["method"]
         method_allowed(spec.name, spec.method, method)
         hdrs = dict(scope["headers"])

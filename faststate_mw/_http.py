@@ -71,6 +71,12 @@ class Reply:
         await self.send({"type": "http.response.body", "body": b""})
 
 
+def client_address(scope: Scope) -> str | None:
+    """The client's address as the server reports it (the key of per-address limits)."""
+    client = scope.get("client")
+    return str(client[0]) if client else None
+
+
 def header(scope: Scope, name: bytes) -> bytes | None:
     for k, v in scope["headers"]:
         if k == name:

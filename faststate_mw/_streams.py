@@ -23,7 +23,7 @@ from itsdangerous import BadSignature, URLSafeTimedSerializer
 from ._config import catalog, info_of, meta_of
 from ._context import RequestContext, UserContext
 from ._exceptions import FastStateError, TooManyRequests
-from ._http import SSE_HEADERS, TAB_SIGNAL, Reply, header, send_error
+from ._http import SSE_HEADERS, TAB_SIGNAL, Reply, client_address, header, send_error
 from ._hub import Connection, Hub
 from ._limits import Limits
 from ._store import StateStore
@@ -167,8 +167,7 @@ async def serve_stream(
         await reply.full(204, [(b"x-faststate-error", b"invalid_stream_token")], b"")
         return
     tab = str(payload.get("t", ""))
-    client = scope.get("client")
-    address = str(client[0]) if client else None
+    address = client_address(scope)
     try:
         check_stream_caps(hub, store.limits, sid, tab, address)
     except FastStateError as err:
