@@ -7,30 +7,20 @@ import asyncio
 import time
 from typing import Any
 
+from faststate_mw.testing._asgi import make_scope
+
 
 def request_scope(path: str, query: bytes, cookie: bytes, method: str = "POST") -> dict[str, Any]:
-    headers = [(b"host", b"127.0.0.1:8000"), (b"cookie", cookie)]
+    headers = [("host", "127.0.0.1:8000"), ("cookie", cookie.decode("latin-1"))]
     if method == "POST":
         headers += [
-            (b"datastar-request", b"true"),
-            (b"content-type", b"application/json"),
-            (b"accept", b"text/event-stream"),
-            (b"content-length", b"23"),
+            ("datastar-request", "true"),
+            ("content-type", "application/json"),
+            ("accept", "text/event-stream"),
+            ("content-length", "23"),
         ]
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "root_path": "",
-        "query_string": query,
-        "headers": headers,
-        "client": ("127.0.0.1", 50000),
-        "server": ("127.0.0.1", 8000),
-    }
+    # the testing client's scope, served as on 127.0.0.1:8000
+    return make_scope(method, path, query.decode(), headers, {"server": ("127.0.0.1", 8000)})
 
 
 async def call(app: Any, scope: dict[str, Any], body: bytes = b"") -> list[dict[str, Any]]:
