@@ -18,7 +18,7 @@ from datastar_py import ServerSentEventGenerator as SSE
 
 from ._config import catalog, meta_of
 from ._context import RequestContext
-from ._http import ERROR_SIGNAL
+from ._http import ERROR_SIGNAL, patch_signals
 from ._hub import Connection
 from ._store import StateStore
 from ._viewlog import Committed
@@ -68,7 +68,7 @@ def render_event(inst: Any, spec: ViewSpec, ctx: RequestContext | None, user: An
         log.exception("view %s.%s failed to render", type(inst).__name__, spec.name)
         message = f"view {spec.name!r} failed to render"
         error: dict[str, Any] = {"error": message, "status": 500, "code": "view_failed"}
-        return str(SSE.patch_signals({ERROR_SIGNAL: error})).encode()
+        return patch_signals({ERROR_SIGNAL: error}).encode()
     return str(SSE.patch_elements(wrap(element_id_of(inst, spec), inner))).encode()
 
 
