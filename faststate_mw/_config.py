@@ -182,6 +182,7 @@ class Meta:
     __slots__ = (
         "assigned",
         "echoed",
+        "group",
         "ident",
         "key",
         "last_changed",
@@ -196,6 +197,8 @@ class Meta:
         self.ident: str | None = None
         self.ttl: float | None = None
         self.lock: asyncio.Lock | None = None
+        #: events waiting to run together in the next group commit (None: no group open)
+        self.group: list[Any] | None = None
         #: the StateStore holding this instance (None for an instance made by hand)
         self.store: Any = None
         #: how many changes this instance has had (the per-key version streams carry)

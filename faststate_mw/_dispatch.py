@@ -10,7 +10,16 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from ._changes import Conflict, echo_patch, locked, restore, run_change, settle, snapshot
+from ._changes import (
+    Conflict,
+    echo_patch,
+    locked,
+    restore,
+    run_change,
+    run_grouped,
+    settle,
+    snapshot,
+)
 from ._config import StateInfo, info_of, meta_of
 from ._context import RequestContext
 from ._deadlines import Deadlines
@@ -143,6 +152,12 @@ async def run_event(
     its stream, so the reply carries only elements (never the same patch twice). ``deadlines``:
     an async event (waiting for the lock included), or each step of a generator event, that
     runs longer is cancelled and rolled back, its lock released (EventTimeout)."""
+    if not (spec.is_async_gen or spec.is_gen or spec.is_coroutine):
+        # a plain event may be committed in one group with others on a busy instance
+        step = _Step(inst, spec, kwargs, user)
+        async with time_limit(deadlines, spec.name):
+            result, signals, echo = await run_grouped(inst, step)
+        return ("" if live else signals) + echo + elements_events(result)
     gen = spec.is_async_gen or spec.is_gen
     async with time_limit(None if gen else deadlines, spec.name), locked(inst):
         if spec.auth.owner_only:  # under the lock: the owner cannot change before the event runs
@@ -151,6 +166,23 @@ async def run_event(
             return await _run_generator(inst, spec, kwargs, reply, live, deadlines)
         result, signals = await run_change(inst, spec.func, (inst,), kwargs)
         return ("" if live else signals) + echo_patch(inst) + elements_events(result)
+
+
+class _Step:
+    """A plain event's body with its owner check, as one step of a change (run under the
+    instance's lock: the owner cannot change before the event runs)."""
+
+    __slots__ = ("inst", "kwargs", "spec", "user")
+
+    def __init__(self, inst: Any, spec: EventSpec, kwargs: dict[str, Any], user: Any) -> None:
+        self.inst, self.spec, self.kwargs, self.user = inst, spec, kwargs, user
+
+    def __call__(self) -> Any:
+        spec = self.spec
+        if spec.auth.owner_only:
+            key = meta_of(self.inst).key or ""
+            spec.auth.check(self.user, state=self.inst, key=key, event=spec.name)
+        return spec.func(self.inst, **self.kwargs)
 
 
 async def _run_generator(

@@ -5,6 +5,8 @@ events' and rolled back on error."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -12,9 +14,22 @@ import httpx
 import pytest
 from starlette.applications import Starlette
 
-from faststate_mw import FastStateMiddleware, State, StateConfig, StateScope, StateStore, event
+from faststate_mw import (
+    FastStateMiddleware,
+    Limits,
+    State,
+    StateConfig,
+    StateScope,
+    StateStore,
+    current_request,
+    event,
+)
+from faststate_mw._changes import run_grouped
+from faststate_mw._config import meta_of
+from faststate_mw.backends import MemoryBackend, Stored
 from tests.apps.live import SENTINEL, LiveRecord, live_browser, mark
 from tests.conftest import DS
+from tests.sse import patched_signals
 
 
 class Shared(State):
@@ -79,3 +94,207 @@ async def test_changes_outside_events_broadcast(app_and_browser: Any, store: Sta
     assert rec.n == 15  # rolled back, nothing sent
     await mark(store)
     assert await t.stream.before(SENTINEL) == []
+
+
+# -- group commit: events on a busy instance are committed together ------------------------------
+
+
+class GatedBackend(MemoryBackend):
+    """A shared backend whose commits wait at a gate (the round trip to Redis, held open), so a
+    test decides when the instance is busy; ``conflicts[n]``: the n-th commit call (from 0)
+    loses the race to what another worker stored."""
+
+    shared = True
+
+    def __init__(self) -> None:
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.commits: list[tuple[int, str]] = []
+        self.conflicts: dict[int, Stored] = {}
+        self.calls = 0
+
+    async def commit(
+        self, key: str, expected: int, version: int, data: str, ttl: float | None, sse: bytes
+    ) -> Stored | None:
+        await self.gate.wait()
+        self.calls += 1
+        if self.calls - 1 in self.conflicts:
+            return self.conflicts[self.calls - 1]
+        self.commits.append((version, data))
+        return None
+
+
+class Hot(State):
+    __faststate__ = StateConfig(scope=StateScope.GLOBAL)
+    count: int = 0
+    who: list[str] = []
+    blob: str = ""
+
+    @event
+    def add(self) -> None:
+        self.count += 1
+        self.who = [*self.who, current_request().headers["x-who"]]
+
+    @event
+    def add_then_fail(self) -> None:
+        self.count += 100
+        raise RuntimeError("boom")
+
+    @event
+    def grow(self) -> None:
+        self.count += 1000
+        self.blob = "x" * 5000
+
+
+@contextlib.asynccontextmanager
+async def busy_app(
+    backend: GatedBackend, **limits: Any
+) -> AsyncIterator[tuple[httpx.AsyncClient, StateStore]]:
+    store = StateStore(backend=backend, limits=Limits(**limits))
+    app = Starlette()
+    app.add_middleware(FastStateMiddleware, secret_key="group-commit", store=store)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        yield client, store
+
+
+async def _post(client: httpx.AsyncClient, name: str, who: str) -> httpx.Response:
+    return await client.post(f"/_faststate/Hot/{name}", headers={**DS, "x-who": who}, content=b"{}")
+
+
+def _outcome(reply: httpx.Response) -> str:
+    """ "ok", or the error code of a Datastar request's reply (a 200 carrying the error)."""
+    assert reply.status_code == 200
+    return reply.headers.get("x-faststate-error", "ok")
+
+
+async def _group_of(store: StateStore, size: int) -> None:
+    """Until ``size`` events wait in the instance's next group (each request runs in a task)."""
+    while True:
+        inst = store.get("global:Hot")
+        group = meta_of(inst).group if inst is not None else None
+        if group is not None and len(group) >= size:
+            return
+        await asyncio.sleep(0)
+
+
+async def test_events_on_a_busy_state_commit_together_each_with_its_own_reply() -> None:
+    backend = GatedBackend()
+    async with busy_app(backend) as (client, store):
+        assert (await _post(client, "add", "w")).status_code == 200  # makes the instance
+        backend.gate.clear()
+        first = asyncio.ensure_future(_post(client, "add", "first"))
+        while not meta_of(store.get("global:Hot")).locked():  # holds the lock at its commit
+            await asyncio.sleep(0)
+        rest = [asyncio.ensure_future(_post(client, "add", str(i))) for i in range(20)]
+        await _group_of(store, 20)
+        backend.gate.set()
+        replies = [await first, *[await r for r in rest]]
+    assert [_outcome(r) for r in replies] == ["ok"] * 21
+    inst = store.get("global:Hot")
+    assert isinstance(inst, Hot)
+    assert inst.count == 22
+    assert inst.who == ["w", "first", *(str(i) for i in range(20))]  # each its own request's
+    # one commit for the lone event, one for the group of 20 (three in all, with the first)
+    assert len(backend.commits) == 3
+    assert meta_of(inst).version == 3
+    # every reply carries its own event's values, as if it had been committed alone
+    counts = [patched_signals(r.text)[0]["hot"]["count"] for r in replies]
+    assert counts == list(range(2, 23))
+    names = [patched_signals(r.text)[0]["hot"]["who"][-1] for r in replies]
+    assert names == ["first", *(str(i) for i in range(20))]
+
+
+async def test_a_failing_event_in_a_group_is_rolled_back_alone() -> None:
+    backend = GatedBackend()
+    async with busy_app(backend) as (client, store):
+        assert (await _post(client, "add", "w")).status_code == 200
+        backend.gate.clear()
+        first = asyncio.ensure_future(_post(client, "add", "a"))
+        while not meta_of(store.get("global:Hot")).locked():
+            await asyncio.sleep(0)
+        group = [
+            asyncio.ensure_future(_post(client, name, "g"))
+            for name in ("add", "add_then_fail", "add")
+        ]
+        await _group_of(store, 3)
+        backend.gate.set()
+        outcomes = [_outcome(await first), *[_outcome(await r) for r in group]]
+    assert outcomes == ["ok", "ok", "event_failed", "ok"]
+    inst = store.get("global:Hot")
+    assert isinstance(inst, Hot) and inst.count == 4  # the failed event's +100 is not there
+    assert json.loads(backend.commits[-1][1])["count"] == 4
+
+
+async def test_a_group_that_loses_a_race_is_run_again_on_what_won() -> None:
+    backend = GatedBackend()
+    async with busy_app(backend) as (client, store):
+        assert (await _post(client, "add", "w")).status_code == 200
+        backend.gate.clear()
+        first = asyncio.ensure_future(_post(client, "add", "a"))
+        while not meta_of(store.get("global:Hot")).locked():
+            await asyncio.sleep(0)
+        group = [asyncio.ensure_future(_post(client, "add", str(i))) for i in range(5)]
+        await _group_of(store, 5)
+        # the first commit goes through; the group's first try finds another worker's change
+        backend.conflicts[2] = Stored(7, Hot(count=50, who=["other"]).model_dump_json())
+        backend.gate.set()
+        assert _outcome(await first) == "ok"
+        replies = [await r for r in group]
+    assert [_outcome(r) for r in replies] == ["ok"] * 5
+    inst = store.get("global:Hot")
+    assert isinstance(inst, Hot)
+    assert inst.count == 55 and inst.who == ["other", "0", "1", "2", "3", "4"]
+    assert meta_of(inst).version == 8
+    assert [patched_signals(r.text)[0]["hot"]["count"] for r in replies] == [51, 52, 53, 54, 55]
+
+
+async def test_an_event_that_makes_a_grouped_state_too_large_fails_alone() -> None:
+    backend = GatedBackend()
+    async with busy_app(backend, max_state_bytes=4096) as (client, store):
+        assert (await _post(client, "add", "w")).status_code == 200
+        backend.gate.clear()
+        first = asyncio.ensure_future(_post(client, "add", "a"))
+        while not meta_of(store.get("global:Hot")).locked():
+            await asyncio.sleep(0)
+        group = [asyncio.ensure_future(_post(client, name, "g")) for name in ("add", "grow", "add")]
+        await _group_of(store, 3)
+        backend.gate.set()
+        outcomes = [_outcome(await first), *[_outcome(await r) for r in group]]
+    assert outcomes == ["ok", "ok", "payload_too_large", "ok"]
+    inst = store.get("global:Hot")
+    assert isinstance(inst, Hot) and inst.count == 4 and inst.blob == ""
+
+
+async def test_an_event_given_up_on_while_it_waits_for_its_group_never_runs() -> None:
+    backend = GatedBackend()
+    store = StateStore(backend=backend)
+    await store.start()
+    try:
+        inst = await Hot.resolve(store=store)
+        runs: list[str] = []
+
+        def step(name: str) -> Any:
+            def run() -> None:
+                runs.append(name)
+                inst.count += 1
+
+            return run
+
+        backend.gate.clear()
+        first = asyncio.ensure_future(run_grouped(inst, step("first")))
+        while not meta_of(inst).locked():
+            await asyncio.sleep(0)
+        waiting = [asyncio.ensure_future(run_grouped(inst, step(n))) for n in "abc"]
+        while len(meta_of(inst).group or []) < 3:
+            await asyncio.sleep(0)
+        waiting[1].cancel()  # e.g. its request ran out of time
+        backend.gate.set()
+        await first
+        assert (await waiting[0])[1] and (await waiting[2])[1]
+        with pytest.raises(asyncio.CancelledError):
+            await waiting[1]
+        assert runs == ["first", "a", "c"] and inst.count == 3
+        assert meta_of(inst).group is None and len(backend.commits) == 2
+    finally:
+        await store.close()
