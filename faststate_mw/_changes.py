@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._config import info_of, meta_of
-from ._exceptions import BackendUnavailable, PayloadTooLarge
+from ._exceptions import BackendUnavailable, PayloadTooLarge, StoredStateError
 from ._http import patch_signals
 from ._limits import Limits
 from ._stored import load_into
@@ -229,6 +229,9 @@ async def run_grouped(inst: Any, step: Callable[[], Any]) -> tuple[Any, str, str
     return reply
 
 
+#: failures of the backend, not of a step: every event of the group gets them at once
+_SHARED_FAILURES = (BackendUnavailable, StoredStateError)
+
 #: group commits under way
 _LEADERS: set[asyncio.Task[None]] = set()
 
@@ -273,7 +276,9 @@ async def _commit_group(inst: Any, jobs: list[_Job]) -> None:
             continue
         except Exception as exc:
             restore(inst, start)
-            if len(ran) > 1:  # one step may be the cause (a state made too large): each alone
+            if len(ran) > 1 and not isinstance(exc, _SHARED_FAILURES):
+                # one step may be the cause (a state made too large, a value the save hook
+                # refuses): each alone, so only that one fails
                 for job in ran:
                     await _commit_group(inst, [job])
                 return

@@ -26,6 +26,7 @@ from faststate_mw import (
 )
 from faststate_mw._changes import run_grouped
 from faststate_mw._config import meta_of
+from faststate_mw._exceptions import BackendUnavailable
 from faststate_mw.backends import MemoryBackend, Stored
 from tests.apps.live import SENTINEL, LiveRecord, live_browser, mark
 from tests.conftest import DS
@@ -111,6 +112,7 @@ class GatedBackend(MemoryBackend):
         self.gate.set()
         self.commits: list[tuple[int, str]] = []
         self.conflicts: dict[int, Stored] = {}
+        self.down = False
         self.calls = 0
 
     async def commit(
@@ -118,6 +120,8 @@ class GatedBackend(MemoryBackend):
     ) -> Stored | None:
         await self.gate.wait()
         self.calls += 1
+        if self.down:
+            raise BackendUnavailable("the state backend is unavailable; try again shortly")
         if self.calls - 1 in self.conflicts:
             return self.conflicts[self.calls - 1]
         self.commits.append((version, data))
@@ -298,3 +302,22 @@ async def test_an_event_given_up_on_while_it_waits_for_its_group_never_runs() ->
         assert meta_of(inst).group is None and len(backend.commits) == 2
     finally:
         await store.close()
+
+
+async def test_a_group_whose_backend_is_down_fails_at_once_with_one_try() -> None:
+    backend = GatedBackend()
+    async with busy_app(backend) as (client, store):
+        assert (await _post(client, "add", "w")).status_code == 200
+        backend.gate.clear()
+        first = asyncio.ensure_future(_post(client, "add", "a"))
+        while not meta_of(store.get("global:Hot")).locked():
+            await asyncio.sleep(0)
+        group = [asyncio.ensure_future(_post(client, "add", str(i))) for i in range(5)]
+        await _group_of(store, 5)
+        backend.down = True
+        backend.gate.set()
+        outcomes = [_outcome(await first), *[_outcome(await r) for r in group]]
+    assert outcomes == ["backend_unavailable"] * 6
+    assert backend.calls == 3  # the first event's commit and the group's one: no try per event
+    inst = store.get("global:Hot")
+    assert isinstance(inst, Hot) and inst.count == 1
