@@ -54,6 +54,7 @@ def live_counts(items: list[tuple[str, Any]], hub: Any, backend: dict[str, Any])
         "backend_healthy": backend.get("healthy", True),
         "backend_errors": backend.get("errors", 0),
         "backend_reconnects": backend.get("reconnects", 0),
+        "backend_conflicts": backend.get("conflicts", 0),
     }
 
 
@@ -154,6 +155,11 @@ _COUNTERS = (
     ("faststate_slow_consumer_resyncs", "Slow streams reduced to a resync", "resyncs"),
     ("faststate_backend_errors", "Backend operations that failed", "backend_errors"),
     ("faststate_backend_reconnects", "Backend pub/sub reconnections", "backend_reconnects"),
+    (
+        "faststate_backend_conflicts",
+        "Commits that lost a race to another worker (the change was re-run)",
+        "backend_conflicts",
+    ),
 )
 
 

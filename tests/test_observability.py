@@ -332,6 +332,26 @@ async def test_redis_metrics_delivery_errors_and_reconnects(tmp_path: Any, clock
         server.stop()
 
 
+async def test_redis_metrics_count_commits_that_lost_a_race(tmp_path: Any, clock: Any) -> None:
+    server = RedisServer(tmp_path, durable=False).start()
+    try:
+        store = StateStore(server.url, clock=clock, metrics=True)
+        async with TestClient(make_app(store)) as alice:
+            assert (await alice.event(MShared.bump())).ok
+            assert store.metrics is not None
+            assert store.metrics.value("faststate_backend_conflicts_total") == 0
+            # another worker's change, whose publish this worker has not seen
+            redis = aioredis.from_url(server.url)
+            state = {"v": 7, "d": '{"n": 10}'}
+            await redis.hset("faststate:state:global:MShared", mapping=state)  # type: ignore[misc]
+            await redis.aclose()
+            reply = await alice.event(MShared.bump())
+            assert reply.ok and reply.signals["mShared"]["n"] == 11  # re-run on what won
+            assert store.metrics.value("faststate_backend_conflicts_total") == 1
+    finally:
+        server.stop()
+
+
 def test_nothing_optional_is_imported_or_traced_until_asked() -> None:
     code = (
         "import sys, faststate_mw\n"

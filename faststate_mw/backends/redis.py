@@ -116,6 +116,8 @@ class RedisBackend(Backend):
         self.round_trips = 0
         self.errors = 0
         self.reconnects = 0
+        #: commits that found another worker's newer version (the change was re-run)
+        self.conflicts = 0
 
     # -- what a cluster changes ----------------------------------------------------------------
     def _make_client(self) -> Any:
@@ -199,6 +201,7 @@ class RedisBackend(Backend):
             raise self._unavailable(exc) from None
         if result == 1:
             return None
+        self.conflicts += 1
         current, stored = result
         # no stored state (it expired, or the server lost its data): the change is re-run on
         # defaults, as a new state
@@ -368,6 +371,7 @@ class RedisBackend(Backend):
             "round_trips": self.round_trips,
             "errors": self.errors,
             "reconnects": self.reconnects,
+            "conflicts": self.conflicts,
         }
 
 
