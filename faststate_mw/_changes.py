@@ -32,6 +32,8 @@ class Conflict(Exception):
 _IMMUTABLE = (int, float, str, bool, bytes, type(None), tuple, frozenset)
 #: how often a change is re-run when other workers keep changing its state first
 MAX_CONFLICT_RETRIES = 100
+#: events committed together at most: a group's steps run in one turn of the event loop
+MAX_GROUP = 128
 
 
 def snapshot(inst: Any) -> dict[str, Any]:
@@ -218,7 +220,7 @@ async def run_grouped(inst: Any, step: Callable[[], Any]) -> tuple[Any, str, str
     loop = asyncio.get_running_loop()
     job = _Job(step, loop.create_future())
     group = meta.group
-    if group is None:
+    if group is None or len(group) >= MAX_GROUP:  # a full group runs; the next one waits
         group = meta.group = [job]
         lead = loop.create_task(_lead(inst, group))
         _LEADERS.add(lead)  # the loop keeps only a weak reference to a task

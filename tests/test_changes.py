@@ -24,6 +24,7 @@ from faststate_mw import (
     current_request,
     event,
 )
+from faststate_mw import _changes as changes
 from faststate_mw._changes import run_grouped
 from faststate_mw._config import meta_of
 from faststate_mw._exceptions import BackendUnavailable
@@ -321,3 +322,26 @@ async def test_a_group_whose_backend_is_down_fails_at_once_with_one_try() -> Non
     assert backend.calls == 3  # the first event's commit and the group's one: no try per event
     inst = store.get("global:Hot")
     assert isinstance(inst, Hot) and inst.count == 1
+
+
+async def test_a_group_holds_at_most_max_group_events_the_rest_wait_for_the_next(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(changes, "MAX_GROUP", 4)
+    backend = GatedBackend()
+    async with busy_app(backend) as (client, store):
+        assert (await _post(client, "add", "w")).status_code == 200
+        backend.gate.clear()
+        first = asyncio.ensure_future(_post(client, "add", "first"))
+        while not meta_of(store.get("global:Hot")).locked():
+            await asyncio.sleep(0)
+        rest = [asyncio.ensure_future(_post(client, "add", str(i))) for i in range(10)]
+        while len(changes._LEADERS) < 3:  # groups of 4, 4 and 2
+            await asyncio.sleep(0)
+        backend.gate.set()
+        replies = [await first, *[await r for r in rest]]
+    assert [_outcome(r) for r in replies] == ["ok"] * 11
+    inst = store.get("global:Hot")
+    assert isinstance(inst, Hot) and inst.count == 12
+    assert inst.who == ["w", "first", *(str(i) for i in range(10))]
+    assert len(backend.commits) == 5  # w, first, then three groups
