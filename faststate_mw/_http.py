@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import json.encoder
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -123,14 +124,25 @@ def _error_event(err: FastStateError) -> str:
 
 #: one encoder for every signal patch, set as datastar_py's ``json.dumps(signals,
 #: separators=(",", ":"))``, which builds a new encoder on every call
-_SIGNALS_JSON = json.JSONEncoder(separators=(",", ":")).encode
+_SIGNALS_ENCODER = json.JSONEncoder(separators=(",", ":"))
+_SIGNALS_JSON = _SIGNALS_ENCODER.encode
+#: what ``_SIGNALS_JSON`` runs, without its two Python frames: json's C encoder made as
+#: ``JSONEncoder.iterencode(o, _one_shot=True)`` makes it (None without the C accelerator)
+_C_ENCODER: Any = getattr(json.encoder, "c_make_encoder", None)
+_ENCODE_ASCII = json.encoder.encode_basestring_ascii
+_DEFAULT = _SIGNALS_ENCODER.default
 
 
 def patch_signals(signals: dict[str, Any]) -> str:
     """One ``datastar-patch-signals`` event, byte for byte what datastar_py's
     ``ServerSentEventGenerator.patch_signals(signals)`` writes: its JSON escapes every character
     outside printable ASCII, so it is one ``data:`` line."""
-    return f"event: datastar-patch-signals\ndata: signals {_SIGNALS_JSON(signals)}\n\n"
+    if _C_ENCODER is None:
+        text = _SIGNALS_JSON(signals)
+    else:  # a new encoder per call, as iterencode makes: its circular-reference markers
+        chunks = _C_ENCODER({}, _DEFAULT, _ENCODE_ASCII, None, ":", ",", False, False, True)
+        text = "".join(chunks(signals, 0))
+    return f"event: datastar-patch-signals\ndata: signals {text}\n\n"
 
 
 def check_csrf(scope: Scope, hdrs: dict[bytes, bytes], method: str) -> None:
