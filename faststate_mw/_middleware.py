@@ -12,6 +12,7 @@ from ._config import catalog
 from ._context import RequestContext, UserContext, UserLoader, _current, default_user_loader
 from ._devtools import Devtools
 from ._dispatch import serve_event
+from ._eventspec import EventSpec
 from ._exceptions import ConfigurationError, FastStateError, UnknownEvent
 from ._http import Reply, send_error
 from ._inject import PageInjector
@@ -142,7 +143,13 @@ class FastStateMiddleware:
         self._datastar_js = _read_datastar_js(datastar_js)
         #: where pages load the Datastar client from when this middleware self-hosts it
         self.datastar_src = self._datastar_path if self._datastar_js is not None else None
-        self._inner_apps: dict[int, ASGIApp] = {}
+        self._inner_apps: dict[int, ASGIApp | None] = {}
+        #: paths under the prefix (or custom) served before any event route is looked up
+        self._served_first = frozenset(
+            p
+            for p in (self._stream_path, self._datastar_path, metrics_path, devtools_path)
+            if p is not None
+        )
         #: the ASGI lifespan of this app's store (start, stop signals, close)
         self._lifespan = Lifespan(app, self.store)
 
@@ -188,14 +195,22 @@ class FastStateMiddleware:
             path: str = scope["path"]
             if path == self._stream_path:
                 # a stream never mints a session, so it needs no cookie-setting send wrapper
-                await self._inner_app(scope)(scope, receive, send)
+                await (self._inner_app(scope) or self._serve)(scope, receive, send)
             elif (
                 path.startswith(self._event_prefix)
                 or path in catalog.custom_routes()
                 or path == self._metrics_path
                 or (self._devtools is not None and path == self._devtools.path)
             ):
-                await self._inner_app(scope)(scope, receive, self._page_send(ctx, send))
+                inner = self._inner_app(scope)
+                found = self._event_route(path) if inner is None else None
+                page_send = self._page_send(ctx, send)
+                if found is not None:  # an event, with no middleware to run inside this one
+                    cls, spec = found
+                    limit = self.max_body_size
+                    await serve_event(scope, receive, page_send, ctx, store, cls, spec, limit)
+                else:
+                    await (inner or self._serve)(scope, receive, page_send)
             else:
                 await self._page(scope, receive, send, ctx)
         finally:
@@ -296,15 +311,16 @@ class FastStateMiddleware:
             if conn.user != user:
                 self.store.hub.reauthorize(conn, user)
 
-    def _inner_app(self, scope: Scope) -> ASGIApp:
+    def _inner_app(self, scope: Scope) -> ASGIApp | None:
         """The event endpoint wrapped in the middlewares the app runs inside this one, so that
-        events see the app's session (FastHTML puts its SessionMiddleware innermost)."""
+        events see the app's session (FastHTML puts its SessionMiddleware innermost); None
+        when it runs none there (the endpoint is ``self._serve``)."""
         app = scope.get("app")
         if "session" in scope or app is None:
-            return self._serve
-        cached = self._inner_apps.get(id(app))
-        if cached is not None:
-            return cached
+            return None
+        built = self._inner_apps
+        if id(app) in built:
+            return built[id(app)]
         stack: list[Any] = list(getattr(app, "user_middleware", []) or [])
         inner: list[Any] = []
         for i, mw in enumerate(stack):
@@ -312,12 +328,25 @@ class FastStateMiddleware:
             if isinstance(cls, type) and issubclass(cls, FastStateMiddleware):
                 inner = stack[i + 1 :]
                 break
-        handler: ASGIApp = self._serve
-        for mw in reversed(inner):
-            mw_cls, args, kwargs = mw
-            handler = mw_cls(handler, *args, **kwargs)
+        handler: ASGIApp | None = None
+        if inner:
+            handler = self._serve
+            for mw in reversed(inner):
+                mw_cls, args, kwargs = mw
+                handler = mw_cls(handler, *args, **kwargs)
         self._inner_apps[id(app)] = handler
         return handler
+
+    def _event_route(self, path: str) -> tuple[type, EventSpec] | None:
+        """The (class, event) served at ``path``; None for an unknown event and for the paths
+        served before events (the client, streams, metrics, devtools)."""
+        return None if path in self._served_first else self._route_of(path)
+
+    def _route_of(self, path: str) -> tuple[type, EventSpec] | None:
+        if path.startswith(self._event_prefix):
+            parts = path[len(self._event_prefix) :].split("/")
+            return catalog.route(parts[0], parts[1]) if len(parts) == 2 else None
+        return catalog.custom_routes().get(path)
 
     async def _serve_client(self, send: Send) -> None:
         """The self-hosted Datastar client; else a redirect to the CDN, so that
@@ -351,13 +380,7 @@ class FastStateMiddleware:
         if self._devtools is not None and path == self._devtools.path:
             await self._devtools.serve(scope, send, ctx)
             return
-        found = None
-        if path.startswith(self._event_prefix):
-            parts = path[len(self._event_prefix) :].split("/")
-            if len(parts) == 2:
-                found = catalog.route(parts[0], parts[1])
-        else:
-            found = catalog.custom_routes().get(path)
+        found = self._route_of(path)
         if found is None:
             await send_error(scope, Reply(send), UnknownEvent(f"no event at {path}"))
             return
