@@ -290,14 +290,23 @@ def patch_elements(html: str) -> str:
 
 
 async def finish(reply: Reply, text: str) -> None:
+    """The end of an event's reply: ``text`` (SSE) as the whole reply, or as the last chunk of
+    a streamed one. (``Reply.full`` written out: one coroutine less per event.)"""
     if reply.streaming:
         if text:
             await reply.chunk(text.encode())
         await reply.end()
-    elif text:
-        await reply.full(200, SSE_HEADERS, text.encode())
+        return
+    send = reply.send
+    if text:
+        body = text.encode()
+        headers = [*SSE_HEADERS, (b"content-length", str(len(body)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
     else:
-        await reply.full(204, [], b"")
+        body = b""
+        headers = [(b"content-length", b"0")]
+        await send({"type": "http.response.start", "status": 204, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def method_allowed(name: str, expected: str, method: str) -> None:
