@@ -225,7 +225,7 @@ class StateStore:
         rule (401/403, logged)."""
         info = info_of(cls)
         rule = info.auth
-        if rule.active and ctx is not None:
+        if rule.requires_auth and ctx is not None:
             # a page (or its stream) of a signed-out visitor: INFO, it is usually sent to login
             rule.check(ctx.user, key=_safe_key(info, ctx, ident), anonymous_level=logging.INFO)
         return info.rule.key(info.name, ctx, ident)
