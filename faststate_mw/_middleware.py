@@ -204,13 +204,13 @@ class FastStateMiddleware:
             ):
                 inner = self._inner_app(scope)
                 found = self._event_route(path) if inner is None else None
-                page_send = self._page_send(ctx, send)
                 if found is not None:  # an event, with no middleware to run inside this one
                     cls, spec = found
+                    event_send = self._event_send(ctx, send)
                     limit = self.max_body_size
-                    await serve_event(scope, receive, page_send, ctx, store, cls, spec, limit)
+                    await serve_event(scope, receive, event_send, ctx, store, cls, spec, limit)
                 else:
-                    await (inner or self._serve)(scope, receive, page_send)
+                    await (inner or self._serve)(scope, receive, self._page_send(ctx, send))
             else:
                 await self._page(scope, receive, send, ctx)
         finally:
@@ -280,6 +280,20 @@ class FastStateMiddleware:
             await send(message)
 
         return page_send
+
+    def _event_send(self, ctx: RequestContext, send: Send) -> Send:
+        """``send`` that sets a new session's cookie: what :meth:`_page_send` does for an
+        event's reply (SSE, JSON or empty: never an HTML page to add the stream to)."""
+
+        async def event_send(message: Message) -> None:
+            sid = ctx.new_session_id
+            if sid is not None and message["type"] == "http.response.start":
+                cookie = await self._session_cookie(ctx, sid)
+                message = {**message, "headers": [*message.get("headers", []), cookie]}
+                ctx.new_session_id = None
+            await send(message)
+
+        return event_send
 
     async def _session_cookie(self, ctx: RequestContext, sid: str) -> tuple[bytes, bytes]:
         """The cookie of a new session, bound to the request's user as it is now."""
