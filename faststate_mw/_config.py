@@ -266,6 +266,9 @@ class Catalog:
     def __init__(self) -> None:
         self._classes: dict[str, type] = {}
         self._custom_routes: dict[str, tuple[type, EventSpec]] | None = None
+        #: changes whenever a name is given or the table restored (routes cached elsewhere
+        #: are then stale)
+        self.version = 0
 
     def add(self, cls: type, name: str) -> None:
         """Give ``name`` to ``cls``. Another class (another module or qualified name) already
@@ -284,6 +287,7 @@ class Catalog:
             )
         self._classes[name] = cls
         self._custom_routes = None
+        self.version += 1
 
     def class_named(self, name: str) -> type | None:
         return self._classes.get(name)
@@ -317,6 +321,7 @@ class Catalog:
     def restore(self, classes: dict[str, type]) -> None:
         self._classes = dict(classes)
         self._custom_routes = None
+        self.version += 1
 
 
 #: every State class of the process, by public name

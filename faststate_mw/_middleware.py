@@ -144,6 +144,10 @@ class FastStateMiddleware:
         #: where pages load the Datastar client from when this middleware self-hosts it
         self.datastar_src = self._datastar_path if self._datastar_js is not None else None
         self._inner_apps: dict[int, ASGIApp | None] = {}
+        #: the events found by path, valid while the catalog's version is ``_routes_version``
+        #: (only found ones: unknown paths, which a client chooses, are never kept)
+        self._routes: dict[str, tuple[type, EventSpec]] = {}
+        self._routes_version = -1
         #: paths under the prefix (or custom) served before any event route is looked up
         self._served_first = frozenset(
             p
@@ -354,7 +358,15 @@ class FastStateMiddleware:
     def _event_route(self, path: str) -> tuple[type, EventSpec] | None:
         """The (class, event) served at ``path``; None for an unknown event and for the paths
         served before events (the client, streams, metrics, devtools)."""
-        return None if path in self._served_first else self._route_of(path)
+        if self._routes_version != catalog.version:
+            self._routes = {}
+            self._routes_version = catalog.version
+        found = self._routes.get(path)
+        if found is None and path not in self._served_first:
+            found = self._route_of(path)
+            if found is not None:
+                self._routes[path] = found
+        return found
 
     def _route_of(self, path: str) -> tuple[type, EventSpec] | None:
         if path.startswith(self._event_prefix):
