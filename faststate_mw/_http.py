@@ -149,7 +149,10 @@ def check_csrf(scope: Scope, hdrs: dict[bytes, bytes], method: str) -> None:
     """State-changing events need Datastar's header with a JSON body, or a same-origin request."""
     if method in _SAFE_METHODS:
         return
-    if b"datastar-request" in hdrs and _content_type(hdrs) == b"application/json":
+    if b"datastar-request" in hdrs and (
+        hdrs.get(b"content-type") == b"application/json"  # as Datastar sends it
+        or _content_type(hdrs) == b"application/json"
+    ):
         return
     if same_origin(scope, hdrs):
         return
@@ -224,7 +227,10 @@ def parse_signals(
     else:
         if not body.strip():
             return {}
-        if _content_type(hdrs) != b"application/json":
+        if (
+            hdrs.get(b"content-type") != b"application/json"  # as Datastar sends it
+            and _content_type(hdrs) != b"application/json"
+        ):
             raise InvalidPayload("the request body must be JSON (Content-Type: application/json)")
         raw = body
     if not raw:
