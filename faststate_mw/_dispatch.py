@@ -81,11 +81,8 @@ def bind_arguments(
     return spec.validate_args(raw)
 
 
-def event_ident(info: StateInfo, query: dict[str, str]) -> str | None:
-    """The component or record id an event's URL names (None for a scope without ids)."""
-    ident_name = info.identity
-    if ident_name is None:
-        return None
+def event_ident(ident_name: str, query: dict[str, str]) -> str:
+    """The component or record id (``ident_name``) an event's URL names."""
     ident = query.get(ident_name)
     if not ident:
         raise MissingIdentifier(f"this event needs a {ident_name} in its URL")
@@ -258,7 +255,8 @@ async def _serve(
         cookie = ctx.session_cookie()  # a signed id: no user needed to read it
         store.event_limiter.check(cookie[0] if cookie else None, client_address(scope))
         method = scope["method"]
-        method_allowed(spec.name, spec.method, method)
+        if method != spec.method:
+            method_allowed(spec.name, spec.method, method)
         hdrs = dict(scope["headers"])
         check_csrf(scope, hdrs, method)
         body = await read_body(receive, hdrs, max_body, store.body_deadlines)
@@ -280,7 +278,8 @@ async def _serve(
             rule.check(user, key=cls.__name__, event=spec.name)
         # the instance the URL's id picks (no new ids); a live one without awaiting, and no
         # refresh from a shared backend: the commit's version check catches a stale copy
-        ident = event_ident(info, query)
+        ident_name = info.identity
+        ident = None if ident_name is None else event_ident(ident_name, query)
         key = store.key_for(cls, ctx, ident)
         inst = store.cached(key, cls, ctx)
         if inst is None:
