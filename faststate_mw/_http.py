@@ -204,9 +204,12 @@ async def read_body(
             size += len(body)
             if size > limit:
                 raise PayloadTooLarge(f"request body over the {limit}-byte limit")
-            chunks.append(body)
             if not message.get("more_body", False):
+                if not chunks and type(body) is bytes:
+                    return body  # all in one message (what b"".join would return)
+                chunks.append(body)
                 break
+            chunks.append(body)
         return b"".join(chunks)
     except asyncio.CancelledError:
         if deadlines.expired(task):
