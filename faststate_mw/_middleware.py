@@ -336,9 +336,10 @@ class FastStateMiddleware:
         app = scope.get("app")
         if "session" in scope or app is None:
             return None
-        built = self._inner_apps
-        if id(app) in built:
-            return built[id(app)]
+        try:
+            return self._inner_apps[id(app)]
+        except KeyError:
+            pass
         stack: list[Any] = list(getattr(app, "user_middleware", []) or [])
         inner: list[Any] = []
         for i, mw in enumerate(stack):
