@@ -120,12 +120,15 @@ class StateInfo:
     _builtin_rule: ScopeRule | None = field(init=False, repr=False, default=None)
     #: every model field, public or not (pydantic's ``model_fields`` costs a descriptor call)
     all_fields: frozenset[str] = field(init=False, repr=False, default=frozenset())
+    #: the state-wide authorization rule (the config's, read on every event)
+    auth: AuthRule = field(init=False, repr=False, default_factory=AuthRule)
 
     def __post_init__(self) -> None:
         scope = self.config.scope
         builtin = scope_rule(scope) if isinstance(scope, StateScope) else None
         object.__setattr__(self, "_builtin_rule", builtin)
         object.__setattr__(self, "all_fields", self.server_owned | self.writable.keys())
+        object.__setattr__(self, "auth", self.config.auth)
 
     @property
     def scope(self) -> StateScope | str:
@@ -138,10 +141,6 @@ class StateInfo:
         return builtin if builtin is not None else self.config.rule
 
     @property
-    def auth(self) -> AuthRule:
-        return self.config.auth
-
-    @property
     def ttl(self) -> float | None:
         return self.config.effective_ttl
 
@@ -152,12 +151,16 @@ class StateInfo:
     @property
     def identity(self) -> str | None:
         """The id that selects an instance ("component_id", "record_id"), if the scope has one."""
-        return self.rule.identity
+        builtin = self._builtin_rule  # not self.rule: one property call less, on every event
+        return (builtin if builtin is not None else self.config.rule).identity
 
     @property
     def needs_user(self) -> bool:
         """Whether resolving this state may ask for the user (its rule, or a user-keyed scope)."""
-        return self.config.auth.active or self.rule.needs_user
+        if self.auth.requires_auth:
+            return True
+        builtin = self._builtin_rule
+        return (builtin if builtin is not None else self.config.rule).needs_user
 
     def namespace_for(self, ident: str | None) -> str | None:
         """The namespace of one instance: components nest under their id."""
@@ -266,6 +269,9 @@ class Catalog:
     def __init__(self) -> None:
         self._classes: dict[str, type] = {}
         self._custom_routes: dict[str, tuple[type, EventSpec]] | None = None
+        #: changes whenever a name is given or the table restored (routes cached elsewhere
+        #: are then stale)
+        self.version = 0
 
     def add(self, cls: type, name: str) -> None:
         """Give ``name`` to ``cls``. Another class (another module or qualified name) already
@@ -284,6 +290,7 @@ class Catalog:
             )
         self._classes[name] = cls
         self._custom_routes = None
+        self.version += 1
 
     def class_named(self, name: str) -> type | None:
         return self._classes.get(name)
@@ -317,6 +324,7 @@ class Catalog:
     def restore(self, classes: dict[str, type]) -> None:
         self._classes = dict(classes)
         self._custom_routes = None
+        self.version += 1
 
 
 #: every State class of the process, by public name

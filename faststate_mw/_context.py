@@ -237,9 +237,11 @@ class RequestContext:
         through :meth:`load_user` first (the middleware does so for events and injection)."""
         if self._user is _UNSET:
             result = self.owner.user_loader(self.scope)
-            if _awaitable(result):
-                result = _finished(result)
-            self._user = UserContext.from_value(result)
+            if result is not None:  # None (nobody signed in, the most common answer) is None
+                if _awaitable(result):
+                    result = _finished(result)
+                result = UserContext.from_value(result)
+            self._user = result
         return self._user
 
     def _user_or_none(self) -> UserContext | None:
@@ -251,9 +253,11 @@ class RequestContext:
     async def load_user(self) -> UserContext | None:
         if self._user is _UNSET:
             result = self.owner.user_loader(self.scope)
-            if _awaitable(result):
-                result = await result
-            self._user = UserContext.from_value(result)
+            if result is not None:  # None (nobody signed in, the most common answer) is None
+                if _awaitable(result):
+                    result = await result
+                result = UserContext.from_value(result)
+            self._user = result
         return self._user
 
     def cached_user(self) -> UserContext | None:

@@ -90,20 +90,12 @@ def bind_arguments(
     return spec.validate_args(raw)
 
 
-async def resolve_for_event(
-    store: StateStore,
-    cls: type[Any],
-    ctx: RequestContext,
-    query: dict[str, str],
-    info: StateInfo | None = None,
-) -> Any:
-    """The instance an event targets: the URL's component or record id picks it (no new ids)."""
-    ident_name = (info or info_of(cls)).identity
-    ident = query.get(ident_name) if ident_name is not None else None
-    if ident_name is not None and not ident:
+def event_ident(ident_name: str, query: dict[str, str]) -> str:
+    """The component or record id (``ident_name``) an event's URL names."""
+    ident = query.get(ident_name)
+    if not ident:
         raise MissingIdentifier(f"this event needs a {ident_name} in its URL")
-    # no refresh from a shared backend here: the commit's version check catches a stale copy
-    return await store.resolve(cls, ctx, ident, refresh=False)
+    return ident
 
 
 class time_limit:  # named like the function it replaces: ``async with time_limit(...)``
@@ -295,7 +287,8 @@ async def _serve(
         cookie = ctx.session_cookie()  # a signed id: no user needed to read it
         store.event_limiter.check(cookie[0] if cookie else None, client_address(scope))
         method = scope["method"]
-        method_allowed(spec.name, spec.method, method)
+        if method != spec.method:
+            method_allowed(spec.name, spec.method, method)
         hdrs = dict(scope["headers"])
         check_csrf(scope, hdrs, method)
         body = await read_body(receive, hdrs, max_body, store.body_deadlines)
@@ -315,10 +308,17 @@ async def _serve(
             state_rule.check(user, key=cls.__name__, event=spec.name)
         if rule.requires_auth:
             rule.check(user, key=cls.__name__, event=spec.name)
-        inst = await resolve_for_event(store, cls, ctx, query, info)
-        run.key = inst.key or ""
+        # the instance the URL's id picks (no new ids); a live one without awaiting, and no
+        # refresh from a shared backend: the commit's version check catches a stale copy
+        ident_name = info.identity
+        ident = None if ident_name is None else event_ident(ident_name, query)
+        key = store.key_for(cls, ctx, ident)
+        inst = store.cached(key, cls, ctx)
+        if inst is None:
+            inst = await store.create(key, cls, ctx, ident)
+        run.key = key
         kwargs = bind_arguments(cls, spec, query, signals, info)
-        live = store.hub.live_tab(tab_of(signals), ctx.session_id(create=False), inst.key or "")
+        live = store.hub.live_tab(tab_of(signals), ctx.session_id(create=False), key)
         try:
             text = await run_event(inst, spec, kwargs, reply, user, live, store.event_deadlines)
         except Exception as exc:

@@ -46,7 +46,7 @@ class InstanceTable:
             order = self._order[ttl]
             order[key] = now
             order.move_to_end(key)
-        lru = self._lru[scope_of(key)]
+        lru = self._lru[key.partition(":")[0]]  # scope_of(key), on every event
         lru[key] = now
         lru.move_to_end(key)
 

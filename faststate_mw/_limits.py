@@ -74,26 +74,33 @@ class RateLimiter:
         self.burst = float(burst)
         self.clock = clock
         self.max_keys = max_keys
-        #: key -> (tokens, when they were counted), least recently used first
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+        #: key -> [tokens, when they were counted], least recently used first (a list: a
+        #: bucket is updated in place)
+        self._buckets: OrderedDict[str, list[float]] = OrderedDict()
 
-    def take(self, key: str) -> float:
+    def take(self, key: str, now: float | None = None) -> float:
         """Spend one token of ``key``'s bucket: 0.0 if there was one, else the seconds until
-        there will be (nothing is spent then)."""
-        now = self.clock()
+        there will be (nothing is spent then). ``now``: the clock's time, if the caller read
+        it."""
+        if now is None:
+            now = self.clock()
         buckets = self._buckets
-        found = buckets.get(key)
-        if found is None:
+        bucket = buckets.get(key)
+        if bucket is None:
             tokens = self.burst
             if len(buckets) >= self.max_keys:
                 buckets.popitem(last=False)
+            bucket = buckets[key] = [tokens, now]
         else:
-            tokens = min(self.burst, found[0] + (now - found[1]) * self.rate)
+            tokens = bucket[0] + (now - bucket[1]) * self.rate
+            if not tokens < self.burst:  # min(burst, tokens)
+                tokens = self.burst
             buckets.move_to_end(key)
+            bucket[1] = now
         if tokens < 1.0:
-            buckets[key] = (tokens, now)
+            bucket[0] = tokens
             return (1.0 - tokens) / self.rate
-        buckets[key] = (tokens - 1.0, now)
+        bucket[0] = tokens - 1.0
         return 0.0
 
     def __len__(self) -> int:
@@ -115,14 +122,15 @@ class EventLimiter:
         """Raise TooManyRequests (with the seconds to wait) when either bucket is empty. The
         session's bucket comes first: a session that is refused spends nothing of its
         address's (other sessions behind the same address keep theirs)."""
+        now = self.sessions.clock()  # one reading for both buckets (they share the clock)
         if session_id is not None:
-            wait = self.sessions.take(session_id)
+            wait = self.sessions.take(session_id, now)
             if wait:
                 raise TooManyRequests(
                     "too many events from this session; slow down", retry_after=wait
                 )
         if address is not None:
-            wait = self.addresses.take(address)
+            wait = self.addresses.take(address, now)
             if wait:
                 raise TooManyRequests(
                     "too many events from this address; slow down", retry_after=wait

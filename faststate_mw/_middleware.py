@@ -12,6 +12,7 @@ from ._config import catalog
 from ._context import RequestContext, UserContext, UserLoader, _current, default_user_loader
 from ._devtools import Devtools
 from ._dispatch import serve_event
+from ._eventspec import EventSpec
 from ._exceptions import ConfigurationError, FastStateError, UnknownEvent
 from ._http import Reply, send_error
 from ._inject import PageInjector
@@ -142,7 +143,17 @@ class FastStateMiddleware:
         self._datastar_js = _read_datastar_js(datastar_js)
         #: where pages load the Datastar client from when this middleware self-hosts it
         self.datastar_src = self._datastar_path if self._datastar_js is not None else None
-        self._inner_apps: dict[int, ASGIApp] = {}
+        self._inner_apps: dict[int, ASGIApp | None] = {}
+        #: the events found by path, valid while the catalog's version is ``_routes_version``
+        #: (only found ones: unknown paths, which a client chooses, are never kept)
+        self._routes: dict[str, tuple[type, EventSpec]] = {}
+        self._routes_version = -1
+        #: paths under the prefix (or custom) served before any event route is looked up
+        self._served_first = frozenset(
+            p
+            for p in (self._stream_path, self._datastar_path, metrics_path, devtools_path)
+            if p is not None
+        )
         #: the ASGI lifespan of this app's store (start, stop signals, close)
         self._lifespan = Lifespan(app, self.store)
 
@@ -188,14 +199,22 @@ class FastStateMiddleware:
             path: str = scope["path"]
             if path == self._stream_path:
                 # a stream never mints a session, so it needs no cookie-setting send wrapper
-                await self._inner_app(scope)(scope, receive, send)
+                await (self._inner_app(scope) or self._serve)(scope, receive, send)
             elif (
                 path.startswith(self._event_prefix)
                 or path in catalog.custom_routes()
                 or path == self._metrics_path
                 or (self._devtools is not None and path == self._devtools.path)
             ):
-                await self._inner_app(scope)(scope, receive, self._page_send(ctx, send))
+                inner = self._inner_app(scope)
+                found = self._event_route(path) if inner is None else None
+                if found is not None:  # an event, with no middleware to run inside this one
+                    cls, spec = found
+                    event_send = self._event_send(ctx, send)
+                    limit = self.max_body_size
+                    await serve_event(scope, receive, event_send, ctx, store, cls, spec, limit)
+                else:
+                    await (inner or self._serve)(scope, receive, self._page_send(ctx, send))
             else:
                 await self._page(scope, receive, send, ctx)
         finally:
@@ -266,6 +285,20 @@ class FastStateMiddleware:
 
         return page_send
 
+    def _event_send(self, ctx: RequestContext, send: Send) -> Send:
+        """``send`` that sets a new session's cookie: what :meth:`_page_send` does for an
+        event's reply (SSE, JSON or empty: never an HTML page to add the stream to)."""
+
+        async def event_send(message: Message) -> None:
+            sid = ctx.new_session_id
+            if sid is not None and message["type"] == "http.response.start":
+                cookie = await self._session_cookie(ctx, sid)
+                message = {**message, "headers": [*message.get("headers", []), cookie]}
+                ctx.new_session_id = None
+            await send(message)
+
+        return event_send
+
     async def _session_cookie(self, ctx: RequestContext, sid: str) -> tuple[bytes, bytes]:
         """The cookie of a new session, bound to the request's user as it is now."""
         try:
@@ -296,15 +329,17 @@ class FastStateMiddleware:
             if conn.user != user:
                 self.store.hub.reauthorize(conn, user)
 
-    def _inner_app(self, scope: Scope) -> ASGIApp:
+    def _inner_app(self, scope: Scope) -> ASGIApp | None:
         """The event endpoint wrapped in the middlewares the app runs inside this one, so that
-        events see the app's session (FastHTML puts its SessionMiddleware innermost)."""
+        events see the app's session (FastHTML puts its SessionMiddleware innermost); None
+        when it runs none there (the endpoint is ``self._serve``)."""
         app = scope.get("app")
         if "session" in scope or app is None:
-            return self._serve
-        cached = self._inner_apps.get(id(app))
-        if cached is not None:
-            return cached
+            return None
+        try:
+            return self._inner_apps[id(app)]
+        except KeyError:
+            pass
         stack: list[Any] = list(getattr(app, "user_middleware", []) or [])
         inner: list[Any] = []
         for i, mw in enumerate(stack):
@@ -312,12 +347,33 @@ class FastStateMiddleware:
             if isinstance(cls, type) and issubclass(cls, FastStateMiddleware):
                 inner = stack[i + 1 :]
                 break
-        handler: ASGIApp = self._serve
-        for mw in reversed(inner):
-            mw_cls, args, kwargs = mw
-            handler = mw_cls(handler, *args, **kwargs)
+        handler: ASGIApp | None = None
+        if inner:
+            handler = self._serve
+            for mw in reversed(inner):
+                mw_cls, args, kwargs = mw
+                handler = mw_cls(handler, *args, **kwargs)
         self._inner_apps[id(app)] = handler
         return handler
+
+    def _event_route(self, path: str) -> tuple[type, EventSpec] | None:
+        """The (class, event) served at ``path``; None for an unknown event and for the paths
+        served before events (the client, streams, metrics, devtools)."""
+        if self._routes_version != catalog.version:
+            self._routes = {}
+            self._routes_version = catalog.version
+        found = self._routes.get(path)
+        if found is None and path not in self._served_first:
+            found = self._route_of(path)
+            if found is not None:
+                self._routes[path] = found
+        return found
+
+    def _route_of(self, path: str) -> tuple[type, EventSpec] | None:
+        if path.startswith(self._event_prefix):
+            parts = path[len(self._event_prefix) :].split("/")
+            return catalog.route(parts[0], parts[1]) if len(parts) == 2 else None
+        return catalog.custom_routes().get(path)
 
     async def _serve_client(self, send: Send) -> None:
         """The self-hosted Datastar client; else a redirect to the CDN, so that
@@ -351,13 +407,7 @@ class FastStateMiddleware:
         if self._devtools is not None and path == self._devtools.path:
             await self._devtools.serve(scope, send, ctx)
             return
-        found = None
-        if path.startswith(self._event_prefix):
-            parts = path[len(self._event_prefix) :].split("/")
-            if len(parts) == 2:
-                found = catalog.route(parts[0], parts[1])
-        else:
-            found = catalog.custom_routes().get(path)
+        found = self._route_of(path)
         if found is None:
             await send_error(scope, Reply(send), UnknownEvent(f"no event at {path}"))
             return

@@ -225,7 +225,7 @@ class StateStore:
         rule (401/403, logged)."""
         info = info_of(cls)
         rule = info.auth
-        if rule.active and ctx is not None:
+        if rule.requires_auth and ctx is not None:
             # a page (or its stream) of a signed-out visitor: INFO, it is usually sent to login
             rule.check(ctx.user, key=_safe_key(info, ctx, ident), anonymous_level=logging.INFO)
         return info.rule.key(info.name, ctx, ident)
@@ -242,14 +242,26 @@ class StateStore:
         the backend if stored there, else from the ``load`` hook, else defaults. With a shared
         backend (Redis) a cached instance is refreshed when ``refresh``."""
         key = self.key_for(cls, ctx, ident)
+        inst = self.cached(key, cls, ctx)
+        if inst is not None:
+            if refresh and self.backend.shared:
+                apply_stored(inst, await self.backend.load(key))
+            return inst
+        return await self.create(key, cls, ctx, ident)
+
+    def cached(self, key: str, cls: type[T], ctx: RequestContext | None) -> T | None:
+        """The live instance of ``cls`` under ``key`` (made by :meth:`key_for`), now used, or
+        None; not refreshed from a shared backend. The request's session counts as seen."""
         if ctx is not None and self.caps.fresh:
             self.seen_session(ctx)
-        inst = self._hit(key, cls)
+        return self._hit(key, cls)
+
+    async def create(
+        self, key: str, cls: type[T], ctx: RequestContext | None, ident: str | None
+    ) -> T:
+        """The instance of ``cls`` under ``key`` that :meth:`cached` did not find: read from
+        the backend if stored there, else from the ``load`` hook, else defaults."""
         backend = self.backend
-        if inst is not None:
-            if refresh and backend.shared:
-                apply_stored(inst, await backend.load(key))
-            return inst
         await self.caps.make_room(key, ctx)
         stored = await backend.load(key) if backend.durable else None
         data: Any = None

@@ -50,10 +50,19 @@ _SCAN: Callable[[str, int], tuple[Any, int]] = _DECODER.scan_once  # type: ignor
 _SPACE = cast(Callable[[str, int], "re.Match[str]"], re.compile(r"[ \t\n\r]*").match)
 
 
-def _decode_text(text: str, start: int = -1) -> Any:
-    """``_DECODER.decode(text)``, without its two Python frames on every request.
-    ``start``: where the document begins, when the caller knows (-1: after any whitespace)."""
-    if start < 0:
+def _decode(raw: str | bytes) -> Any:
+    """``json.loads(raw, ...)`` with the strict hooks, without building a decoder per call and
+    without the Python frames of ``JSONDecoder.decode`` and ``raw_decode``."""
+    if isinstance(raw, str):
+        if raw.startswith("\ufeff"):
+            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", raw, 0)
+        text = raw
+        start = _SPACE(text, 0).end()
+    elif raw[:1] == b"{" and raw[1:2] != b"\x00":  # an object in UTF-8 (what browsers send)
+        text = raw.decode("utf-8", "surrogatepass")
+        start = 0
+    else:
+        text = raw.decode(json.detect_encoding(raw), "surrogatepass")
         start = _SPACE(text, 0).end()
     try:
         obj, end = _SCAN(text, start)
@@ -64,17 +73,6 @@ def _decode_text(text: str, start: int = -1) -> Any:
         if end != len(text):
             raise json.JSONDecodeError("Extra data", text, end)
     return obj
-
-
-def _decode(raw: str | bytes) -> Any:
-    """``json.loads(raw, ...)`` with the strict hooks, without building a decoder per call."""
-    if isinstance(raw, str):
-        if raw.startswith("\ufeff"):
-            raise json.JSONDecodeError("Unexpected UTF-8 BOM (decode using utf-8-sig)", raw, 0)
-        return _decode_text(raw)
-    if raw[:1] == b"{" and raw[1:2] != b"\x00":  # an object in UTF-8 (what browsers send)
-        return _decode_text(raw.decode("utf-8", "surrogatepass"), 0)
-    return _decode_text(raw.decode(json.detect_encoding(raw), "surrogatepass"))
 
 
 def loads(raw: str | bytes, what: str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
@@ -90,9 +88,16 @@ def loads(raw: str | bytes, what: str, *, max_depth: int = MAX_JSON_DEPTH) -> An
             f"{what} holds a number JSON cannot carry (NaN, Infinity or too large)"
         ) from None
     raw_bytes = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
-    if raw_bytes.count(b"[") + raw_bytes.count(b"{") > max_depth and depth(data) > max_depth:
+    if (
+        len(raw_bytes) > max_depth  # no more brackets than bytes: a short text is shallow
+        and raw_bytes.count(b"[") + raw_bytes.count(b"{") > max_depth
+        and depth(data) > max_depth
+    ):
         raise InvalidPayload(f"{what} nested deeper than {max_depth} levels")
-    if _SURROGATE_ESCAPE.search(raw_bytes) or (isinstance(raw, str) and has_surrogate(raw)):
+    # the escape's backslash and "u" found first: a search for them is cheaper than the regex
+    if (raw_bytes.find(b"\\u") >= 0 and _SURROGATE_ESCAPE.search(raw_bytes)) or (
+        isinstance(raw, str) and has_surrogate(raw)
+    ):
         check_text(data, what)
     return data
 

@@ -136,3 +136,36 @@ def test_store_settings_beside_a_store_are_refused(
     with pytest.raises(ConfigurationError, match=f"store= or {name}="):
         FastStateMiddleware(Starlette(), secret_key=SECRET, store=store, **option)
     FastStateMiddleware(Starlette(), secret_key=SECRET, **option)  # fine without a store
+
+
+def test_an_event_url_follows_a_state_class_defined_again(store: StateStore) -> None:
+    """The middleware keeps the event it found at a URL; a class defined again under the same
+    name (a reload) takes the URL over, and a URL of no event stays a 404."""
+    from faststate_mw import State, event
+    from faststate_mw.testing import isolated_state_names
+
+    app = Starlette()
+    app.add_middleware(FastStateMiddleware, secret_key=SECRET, store=store)
+    client = TestClient(app)
+    with isolated_state_names():
+
+        class Reloaded(State):
+            n: int = 0
+
+            @event
+            def bump(self) -> None:
+                self.n += 1
+
+        r = client.post("/_faststate/Reloaded/bump", headers=DS, content=b"{}")
+        assert patched_signals(r.text) == [{"reloaded": {"n": 1}}]
+
+        class Reloaded(State):  # type: ignore[no-redef]  # noqa: F811
+            n: int = 0
+
+            @event
+            def bump(self) -> None:
+                self.n += 10
+
+        r = client.post("/_faststate/Reloaded/bump", headers=DS, content=b"{}")
+        assert patched_signals(r.text) == [{"reloaded": {"n": 10}}]  # the new class ran
+    assert client.post("/_faststate/Reloaded/nothing", content=b"{}").status_code == 404
