@@ -11,8 +11,10 @@ session's token.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import hmac
+import inspect
 import json
 import secrets
 from typing import Any
@@ -298,11 +300,22 @@ async def _pump(
         def after_key(index: int) -> bytes:
             return view_patches(conn, store, ctx, entries, index)
 
+    elif len(conn.keys) == 1 and inspect.iscoroutinefunction(send):
+        # the hub writes this key's changes itself while we wait (Hub._write), in our context
+        conn.context = contextvars.copy_context()
+        conn.send = send
+
     while not conn.closed:
         pending = hub.pending(conn, after_key)
         if pending is None and not conn.resync and not conn.heartbeat_due:
             conn.waiter = loop.create_future()
             await conn.waiter
+            unfinished = conn.handoff
+            if unfinished is not None:  # a write the hub began and could not finish, or make
+                conn.handoff = None
+                await unfinished
+                conn.last_write = hub.now
+                conn.writing_since = 0.0
             continue
         conn.waiter = None
         if isinstance(pending, dict) and not conn.resync:
