@@ -7,14 +7,15 @@ its own ``id:`` line (the versions that connection has seen, so a reconnecting t
 it missed). A consumer that falls further behind than the log is long (``max_queue`` changes) is
 reduced to a single resync snapshot, so it never blocks the broadcast or other tabs.
 
-The common case costs no wake-up at all: a waiting stream of one key without views, one change
-behind, is written the key's prebuilt message by the hub itself, in one callback for all of them
-(:meth:`Hub._write`), through the stream's ASGI ``send`` run in the stream's context (a wake-up
-costs more than such a write). A write that has to wait (a client that reads slowly) is handed to
-the stream's task, which finishes it under the same write timeout; one that raises is made again
-by the task itself (a client that went away fails again there and ends its stream; a send wrapper
-that needs to run in its task, e.g. under ``asyncio.timeout``, succeeds), and the hub no longer
-writes for that stream.
+The common case costs no wake-up at all: a waiting stream of one key, one change behind, is
+written the key's prebuilt message (and its view patches) by the hub itself, in one callback for
+all of them (:meth:`Hub._write`), through the stream's ASGI ``send`` run in the stream's context
+(a wake-up costs more than such a write). A write that has to wait (a client that reads slowly)
+is handed to the stream's task, which finishes it under the same write timeout; one that raises
+is made again by the task itself (a client that went away fails again there and ends its stream;
+a send wrapper that needs to run in its task, e.g. under ``asyncio.timeout``, succeeds), and the
+hub no longer writes for that stream. The hub's part of a write runs outside the stream's task:
+``asyncio.current_task()`` is None there.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ class Connection:
 
     __slots__ = (
         "address",
+        "after",
         "checked",
         "closed",
         "context",
@@ -99,10 +101,12 @@ class Connection:
         self.task: asyncio.Task[Any] | None = None
         #: the live views this tab shows (see _views.py); empty: signals only
         self.views: list[Any] = []
-        #: set by a stream of one key without views: the hub writes that key's next change
-        #: itself while the stream waits (see Hub._write), calling ``send`` in ``context``
+        #: set by a stream of one key: the hub writes that key's next change itself while the
+        #: stream waits (see Hub._write), calling ``send`` (and ``after``) in ``context``
         self.send: Callable[[dict[str, Any]], Coroutine[Any, Any, None]] | None = None
         self.context: contextvars.Context | None = None
+        #: what follows the changes of key ``index`` on this tab: its view patches (None: none)
+        self.after: Callable[[int], bytes] | None = None
         #: a write the hub began (or failed to make) that this stream's task must finish (make)
         self.handoff: Awaitable[None] | None = None
 
@@ -415,7 +419,15 @@ class Hub:
                 waiter.set_result(None)
                 continue
             versions[0] = version
-            coro = send(message)
+            out = message
+            if conn.after is not None:
+                try:
+                    out = self._with_views(entry, context.run(conn.after, 0))
+                except Exception:  # the task meets it again, where it always did (pending)
+                    versions[0] = version - 1
+                    waiter.set_result(None)
+                    continue
+            coro = send(out)
             try:
                 waits_on = context.run(coro.send, None)
             except StopIteration:
@@ -425,7 +437,7 @@ class Hub:
                 raise
             except BaseException:  # the task writes it again itself, and from now on
                 conn.send = None
-                conn.handoff = WriteAgain(send, message)
+                conn.handoff = WriteAgain(send, out)
             else:  # it waits (a slow reader): the task finishes it
                 conn.handoff = UnfinishedWrite(coro, waits_on)
             conn.writing_since = self.now  # either way under the write timeout

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import hashlib
 import hmac
 import inspect
@@ -295,15 +296,12 @@ async def _pump(
     loop = asyncio.get_running_loop()
     hub = store.hub
     after_key = None
-    if conn.views:
-
-        def after_key(index: int) -> bytes:
-            return view_patches(conn, store, ctx, entries, index)
-
-    elif len(conn.keys) == 1 and inspect.iscoroutinefunction(send):
+    if conn.views:  # what follows the changes of key ``index``: its view patches
+        after_key = functools.partial(view_patches, conn, store, ctx, entries)
+    if len(conn.keys) == 1 and inspect.iscoroutinefunction(send):
         # the hub writes this key's changes itself while we wait (Hub._write), in our context
         conn.context = contextvars.copy_context()
-        conn.send = send
+        conn.send, conn.after = send, after_key
 
     while not conn.closed:
         pending = hub.pending(conn, after_key)
