@@ -7,15 +7,15 @@ its own ``id:`` line (the versions that connection has seen, so a reconnecting t
 it missed). A consumer that falls further behind than the log is long (``max_queue`` changes) is
 reduced to a single resync snapshot, so it never blocks the broadcast or other tabs.
 
-The common case costs no wake-up at all: a waiting stream of one key, one change behind, is
-written the key's prebuilt message (and its view patches) by the hub itself, in one callback for
-all of them (:meth:`Hub._write`), through the stream's ASGI ``send`` run in the stream's context
-(a wake-up costs more than such a write). A write that has to wait (a client that reads slowly)
-is handed to the stream's task, which finishes it under the same write timeout; one that raises
-is made again by the task itself (a client that went away fails again there and ends its stream;
-a send wrapper that needs to run in its task, e.g. under ``asyncio.timeout``, succeeds), and the
-hub no longer writes for that stream. The hub's part of a write runs outside the stream's task:
-``asyncio.current_task()`` is None there.
+The common case costs no wake-up at all: a waiting stream one change behind on the key is written
+the change (for a stream of that key alone, the key's prebuilt message) and its view patches by
+the hub itself, in one callback for all of them (:meth:`Hub._write`), through the stream's ASGI
+``send`` run in the stream's context (a wake-up costs more than such a write). A write that has to
+wait (a client that reads slowly) is handed to the stream's task, which finishes it under the
+same write timeout; one that raises is made again by the task itself (a client that went away
+fails again there and ends its stream; a send wrapper that needs to run in its task, e.g. under
+``asyncio.timeout``, succeeds), and the hub no longer writes for that stream. The hub's part of a
+write runs outside the stream's task: ``asyncio.current_task()`` is None there.
 """
 
 from __future__ import annotations
@@ -101,8 +101,8 @@ class Connection:
         self.task: asyncio.Task[Any] | None = None
         #: the live views this tab shows (see _views.py); empty: signals only
         self.views: list[Any] = []
-        #: set by a stream of one key: the hub writes that key's next change itself while the
-        #: stream waits (see Hub._write), calling ``send`` (and ``after``) in ``context``
+        #: set by a stream (of distinct keys): the hub writes a key's next change itself while
+        #: the stream waits (see Hub._write), calling ``send`` (and ``after``) in ``context``
         self.send: Callable[[dict[str, Any]], Coroutine[Any, Any, None]] | None = None
         self.context: contextvars.Context | None = None
         #: what follows the changes of key ``index`` on this tab: its view patches (None: none)
@@ -393,9 +393,10 @@ class Hub:
 
     def _write(self, key: str, entry: LogEntry, conns: list[Connection]) -> None:
         """Write ``entry``, a change of ``key``, to each of ``conns`` that still waits, one
-        change behind and subscribed, without waking its task (a wake-up costs more than the
-        write); any other is woken to take what it has not sent from :meth:`pending` (several
-        changes behind, a resync, or ``entry`` is no longer the latest: one write of them all)."""
+        change behind on ``key`` and subscribed to it, without waking its task (a wake-up costs
+        more than the write); any other is woken to take what it has not sent from
+        :meth:`pending` (several changes behind, a resync, or ``entry`` is no longer the latest:
+        one write of them all)."""
         log = self.logs.get(key)
         latest = log is not None and log[-1] is entry
         subs = self.subscribers.get(key, {})
@@ -407,26 +408,34 @@ class Hub:
                 continue  # awake: it takes the change itself
             versions = conn.versions
             send, context = conn.send, conn.context
+            index = subs.get(conn)  # None: unsubscribed (its user may no longer see the key)
             if (
                 not latest
                 or send is None
                 or context is None
+                or index is None
                 or conn.closed
                 or conn.resync
-                or versions[0] != version - 1
-                or conn not in subs
+                or versions[index] != version - 1
             ):
                 waiter.set_result(None)
                 continue
-            versions[0] = version
-            out = message
-            if conn.after is not None:
-                try:
-                    out = self._with_views(entry, context.run(conn.after, 0))
-                except Exception:  # the task meets it again, where it always did (pending)
-                    versions[0] = version - 1
-                    waiter.set_result(None)
-                    continue
+            versions[index] = version
+            try:
+                if len(versions) == 1:  # the message shared by every tab of this key alone
+                    out = message
+                    if conn.after is not None:
+                        out = self._with_views(entry, context.run(conn.after, 0))
+                else:  # its own id: line (the versions of all its keys), as pending() makes
+                    event_id = f"{self.epoch}:{conn.event_id()}".encode()
+                    body = entry.data + b"id: " + event_id + b"\n\n"
+                    if conn.after is not None:
+                        body += context.run(conn.after, index)
+                    out = {**_BODY, "body": body}
+            except Exception:  # the task meets it again, where it always did (pending)
+                versions[index] = version - 1
+                waiter.set_result(None)
+                continue
             coro = send(out)
             try:
                 waits_on = context.run(coro.send, None)

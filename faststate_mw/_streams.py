@@ -298,8 +298,8 @@ async def _pump(
     after_key = None
     if conn.views:  # what follows the changes of key ``index``: its view patches
         after_key = functools.partial(view_patches, conn, store, ctx, entries)
-    if len(conn.keys) == 1 and inspect.iscoroutinefunction(send):
-        # the hub writes this key's changes itself while we wait (Hub._write), in our context
+    if len(set(conn.keys)) == len(conn.keys) and inspect.iscoroutinefunction(send):
+        # the hub writes our keys' changes itself while we wait (Hub._write), in our context
         conn.context = contextvars.copy_context()
         conn.send, conn.after = send, after_key
 

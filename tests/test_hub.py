@@ -218,6 +218,22 @@ async def test_one_key_streams_get_every_change_in_order_without_a_wake_up(
         assert store.hub.tabs == {}
 
 
+async def test_a_tab_of_several_states_is_written_its_own_id_without_a_wake_up(
+    app_and_browser: Any, store: StateStore
+) -> None:
+    _app, (browser, tab) = app_and_browser
+    t = await tab(browser())
+    assert t.stream is not None
+    (conn,) = store.hub.tabs.values()
+    assert len(conn.keys) == 3 and conn.send is not None
+    waiter = conn.waiter
+    await t.fire("LiveSession")
+    first = await t.stream.next()
+    assert first["signals"] == {"liveSession": {"n": 1}}
+    assert first["id"].partition(":")[2] == "0.1.0"  # [LiveGlobal, LiveSession, LiveSentinel]
+    assert conn.waiter is waiter and waiter is not None and not waiter.done()
+
+
 async def test_a_slow_one_key_reader_is_finished_by_its_task_and_never_blocks_others(
     clock: FakeClock,
 ) -> None:
