@@ -15,6 +15,8 @@ from typing import Any
 import httpx
 import pytest
 from starlette.applications import Starlette
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
 
 from faststate_mw import (
     StateStore,
@@ -326,6 +328,24 @@ async def test_a_send_that_must_run_in_its_task_is_made_again_by_the_task(
         (conn,) = store.hub.tabs.values()
         assert conn.send is None  # the hub no longer writes for it: its task does
         await s.close()
+
+
+async def test_a_send_that_waits_on_every_write_gets_every_change(store: StateStore) -> None:
+    # BaseHTTPMiddleware hands the response over through an anyio stream that yields each time
+    app = make_app(store)
+
+    async def passthrough(request: Request, call_next: Any) -> Any:
+        return await call_next(request)
+
+    outer = BaseHTTPMiddleware(app, dispatch=passthrough)
+    bumps = itertools.count(1)
+    async with client_of(app, store) as c:
+        for page in ("/one", "/"):  # one state, and three
+            s = await Stream(outer, stream_url((await c.get(page)).text), c.cookies, {}).open()
+            for _ in range(3):
+                await c.post("/_faststate/LiveGlobal/bump", headers=DS, content=b"{}")
+                assert (await s.next())["signals"] == {"liveGlobal": {"n": next(bumps)}}
+            await s.close()
 
 
 REQUEST = contextvars.ContextVar[int]("REQUEST")
