@@ -121,28 +121,32 @@ class Connection:
 
 class UnfinishedWrite:
     """A write :meth:`Hub._write` began for a stream that had to wait (on ``waits_on``, what its
-    coroutine yielded): the stream's task awaits this to finish it, exactly as if it had awaited
-    the write from the start."""
+    coroutine yielded): the stream's task awaits this to finish it, as if it had awaited the
+    write from the start, in the ``context`` the write began in (a contextvar a send wrapper set
+    before waiting is reset after it)."""
 
-    __slots__ = ("coro", "waits_on")
+    __slots__ = ("context", "coro", "waits_on")
 
-    def __init__(self, coro: Coroutine[Any, Any, None], waits_on: Any) -> None:
+    def __init__(
+        self, coro: Coroutine[Any, Any, None], waits_on: Any, context: contextvars.Context
+    ) -> None:
         self.coro = coro
         self.waits_on = waits_on
+        self.context = context
 
     def __await__(self) -> Generator[Any, Any, None]:
-        coro, value = self.coro, self.waits_on
+        coro, value, run = self.coro, self.waits_on, self.context.run
         while True:  # what ``await coro`` does from its first suspension on
             try:
                 sent = yield value
             except BaseException as exc:  # cancelled (a write timeout): the write gets it
                 try:
-                    value = coro.throw(exc)
+                    value = run(coro.throw, exc)
                 except StopIteration:
                     return
                 continue
             try:
-                value = coro.send(sent)
+                value = run(coro.send, sent)
             except StopIteration:
                 return
 
@@ -448,7 +452,7 @@ class Hub:
                 conn.send = None
                 conn.handoff = WriteAgain(send, out)
             else:  # it waits (a slow reader): the task finishes it
-                conn.handoff = UnfinishedWrite(coro, waits_on)
+                conn.handoff = UnfinishedWrite(coro, waits_on, context)
             conn.writing_since = self.now  # either way under the write timeout
             waiter.set_result(None)
 

@@ -348,6 +348,36 @@ async def test_a_send_that_waits_on_every_write_gets_every_change(store: StateSt
             await s.close()
 
 
+WRITING = contextvars.ContextVar[bool]("WRITING", default=False)
+
+
+async def test_a_write_that_waits_is_finished_in_the_context_it_began_in(
+    store: StateStore,
+) -> None:
+    app = make_app(store)
+
+    async def marked(scope: Scope, receive: Receive, send: Send) -> None:
+        async def wrapper(message: Message) -> None:
+            token = WRITING.set(True)  # e.g. a tracing span around each write
+            try:
+                await send(message)
+            finally:
+                WRITING.reset(token)  # only in the context that set it
+
+        await app(scope, receive, wrapper)
+
+    async with client_of(app, store) as c:
+        s = await Stream(marked, stream_url((await c.get("/one")).text), c.cookies, {}).open()
+        s.stall()
+        await c.post("/_faststate/LiveGlobal/bump", headers=DS, content=b"{}")
+        await s.blocked.wait()  # the hub's write waits on the reader: its task finishes it
+        s.resume()
+        assert (await s.next())["signals"] == {"liveGlobal": {"n": 1}}
+        await c.post("/_faststate/LiveGlobal/bump", headers=DS, content=b"{}")
+        assert (await s.next())["signals"] == {"liveGlobal": {"n": 2}}
+        await s.close()
+
+
 REQUEST = contextvars.ContextVar[int]("REQUEST")
 
 
