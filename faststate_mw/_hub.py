@@ -4,20 +4,30 @@ Every change of a state bumps its per-key version and is serialized once into th
 lines of a ``datastar-patch-signals`` event, appended to that key's bounded log, and the
 subscribed connections are woken; each writer takes from the log what it has not sent yet, behind
 its own ``id:`` line (the versions that connection has seen, so a reconnecting tab can tell what
-it missed). Publishing costs one wake-up per connection and nothing else. A consumer that falls
-further behind than the log is long (``max_queue`` changes) is reduced to a single resync
-snapshot, so it never blocks the broadcast or other tabs.
+it missed). A consumer that falls further behind than the log is long (``max_queue`` changes) is
+reduced to a single resync snapshot, so it never blocks the broadcast or other tabs.
+
+The common case costs no wake-up at all: a waiting stream one change behind on the key is written
+the change (for a stream of that key alone, the key's prebuilt message) and its view patches by
+the hub itself, in one callback for all of them (:meth:`Hub._write`), through the stream's ASGI
+``send`` run in the stream's context (a wake-up costs more than such a write). A write that has to
+wait (a client that reads slowly) is handed to the stream's task, which finishes it under the
+same write timeout; one that raises is made again by the task itself (a client that went away
+fails again there and ends its stream; a send wrapper that needs to run in its task, e.g. under
+``asyncio.timeout``, succeeds), and the hub no longer writes for that stream. The hub's part of a
+write runs outside the stream's task: ``asyncio.current_task()`` is None there.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import itertools
 import secrets
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any, NamedTuple
 
 from ._config import catalog, info_of
@@ -32,14 +42,18 @@ class Connection:
 
     __slots__ = (
         "address",
+        "after",
         "checked",
         "closed",
+        "context",
+        "handoff",
         "heartbeat_due",
         "id",
         "keys",
         "last_write",
         "names",
         "resync",
+        "send",
         "session_id",
         "stalled",
         "tab",
@@ -87,6 +101,14 @@ class Connection:
         self.task: asyncio.Task[Any] | None = None
         #: the live views this tab shows (see _views.py); empty: signals only
         self.views: list[Any] = []
+        #: set by a stream (of distinct keys): the hub writes a key's next change itself while
+        #: the stream waits (see Hub._write), calling ``send`` (and ``after``) in ``context``
+        self.send: Callable[[dict[str, Any]], Coroutine[Any, Any, None]] | None = None
+        self.context: contextvars.Context | None = None
+        #: what follows the changes of key ``index`` on this tab: its view patches (None: none)
+        self.after: Callable[[int], bytes] | None = None
+        #: a write the hub began (or failed to make) that this stream's task must finish (make)
+        self.handoff: Awaitable[None] | None = None
 
     def wake(self) -> None:
         waiter = self.waiter
@@ -95,6 +117,54 @@ class Connection:
 
     def event_id(self) -> str:
         return ".".join(map(str, self.versions))
+
+
+class UnfinishedWrite:
+    """A write :meth:`Hub._write` began for a stream that had to wait (on ``waits_on``, what its
+    coroutine yielded): the stream's task awaits this to finish it, as if it had awaited the
+    write from the start, in the ``context`` the write began in (a contextvar a send wrapper set
+    before waiting is reset after it)."""
+
+    __slots__ = ("context", "coro", "waits_on")
+
+    def __init__(
+        self, coro: Coroutine[Any, Any, None], waits_on: Any, context: contextvars.Context
+    ) -> None:
+        self.coro = coro
+        self.waits_on = waits_on
+        self.context = context
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro, value, run = self.coro, self.waits_on, self.context.run
+        while True:  # what ``await coro`` does from its first suspension on
+            try:
+                sent = yield value
+            except BaseException as exc:  # cancelled (a write timeout): the write gets it
+                try:
+                    value = run(coro.throw, exc)
+                except StopIteration:
+                    return
+                continue
+            try:
+                value = run(coro.send, sent)
+            except StopIteration:
+                return
+
+
+class WriteAgain:
+    """A write :meth:`Hub._write` could not make (``send`` raised): the stream's task makes it
+    again itself."""
+
+    __slots__ = ("message", "send")
+
+    def __init__(
+        self, send: Callable[[dict[str, Any]], Coroutine[Any, Any, None]], message: dict[str, Any]
+    ) -> None:
+        self.send = send
+        self.message = message
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        return self.send(self.message).__await__()
 
 
 _BODY = {"type": "http.response.body", "more_body": True}
@@ -306,15 +376,85 @@ class Hub:
         single = data + b"id: " + f"{self.epoch}:{version}".encode() + b"\n\n"
         if log:
             log[-1].with_views.clear()  # only the latest change is sent whole (see pending)
-        log.append(LogEntry(version, self.now, data, {**_BODY, "body": single}, {}))
+        entry = LogEntry(version, self.now, data, {**_BODY, "body": single}, {})
+        log.append(entry)
         self._trim(key, log, len(data) + len(single))
         # no await in this loop, so ``subs`` cannot change under it: no copy needed
+        direct: list[Connection] = []
         for conn in subs:
             waiter = conn.waiter
             if waiter is not None and not waiter.done():
-                waiter.set_result(None)
+                if conn.send is None:
+                    waiter.set_result(None)
+                else:
+                    direct.append(conn)
+        if direct:
+            waiter = direct[0].waiter
+            assert waiter is not None
+            waiter.get_loop().call_soon(self._write, key, entry, direct)
         self.metrics["delivered"] += len(subs)
         return len(subs)
+
+    def _write(self, key: str, entry: LogEntry, conns: list[Connection]) -> None:
+        """Write ``entry``, a change of ``key``, to each of ``conns`` that still waits, one
+        change behind on ``key`` and subscribed to it, without waking its task (a wake-up costs
+        more than the write); any other is woken to take what it has not sent from
+        :meth:`pending` (several changes behind, a resync, or ``entry`` is no longer the latest:
+        one write of them all)."""
+        log = self.logs.get(key)
+        latest = log is not None and log[-1] is entry
+        subs = self.subscribers.get(key, {})
+        message = entry.message
+        version = entry.version
+        for conn in conns:
+            waiter = conn.waiter
+            if waiter is None or waiter.done():
+                continue  # awake: it takes the change itself
+            versions = conn.versions
+            send, context = conn.send, conn.context
+            index = subs.get(conn)  # None: unsubscribed (its user may no longer see the key)
+            if (
+                not latest
+                or send is None
+                or context is None
+                or index is None
+                or conn.closed
+                or conn.resync
+                or versions[index] != version - 1
+            ):
+                waiter.set_result(None)
+                continue
+            versions[index] = version
+            try:
+                if len(versions) == 1:  # the message shared by every tab of this key alone
+                    out = message
+                    if conn.after is not None:
+                        out = self._with_views(entry, context.run(conn.after, 0))
+                else:  # its own id: line (the versions of all its keys), as pending() makes
+                    event_id = f"{self.epoch}:{conn.event_id()}".encode()
+                    body = entry.data + b"id: " + event_id + b"\n\n"
+                    if conn.after is not None:
+                        body += context.run(conn.after, index)
+                    out = {**_BODY, "body": body}
+            except Exception:  # the task meets it again, where it always did (pending)
+                versions[index] = version - 1
+                waiter.set_result(None)
+                continue
+            coro = send(out)
+            try:
+                waits_on = context.run(coro.send, None)
+            except StopIteration:
+                conn.last_write = self.now
+                continue
+            except (KeyboardInterrupt, SystemExit):
+                raise
+            except BaseException:  # the task writes it again itself, and from now on
+                conn.send = None
+                conn.handoff = WriteAgain(send, out)
+            else:  # it waits (a slow reader): the task finishes it
+                conn.handoff = UnfinishedWrite(coro, waits_on, context)
+            conn.writing_since = self.now  # either way under the write timeout
+            waiter.set_result(None)
 
     @staticmethod
     def _with_views(entry: LogEntry, views: bytes) -> dict[str, Any]:
@@ -451,4 +591,4 @@ class Hub:
         return parts or None
 
 
-__all__ = ["Connection", "Hub"]
+__all__ = ["Connection", "Hub", "UnfinishedWrite", "WriteAgain"]

@@ -11,8 +11,11 @@ session's token.
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import functools
 import hashlib
 import hmac
+import inspect
 import json
 import secrets
 from typing import Any
@@ -293,16 +296,24 @@ async def _pump(
     loop = asyncio.get_running_loop()
     hub = store.hub
     after_key = None
-    if conn.views:
-
-        def after_key(index: int) -> bytes:
-            return view_patches(conn, store, ctx, entries, index)
+    if conn.views:  # what follows the changes of key ``index``: its view patches
+        after_key = functools.partial(view_patches, conn, store, ctx, entries)
+    if len(set(conn.keys)) == len(conn.keys) and inspect.iscoroutinefunction(send):
+        # the hub writes our keys' changes itself while we wait (Hub._write), in our context
+        conn.context = contextvars.copy_context()
+        conn.send, conn.after = send, after_key
 
     while not conn.closed:
         pending = hub.pending(conn, after_key)
         if pending is None and not conn.resync and not conn.heartbeat_due:
             conn.waiter = loop.create_future()
             await conn.waiter
+            unfinished = conn.handoff
+            if unfinished is not None:  # a write the hub began and could not finish, or make
+                conn.handoff = None
+                await unfinished
+                conn.last_write = hub.now
+                conn.writing_since = 0.0
             continue
         conn.waiter = None
         if isinstance(pending, dict) and not conn.resync:

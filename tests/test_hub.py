@@ -5,18 +5,24 @@ closes."""
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import gc
+import itertools
 import tracemalloc
 from collections.abc import AsyncIterator
 from typing import Any
 
+import httpx
 import pytest
 from starlette.applications import Starlette
+from starlette.middleware.base import BaseHTTPMiddleware
+from starlette.requests import Request
 
 from faststate_mw import (
     StateStore,
 )
 from faststate_mw._hub import Connection, Hub
+from faststate_mw._types import ASGIApp, Message, Receive, Scope, Send
 from faststate_mw.testing import FakeClock
 from tests.apps.live import (
     SENTINEL,
@@ -180,3 +186,266 @@ def test_a_log_keeps_changes_for_seconds_not_for_as_long_as_the_key_is_watched()
     hub.add(current)
     out = hub.pending(current)
     assert isinstance(out, dict) and out["body"] == PATCH + f"id: {hub.epoch}:4\n\n".encode()
+
+
+# -- one-key streams: the hub writes their changes itself, without waking their tasks ----------
+
+
+async def one_key_stream(app: Any, c: Any) -> Stream:
+    return await Stream(app, stream_url((await c.get("/one")).text), c.cookies, {}).open()
+
+
+async def test_one_key_streams_get_every_change_in_order_without_a_wake_up(
+    store: StateStore,
+) -> None:
+    app = make_app(store)
+    async with client_of(app, store) as c:
+        tabs = [await one_key_stream(app, c) for _ in range(2)]
+        conns = list(store.hub.tabs.values())
+        assert [len(conn.keys) for conn in conns] == [1, 1]
+        waiters = [conn.waiter for conn in conns]
+        await c.post("/_faststate/LiveGlobal/bump", headers=DS, content=b"{}")
+        for t in tabs:
+            assert (await t.next())["signals"] == {"liveGlobal": {"n": 1}}
+        # written by the hub: each stream still waits on the same future (its task never ran)
+        assert [conn.waiter for conn in conns] == waiters
+        assert not any(w is None or w.done() for w in waiters)
+        await asyncio.gather(
+            *(c.post("/_faststate/LiveGlobal/bump", headers=DS, content=b"{}") for _ in range(30))
+        )
+        for t in tabs:
+            got = [(await t.next())["signals"]["liveGlobal"]["n"] for _ in range(30)]
+            assert got == list(range(2, 32))
+            await t.close()
+        assert store.hub.tabs == {}
+
+
+async def test_a_tab_of_several_states_is_written_its_own_id_without_a_wake_up(
+    app_and_browser: Any, store: StateStore
+) -> None:
+    _app, (browser, tab) = app_and_browser
+    t = await tab(browser())
+    assert t.stream is not None
+    (conn,) = store.hub.tabs.values()
+    assert len(conn.keys) == 3 and conn.send is not None
+    waiter = conn.waiter
+    await t.fire("LiveSession")
+    first = await t.stream.next()
+    assert first["signals"] == {"liveSession": {"n": 1}}
+    assert first["id"].partition(":")[2] == "0.1.0"  # [LiveGlobal, LiveSession, LiveSentinel]
+    assert conn.waiter is waiter and waiter is not None and not waiter.done()
+
+
+async def test_a_slow_one_key_reader_is_finished_by_its_task_and_never_blocks_others(
+    clock: FakeClock,
+) -> None:
+    store = StateStore(clock=clock, max_queue=4, write_timeout=5)
+    app = make_app(store)
+    async with client_of(app, store) as c:
+        slow = await one_key_stream(app, c)
+        fast = await one_key_stream(app, c)
+        slow.stall()
+        await c.post("/_faststate/LiveGlobal/bump", headers=DS, content=b"{}")
+        await slow.blocked.wait()  # the hub's write to it waits on the reader
+        seen = [(await fast.next())["signals"]["liveGlobal"]["n"]]
+        for _ in range(20):
+            await c.post("/_faststate/LiveGlobal/bump", headers=DS, content=b"{}")
+            seen.append((await fast.next())["signals"]["liveGlobal"]["n"])
+        assert seen == list(range(1, 22))
+        slow.resume()
+        # the write it was blocked in completes, then one snapshot instead of the rest
+        assert (await slow.next())["signals"] == {"liveGlobal": {"n": 1}}
+        assert (await slow.next())["signals"] == {"liveGlobal": {"n": 21}}
+        assert store.hub.stats()["dropped_to_resync"] == 1
+        await c.post("/_faststate/LiveGlobal/bump", headers=DS, content=b"{}")
+        for t in (slow, fast):
+            assert (await t.next())["signals"] == {"liveGlobal": {"n": 22}}
+            await t.close()
+
+
+async def test_a_stalled_one_key_writer_is_removed(clock: FakeClock) -> None:
+    store = StateStore(clock=clock, write_timeout=0.05)
+    app = make_app(store)
+    hub = store.hub
+    async with client_of(app, store) as c:
+        s = await one_key_stream(app, c)
+        s.stall()
+        await c.post("/_faststate/LiveGlobal/bump", headers=DS, content=b"{}")
+        await asyncio.wait_for(s.finished.wait(), 2)
+        assert len(hub.tabs) == 0 and hub.subscribers == {}
+        await s.close()
+
+
+def wrapped(app: ASGIApp, on_body: Any) -> ASGIApp:
+    """``app`` behind a send wrapper that calls ``on_body(message)`` before each body write."""
+
+    async def outer(scope: Scope, receive: Receive, send: Send) -> None:
+        async def wrapper(message: Message) -> None:
+            if message["type"] == "http.response.body":
+                on_body(message)
+            await send(message)
+
+        await app(scope, receive, wrapper)
+
+    return outer
+
+
+async def test_a_one_key_write_that_fails_ends_its_stream(store: StateStore) -> None:
+    app = make_app(store)
+
+    def gone(message: Message) -> None:
+        if b"liveGlobal" in message.get("body", b""):
+            raise OSError("the client went away")
+
+    async with client_of(app, store) as c:
+        url = stream_url((await c.get("/one")).text)
+        s = await Stream(wrapped(app, gone), url, c.cookies, {}).open()
+        assert len(store.hub.tabs) == 1
+        await c.post("/_faststate/LiveGlobal/bump", headers=DS, content=b"{}")
+        await asyncio.wait_for(s.finished.wait(), 2)  # the stream's task ended it
+        assert store.hub.tabs == {} and store.hub.subscribers == {}
+        await s.close()
+
+
+async def test_a_send_that_must_run_in_its_task_is_made_again_by_the_task(
+    store: StateStore,
+) -> None:
+    app = make_app(store)
+
+    async def timed(scope: Scope, receive: Receive, send: Send) -> None:
+        async def within_a_deadline(message: Message) -> None:
+            async with asyncio.timeout(5):  # needs to run in a task
+                await send(message)
+
+        await app(scope, receive, within_a_deadline)
+
+    async with client_of(app, store) as c:
+        url = stream_url((await c.get("/one")).text)
+        s = await Stream(timed, url, c.cookies, {}).open()
+        for n in (1, 2, 3):
+            await c.post("/_faststate/LiveGlobal/bump", headers=DS, content=b"{}")
+            assert (await s.next())["signals"] == {"liveGlobal": {"n": n}}
+        (conn,) = store.hub.tabs.values()
+        assert conn.send is None  # the hub no longer writes for it: its task does
+        await s.close()
+
+
+async def test_a_send_that_waits_on_every_write_gets_every_change(store: StateStore) -> None:
+    # BaseHTTPMiddleware hands the response over through an anyio stream that yields each time
+    app = make_app(store)
+
+    async def passthrough(request: Request, call_next: Any) -> Any:
+        return await call_next(request)
+
+    outer = BaseHTTPMiddleware(app, dispatch=passthrough)
+    bumps = itertools.count(1)
+    async with client_of(app, store) as c:
+        for page in ("/one", "/"):  # one state, and three
+            s = await Stream(outer, stream_url((await c.get(page)).text), c.cookies, {}).open()
+            for _ in range(3):
+                await c.post("/_faststate/LiveGlobal/bump", headers=DS, content=b"{}")
+                assert (await s.next())["signals"] == {"liveGlobal": {"n": next(bumps)}}
+            await s.close()
+
+
+WRITING = contextvars.ContextVar[bool]("WRITING", default=False)
+
+
+async def test_a_write_that_waits_is_finished_in_the_context_it_began_in(
+    store: StateStore,
+) -> None:
+    app = make_app(store)
+
+    async def marked(scope: Scope, receive: Receive, send: Send) -> None:
+        async def wrapper(message: Message) -> None:
+            token = WRITING.set(True)  # e.g. a tracing span around each write
+            try:
+                await send(message)
+            finally:
+                WRITING.reset(token)  # only in the context that set it
+
+        await app(scope, receive, wrapper)
+
+    async with client_of(app, store) as c:
+        s = await Stream(marked, stream_url((await c.get("/one")).text), c.cookies, {}).open()
+        s.stall()
+        await c.post("/_faststate/LiveGlobal/bump", headers=DS, content=b"{}")
+        await s.blocked.wait()  # the hub's write waits on the reader: its task finishes it
+        s.resume()
+        assert (await s.next())["signals"] == {"liveGlobal": {"n": 1}}
+        await c.post("/_faststate/LiveGlobal/bump", headers=DS, content=b"{}")
+        assert (await s.next())["signals"] == {"liveGlobal": {"n": 2}}
+        await s.close()
+
+
+REQUEST = contextvars.ContextVar[int]("REQUEST")
+
+
+async def test_a_one_key_write_runs_in_the_streams_context(store: StateStore) -> None:
+    app = make_app(store)
+    seen: list[int] = []
+    numbers = itertools.count()
+
+    def record(message: Message) -> None:
+        if b"liveGlobal" in message.get("body", b""):
+            seen.append(REQUEST.get())
+
+    async def numbered(scope: Scope, receive: Receive, send: Send) -> None:
+        REQUEST.set(next(numbers))  # every request its own number, in its own context
+        streaming = scope["path"] == "/_faststate/stream"
+        await (wrapped(app, record) if streaming else app)(scope, receive, send)
+
+    async with client_of(app, store) as c:
+        s = await Stream(numbered, stream_url((await c.get("/one")).text), c.cookies, {}).open()
+        stream_number = next(numbers) - 1
+        transport = httpx.ASGITransport(app=numbered)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as bump:
+            for _ in range(2):
+                await bump.post("/_faststate/LiveGlobal/bump", headers=DS, content=b"{}")
+                await s.next()
+        assert seen == [stream_number, stream_number]
+        await s.close()
+
+
+async def one_key_conn(hub: Hub, key: str, sent: list[Message]) -> Connection:
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    conn = Connection("s", None, "tab", [key], [0])
+    conn.send, conn.context = send, contextvars.copy_context()
+    hub.add(conn)
+    conn.waiter = asyncio.get_running_loop().create_future()
+    return conn
+
+
+async def test_the_hub_writes_a_waiting_one_key_tab_only_what_it_may_see() -> None:
+    hub = Hub()
+    sent: list[Message] = []
+    conn = await one_key_conn(hub, "global:Motd", sent)
+    hub.publish("global:Motd", 1, PATCH)
+    await asyncio.sleep(0)
+    assert [m["body"] for m in sent] == [PATCH + f"id: {hub.epoch}:1\n\n".encode()]
+    assert conn.versions == [1] and conn.waiter is not None and not conn.waiter.done()
+    # unsubscribed (its user may no longer see the key) between the change and the write
+    hub.publish("global:Motd", 2, PATCH)
+    hub.unsubscribe(conn, "global:Motd")
+    await asyncio.sleep(0)
+    assert len(sent) == 1 and conn.versions == [1]
+    assert conn.waiter.done()  # woken instead: it asks pending(), which has nothing for it
+    assert hub.pending(conn) is None
+
+
+async def test_changes_made_before_the_hubs_write_go_out_as_one_write() -> None:
+    hub = Hub()
+    sent: list[Message] = []
+    conn = await one_key_conn(hub, "global:Motd", sent)
+    hub.publish("global:Motd", 1, PATCH)
+    hub.publish("global:Motd", 2, PATCH)
+    await asyncio.sleep(0)
+    assert sent == [] and conn.waiter is not None and conn.waiter.done()  # woken, not written
+    assert hub.pending(conn) == [
+        PATCH,
+        f"id: {hub.epoch}:1\n\n".encode(),
+        PATCH,
+        f"id: {hub.epoch}:2\n\n".encode(),
+    ]

@@ -129,7 +129,9 @@ def make_app(store: StateStore) -> Starlette:
         lst = ViewList.current()
         names = request.query_params.get("views", "items_view").split(",")
         body = lst.to_html() + "".join(getattr(lst, n)() for n in names if n)
-        return HTMLResponse(f"<html><body>{body}{ViewSentinel.current().to_html()}</body></html>")
+        if "solo" not in request.query_params:  # solo: a stream of one key (the hub writes it)
+            body += ViewSentinel.current().to_html()
+        return HTMLResponse(f"<html><body>{body}</body></html>")
 
     async def private(request: Request) -> HTMLResponse:
         lst = PrivateList.current()
@@ -307,11 +309,12 @@ def _seen(s: Stream, html: str) -> bool:
     return any(html in "\n".join(e["data"]) for e in list(s.events._queue))  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("query", ["", "?solo=1"])
 async def test_views_follow_their_signal_patches_in_version_order(
-    browsers: Any, store: StateStore
+    browsers: Any, store: StateStore, query: str
 ) -> None:
     b = browsers()
-    html, s = await b.tab("/list/1")
+    html, s = await b.tab("/list/1" + query)
     for n in range(5):
         await b.post("/_faststate/ViewList/push?n=" + str(n) + "&record_id=1", tab_id(html))
     seen: list[str] = []
@@ -452,3 +455,45 @@ async def test_class_form_actions_in_a_view_target_the_rendered_record(
     patch = elements(await s.next())
     assert "record_id=4" in patch
     assert ">1</button>" in patch
+
+
+async def test_one_key_tabs_are_written_their_views_by_the_hub_per_viewer(
+    browsers: Any, store: StateStore
+) -> None:
+    tabs = []
+    for user in ("ann", "bob", "cat"):
+        for _device in range(2):
+            b = browsers()
+            await b.client.get(f"/login?user={user}")
+            _html, s = await b.tab("/list/1?views=who_view,items_view&solo=1")
+            tabs.append((user, s))
+    conns = list(store.hub.tabs.values())
+    assert all(len(conn.keys) == 1 and conn.send is not None for conn in conns)
+    waiters = [conn.waiter for conn in conns]
+    RENDERS.clear()
+    for n in (1, 2):
+        await (await the_list(store)).update(items=["x"] * n)
+        for user, s in tabs:
+            assert (await s.next())["signals"] == {"viewList": {"items": ["x"] * n}}
+            html = elements(await s.next()) + elements(await s.next())  # one event per view
+            assert f"<p>{user}:{n}</p>" in html and "<li>x</li>" * n in html
+    assert RENDERS["who_view"] == 6 and RENDERS["items_view"] == 2
+    # written by the hub: no stream's task was woken
+    assert [conn.waiter for conn in conns] == waiters
+
+
+async def test_a_failing_view_is_contained_on_a_one_key_tab(
+    browsers: Any, store: StateStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    _h, s = await browsers().tab("/list/1?views=fragile,items_view&solo=1")
+    lst = await the_list(store)
+    with caplog.at_level(logging.ERROR, logger="faststate_mw"):
+        await lst.update(items=["boom"])
+        assert (await s.next())["signals"] == {"viewList": {"items": ["boom"]}}
+        error = await s.next()
+        assert error["signals"]["_faststate"]["code"] == "view_failed"
+        assert "<li>boom</li>" in elements(await s.next())  # the other view still renders
+    await lst.update(items=["fine"])
+    assert (await s.next())["signals"] == {"viewList": {"items": ["fine"]}}
+    got = [await s.next(), await s.next()]
+    assert "<b>1</b>" in elements(got[0]) and "<li>fine</li>" in elements(got[1])

@@ -105,6 +105,10 @@ def make_app(store: StateStore) -> Starlette:
         body = "".join(s.to_html() for s in states)
         return HTMLResponse(f"<html><body>{body}</body></html>")
 
+    async def one(request: Request) -> HTMLResponse:
+        # one state and nothing else: a stream of one key (the hub writes its changes itself)
+        return HTMLResponse(f"<html><body>{LiveGlobal.current().to_html()}</body></html>")
+
     async def bare(request: Request) -> HTMLResponse:
         return HTMLResponse("<html><body>no state here</body></html>")
 
@@ -119,6 +123,7 @@ def make_app(store: StateStore) -> Starlette:
     return Starlette(
         routes=[
             Route("/", page),
+            Route("/one", one),
             Route("/bare", bare),
             Route("/login", login),
             Route("/logout", logout),
