@@ -60,6 +60,7 @@ class Connection:
         "task",
         "user",
         "versions",
+        "view_sig",
         "views",
         "waiter",
         "writing_since",
@@ -107,6 +108,9 @@ class Connection:
         self.context: contextvars.Context | None = None
         #: what follows the changes of key ``index`` on this tab: its view patches (None: none)
         self.after: Callable[[int], bytes] | None = None
+        #: equal for streams of one key whose views render alike (None: per-viewer views, or
+        #: none): their view patches are made once per change for all of them (Hub._write)
+        self.view_sig: tuple[Any, ...] | None = None
         #: a write the hub began (or failed to make) that this stream's task must finish (make)
         self.handoff: Awaitable[None] | None = None
 
@@ -406,6 +410,9 @@ class Hub:
         subs = self.subscribers.get(key, {})
         message = entry.message
         version = entry.version
+        #: view patches made for one stream, reused for streams with the same views at the
+        #: same versions: (view signature, sent versions) -> (patches, the versions they show)
+        made: dict[tuple[Any, ...], tuple[bytes, list[int]]] = {}
         for conn in conns:
             waiter = conn.waiter
             if waiter is None or waiter.done():
@@ -429,7 +436,7 @@ class Hub:
                 if len(versions) == 1:  # the message shared by every tab of this key alone
                     out = message
                     if conn.after is not None:
-                        out = self._with_views(entry, context.run(conn.after, 0))
+                        out = self._with_views(entry, self._views_of(conn, context, made))
                 else:  # its own id: line (the versions of all its keys), as pending() makes
                     event_id = f"{self.epoch}:{conn.event_id()}".encode()
                     body = entry.data + b"id: " + event_id + b"\n\n"
@@ -455,6 +462,30 @@ class Hub:
                 conn.handoff = UnfinishedWrite(coro, waits_on, context)
             conn.writing_since = self.now  # either way under the write timeout
             waiter.set_result(None)
+
+    @staticmethod
+    def _views_of(
+        conn: Connection,
+        context: contextvars.Context,
+        made: dict[tuple[Any, ...], tuple[bytes, list[int]]],
+    ) -> bytes:
+        """The view patches ``conn`` is due (its ``after``), or those already made for a stream
+        with the same viewer-independent views at the same versions (the same bytes)."""
+        sig = conn.view_sig
+        assert conn.after is not None
+        if sig is None:
+            return context.run(conn.after, 0)
+        watches = conn.views
+        sent = [w.sent for w in watches]
+        seen = (sig, *sent)
+        done = made.get(seen)
+        if done is not None:
+            for watch, shown in zip(watches, done[1], strict=True):
+                watch.sent = shown
+            return done[0]
+        views = context.run(conn.after, 0)
+        made[seen] = (views, [w.sent for w in watches])
+        return views
 
     @staticmethod
     def _with_views(entry: LogEntry, views: bytes) -> dict[str, Any]:

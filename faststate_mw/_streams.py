@@ -302,6 +302,8 @@ async def _pump(
         # the hub writes our keys' changes itself while we wait (Hub._write), in our context
         conn.context = contextvars.copy_context()
         conn.send, conn.after = send, after_key
+        if conn.views and len(conn.keys) == 1 and not any(w.spec.per_viewer for w in conn.views):
+            conn.view_sig = tuple(w.spec for w in conn.views)
 
     while not conn.closed:
         pending = hub.pending(conn, after_key)

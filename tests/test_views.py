@@ -497,3 +497,28 @@ async def test_a_failing_view_is_contained_on_a_one_key_tab(
     assert (await s.next())["signals"] == {"viewList": {"items": ["fine"]}}
     got = [await s.next(), await s.next()]
     assert "<b>1</b>" in elements(got[0]) and "<li>fine</li>" in elements(got[1])
+
+
+async def test_one_key_tabs_with_the_same_view_share_its_patches_and_track_what_they_saw(
+    browsers: Any, store: StateStore
+) -> None:
+    streams = [(await browsers().tab("/list/1?views=title_view&solo=1"))[1] for _ in range(5)]
+    conns = list(store.hub.tabs.values())
+    assert all(conn.view_sig is not None and conn.send is not None for conn in conns)
+    RENDERS.clear()
+    lst = await the_list(store)
+    await lst.update(title="Groceries")
+    for s in streams:
+        assert (await s.next())["signals"] == {"viewList": {"title": "Groceries"}}
+        assert "<h1>Groceries</h1>" in elements(await s.next())
+    assert RENDERS["title_view"] == 1
+    # a field the view does not read: every tab knows it already shows the latest title, so
+    # the next thing after its signals is the next title's
+    await lst.update(items=["a"])
+    for s in streams:
+        assert (await s.next())["signals"] == {"viewList": {"items": ["a"]}}
+    await lst.update(title="Hardware")
+    for s in streams:
+        assert (await s.next())["signals"] == {"viewList": {"title": "Hardware"}}
+        assert "<h1>Hardware</h1>" in elements(await s.next())
+    assert RENDERS["title_view"] == 2
