@@ -412,7 +412,7 @@ class Hub:
         version = entry.version
         #: view patches made for one stream, reused for streams with the same views at the
         #: same versions: (view signature, sent versions) -> (patches, the versions they show)
-        made: dict[tuple[Any, ...], tuple[bytes, list[int]]] = {}
+        made: dict[tuple[Any, ...], tuple[dict[str, Any], tuple[int, ...]]] = {}
         for conn in conns:
             waiter = conn.waiter
             if waiter is None or waiter.done():
@@ -436,7 +436,7 @@ class Hub:
                 if len(versions) == 1:  # the message shared by every tab of this key alone
                     out = message
                     if conn.after is not None:
-                        out = self._with_views(entry, self._views_of(conn, context, made))
+                        out = self._message_with_views(conn, entry, context, made)
                 else:  # its own id: line (the versions of all its keys), as pending() makes
                     event_id = f"{self.epoch}:{conn.event_id()}".encode()
                     body = entry.data + b"id: " + event_id + b"\n\n"
@@ -463,29 +463,38 @@ class Hub:
             conn.writing_since = self.now  # either way under the write timeout
             waiter.set_result(None)
 
-    @staticmethod
-    def _views_of(
+    def _message_with_views(
+        self,
         conn: Connection,
+        entry: LogEntry,
         context: contextvars.Context,
-        made: dict[tuple[Any, ...], tuple[bytes, list[int]]],
-    ) -> bytes:
-        """The view patches ``conn`` is due (its ``after``), or those already made for a stream
-        with the same viewer-independent views at the same versions (the same bytes)."""
+        made: dict[tuple[Any, ...], tuple[dict[str, Any], tuple[int, ...]]],
+    ) -> dict[str, Any]:
+        """``entry``'s message and the view patches ``conn`` is due (its ``after``): the one
+        already made for a stream with the same viewer-independent views at the same versions,
+        if any (the same message)."""
         sig = conn.view_sig
         assert conn.after is not None
         if sig is None:
-            return context.run(conn.after, 0)
+            return self._with_views(entry, context.run(conn.after, 0))
         watches = conn.views
-        sent = [w.sent for w in watches]
-        seen = (sig, *sent)
-        done = made.get(seen)
-        if done is not None:
-            for watch, shown in zip(watches, done[1], strict=True):
-                watch.sent = shown
-            return done[0]
-        views = context.run(conn.after, 0)
-        made[seen] = (views, [w.sent for w in watches])
-        return views
+        if len(watches) == 1:  # the common case, without lists
+            watch = watches[0]
+            seen: tuple[Any, ...] = (sig, watch.sent)
+            done = made.get(seen)
+            if done is not None:
+                watch.sent = done[1][0]
+                return done[0]
+        else:
+            seen = (sig, *[w.sent for w in watches])
+            done = made.get(seen)
+            if done is not None:
+                for watch, shown in zip(watches, done[1], strict=True):
+                    watch.sent = shown
+                return done[0]
+        message = self._with_views(entry, context.run(conn.after, 0))
+        made[seen] = (message, tuple([w.sent for w in watches]))
+        return message
 
     @staticmethod
     def _with_views(entry: LogEntry, views: bytes) -> dict[str, Any]:
