@@ -36,11 +36,27 @@ MAX_CONFLICT_RETRIES = 100
 MAX_GROUP = 128
 
 
+#: values a list or dict may hold and still be copied shallowly
+_ATOMS = frozenset({int, float, str, bool, bytes, type(None)})
+
+
+def _copy(value: Any) -> Any:
+    """``value`` as it is now, for a rollback: a list or dict of plain values (a list of
+    strings, say) is copied shallowly, much faster than ``deepcopy``; anything else deeply."""
+    kind = type(value)
+    if kind is list:
+        if all(type(item) in _ATOMS for item in value):
+            return value.copy()
+    elif kind is dict and all(type(item) in _ATOMS for item in value.values()):
+        return value.copy()
+    return copy.deepcopy(value)
+
+
 def snapshot(inst: Any) -> dict[str, Any]:
-    """The fields of ``inst``, deep-copied where they could be changed in place."""
+    """The fields of ``inst``, copied where they could be changed in place."""
     fields = info_of(type(inst)).all_fields
     return {
-        k: v if isinstance(v, _IMMUTABLE) else copy.deepcopy(v)
+        k: v if isinstance(v, _IMMUTABLE) else _copy(v)
         for k, v in inst.__dict__.items()
         if k in fields
     }

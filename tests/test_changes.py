@@ -25,7 +25,7 @@ from faststate_mw import (
     event,
 )
 from faststate_mw import _changes as changes
-from faststate_mw._changes import run_grouped
+from faststate_mw._changes import restore, run_grouped, snapshot
 from faststate_mw._config import meta_of
 from faststate_mw._exceptions import BackendUnavailable
 from faststate_mw.backends import MemoryBackend, Stored
@@ -345,3 +345,22 @@ async def test_a_group_holds_at_most_max_group_events_the_rest_wait_for_the_next
     assert isinstance(inst, Hot) and inst.count == 12
     assert inst.who == ["w", "first", *(str(i) for i in range(10))]
     assert len(backend.commits) == 5  # w, first, then three groups
+
+
+class Nested(State):
+    tags: list[str] = ["a"]
+    grid: list[list[int]] = [[1]]
+    names: dict[str, str] = {"k": "v"}
+    deep: dict[str, list[int]] = {"k": [1]}
+
+
+def test_a_snapshot_survives_changes_in_place_at_any_depth() -> None:
+    inst = Nested()
+    before = snapshot(inst)
+    inst.tags.append("b")
+    inst.grid[0].append(2)
+    inst.names["k"] = "w"
+    inst.deep["k"].append(2)
+    restore(inst, before)
+    assert inst.tags == ["a"] and inst.grid == [[1]]
+    assert inst.names == {"k": "v"} and inst.deep == {"k": [1]}
