@@ -42,7 +42,7 @@ async def _ours(n: int, k: int, views: bool) -> None:
         listed = await mw.store.resolve(ViewedList, None)
         assert isinstance(listed, ViewedList)
         entry = ["ViewedList", None, listed.version, ["items_view"]]
-        tabs = await open_tabs(app, mw, n, entry, b"datastar-patch-elements")
+        tabs = await open_tabs(app, mw, n, entry, ending=b"</ul></div>\n\n")
         rounds = [view_round(tabs, listed) for _ in range(WARM_UP + k)]
     else:
         inst = await mw.store.resolve(Broadcasted, None)
