@@ -571,3 +571,40 @@ async def test_a_send_that_writes_then_fails_outside_its_task_sends_the_change_o
             await c.post("/_faststate/LiveGlobal/bump", headers=DS, content=b"{}")
             assert (await s.next())["signals"] == {"liveGlobal": {"n": n}}
         await s.close()
+
+
+async def test_a_write_the_hub_began_is_cancelled_with_its_stream_in_its_context(
+    store: StateStore,
+) -> None:
+    app = make_app(store)
+    cleanups: list[bool] = []
+
+    async def marked(scope: Scope, receive: Receive, send: Send) -> None:
+        async def wrapper(message: Message) -> None:
+            token = WRITING.set(True)  # e.g. a tracing span around each write
+            try:
+                await send(message)
+            finally:
+                try:
+                    WRITING.reset(token)  # only in the context that set it
+                    cleanups.append(True)
+                except ValueError:
+                    cleanups.append(False)
+
+        await app(scope, receive, wrapper)
+
+    async with client_of(app, store) as c:
+        s = await Stream(marked, stream_url((await c.get("/one")).text), c.cookies, {}).open()
+        (conn,) = store.hub.tabs.values()
+        s.stall()
+        await c.post("/_faststate/LiveGlobal/bump", headers=DS, content=b"{}")
+        await s.blocked.wait()  # the hub's write waits; its task has not taken it over yet
+        assert conn.task is not None and conn.handoff is not None
+        conn.task.cancel()  # e.g. a server that cancels its requests when it stops
+        assert s.task is not None
+        with pytest.raises(asyncio.CancelledError):
+            await s.task
+        # the write got the cancellation at once, in its context, as an awaited write does
+        # (not later, from the garbage collector, in whatever context it runs)
+        assert cleanups == [True, True]  # the response's start, and the cancelled write
+        assert store.hub.tabs == {}
