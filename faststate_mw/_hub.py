@@ -154,6 +154,17 @@ class UnfinishedWrite:
             except StopIteration:
                 return
 
+    def cancel(self, exc: BaseException) -> None:
+        """The stream's task was cancelled (or closed) before it took this write over: the write
+        gets ``exc`` now, in its context, as a write the task awaited would."""
+        coro, run = self.coro, self.context.run
+        try:
+            run(coro.throw, exc)
+        except BaseException:  # it ended (the usual case: the cancellation went through it)
+            return
+        with contextlib.suppress(BaseException):  # it ignored the cancellation: end it
+            run(coro.close)
+
 
 class WriteAgain:
     """A write :meth:`Hub._write` could not make (``send`` raised): the stream's task makes it

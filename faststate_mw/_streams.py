@@ -27,7 +27,7 @@ from ._config import catalog, info_of, meta_of
 from ._context import RequestContext, UserContext
 from ._exceptions import FastStateError, TooManyRequests
 from ._http import SSE_HEADERS, TAB_SIGNAL, Reply, client_address, header, send_error
-from ._hub import Connection, Hub
+from ._hub import Connection, Hub, UnfinishedWrite
 from ._limits import Limits
 from ._store import StateStore
 from ._types import Receive, Scope, Send
@@ -309,7 +309,12 @@ async def _pump(
         pending = hub.pending(conn, after_key)
         if pending is None and not conn.resync and not conn.heartbeat_due:
             conn.waiter = loop.create_future()
-            await conn.waiter
+            try:
+                await conn.waiter
+            except BaseException as exc:
+                if isinstance(conn.handoff, UnfinishedWrite):  # cancelled before we took it
+                    conn.handoff.cancel(exc)
+                raise
             unfinished = conn.handoff
             if unfinished is not None:  # a write the hub began and could not finish, or make
                 conn.handoff = None
