@@ -420,6 +420,12 @@ def _workers(
                 f" all processes' CPU/event {usage_one.per_event(usage_one.own):.0f} µs"
                 f" -> {usage_two.per_event(usage_two.own):.0f} µs with 2 workers"
             )
+            other = max(u.cores(u.other) for u in (usage_one, usage_two))
+            if other > OTHER_LIMIT:
+                out(
+                    f"    WARNING other work kept up to {other:.2f} cores busy: the ratio and"
+                    " the ceiling measure the machine's other load, not these processes"
+                )
             cores[label] = {
                 "1_worker": usage_one.summary(),
                 "2_workers": usage_two.summary(),
@@ -427,6 +433,11 @@ def _workers(
                 "ratio": round(r2 / r1, 3),
             }
     return ratios, cores
+
+
+#: cores busy beyond the bench's processes (the driver, the kernel, other programs) above which
+#: the workers' figures are disturbed; on a quiet machine it is 0.0 to 0.1
+OTHER_LIMIT = 0.2
 
 
 def _cores_line(used: Usage) -> str:
