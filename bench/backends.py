@@ -424,7 +424,7 @@ def _workers(
             if other > OTHER_LIMIT:
                 out(
                     f"    WARNING other work kept up to {other:.2f} cores busy: the ratio and"
-                    " the ceiling measure the machine's other load, not these processes"
+                    " the ceiling are disturbed by the machine's other load"
                 )
             cores[label] = {
                 "1_worker": usage_one.summary(),
