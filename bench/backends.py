@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
 import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 from tests.servers import RedisServer, Uvicorn, running
@@ -64,6 +66,78 @@ def redis_calls(url: str) -> int:
     return sum(calls.get(name, 0) for name in _ROUND_TRIP_COMMANDS)
 
 
+def redis_cpu_seconds(url: str) -> float:
+    """User + system CPU seconds the redis-server process has used so far (INFO cpu)."""
+    import redis
+
+    client = redis.Redis.from_url(url)
+    try:
+        cpu = client.info("cpu")
+    finally:
+        client.close()
+    return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
+
+
+CORES = os.cpu_count() or 1
+
+
+def machine_idle_seconds() -> float:
+    """CPU seconds all cores of the machine have been idle so far: idle, iowait and steal time
+    of ``/proc/stat``. A tickless kernel measures idle time exactly but busy time (user,
+    system, softirq...) by sampling timer ticks, which misses short bursts: under the workers'
+    load the fields added up to only 1.90 of 2 cores, and the busy ones came out below the CPU
+    time of the processes alone. So busy time is taken as cores x wall time - idle time."""
+    with open("/proc/stat") as f:
+        # cpu  user nice system idle iowait irq softirq steal guest guest_nice
+        ticks = [int(v) for v in f.readline().split()[1:9]]
+    _user, _nice, _system, idle, iowait, _irq, _softirq, steal = ticks
+    return (idle + iowait + steal) / os.sysconf("SC_CLK_TCK")
+
+
+@dataclass
+class Usage:
+    """Where the cores went during timed loads: CPU seconds of the uvicorn workers, of the wrk
+    processes and of the redis-server, and the whole machine's busy time, over ``wall`` seconds
+    in which ``events`` requests were served. Runs add up (``+``)."""
+
+    wall: float = 0.0
+    events: int = 0
+    workers: float = 0.0
+    wrk: float = 0.0
+    redis: float = 0.0
+    machine: float = 0.0
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(*(getattr(self, f.name) + getattr(other, f.name) for f in fields(self)))
+
+    @property
+    def other(self) -> float:
+        """Busy time nobody measured here owns: the bench's driver, the kernel's loopback work
+        not charged to a process, other programs on the machine."""
+        return self.machine - self.workers - self.wrk - self.redis
+
+    @property
+    def own(self) -> float:
+        """CPU seconds of the processes the load needs: workers, wrk, redis."""
+        return self.workers + self.wrk + self.redis
+
+    def cores(self, seconds: float) -> float:
+        return seconds / self.wall if self.wall else float("nan")
+
+    def per_event(self, seconds: float) -> float:
+        """µs per event."""
+        return seconds / self.events * 1e6 if self.events else float("nan")
+
+    def summary(self) -> dict[str, float]:
+        parts = ("machine", "workers", "wrk", "redis", "other")
+        return {
+            "wall_s": round(self.wall, 2),
+            "events": self.events,
+            **{f"cores_{p}": round(self.cores(getattr(self, p)), 3) for p in parts},
+            **{f"us_per_event_{p}": round(self.per_event(getattr(self, p)), 1) for p in parts},
+        }
+
+
 def _session(server: Uvicorn) -> tuple[str, int]:
     page = request("GET", server.url + "/")
     return cookie_header(page), int(page.body)
@@ -73,7 +147,10 @@ def throughput(
     server: Uvicorn, seconds: float, conns: int, path: str = EVENT_PATH
 ) -> tuple[float, float | None]:
     """Events/s of one wrk against ``server`` and the server's CPU µs per event."""
-    return load([server], seconds, conns, path, warm=True, check_counter=path == EVENT_PATH)[0]
+    rates, _usage = load(
+        [server], seconds, conns, path, warm=True, check_counter=path == EVENT_PATH
+    )
+    return rates[0]
 
 
 def load(
@@ -84,9 +161,11 @@ def load(
     *,
     warm: bool = False,
     check_counter: bool = True,
-) -> list[tuple[float, float | None]]:
+    redis_url: str | None = None,
+) -> tuple[list[tuple[float, float | None]], Usage]:
     """One wrk per server, all at once (separate load generators, one session each): the
-    events/s and the server CPU µs per event of each."""
+    events/s and the server CPU µs per event of each, and where the machine's cores went over
+    the timed run (the redis-server's share with ``redis_url``)."""
     sessions = [_session(server) for server in servers]
     urls = [server.url + path for server in servers]
 
@@ -96,9 +175,26 @@ def load(
     with ThreadPoolExecutor(len(servers)) as pool:
         if warm:
             list(pool.map(one, range(len(servers)), [1] * len(servers)))
+        redis_before = redis_cpu_seconds(redis_url) if redis_url else 0.0
+        machine_start, idle_before = time.monotonic(), machine_idle_seconds()
         cpu_before = [s.cpu_seconds() for s in servers]
+        start = time.monotonic()
         results = list(pool.map(one, range(len(servers)), [seconds] * len(servers)))
+        wall = time.monotonic() - start
         cpu_after = [s.cpu_seconds() for s in servers]
+        idle = machine_idle_seconds() - idle_before
+        machine = CORES * (time.monotonic() - machine_start) - idle
+        redis_cpu = redis_cpu_seconds(redis_url) - redis_before if redis_url else 0.0
+    usage = Usage(
+        wall=wall,
+        events=sum(r.requests for r in results),
+        workers=sum(
+            (c1 or 0.0) - (c0 or 0.0) for c0, c1 in zip(cpu_before, cpu_after, strict=True)
+        ),
+        wrk=sum(r.cpu_seconds or 0.0 for r in results),
+        redis=redis_cpu,
+        machine=machine,
+    )
     out = []
     for server, (cookie, before), result, c0, c1 in zip(
         servers, sessions, results, cpu_before, cpu_after, strict=True
@@ -116,7 +212,7 @@ def load(
         if c0 is not None and c1 is not None and result.requests:
             cpu = (c1 - c0) / result.requests * 1e6
         out.append((result.requests_per_sec, cpu))
-    return out
+    return out, usage
 
 
 async def _stream_latency(watch: Uvicorn, writer: Uvicorn, samples: int) -> list[float]:
@@ -228,7 +324,7 @@ def run() -> None:
                 f"  Redis round trips per plain event on a warm key: {per_event:.2f}"
                 f" (target <= 2)  {verdict}"
             )
-        workers = _workers(redis_url, seconds, conns, rounds, out)
+        workers, workers_cores = _workers(redis_url, seconds, conns, rounds, out)
         out("\n== backends: delivery latency of one change to a live stream ==")
         with servers("memory://") as (single,):
             base = asyncio.run(_stream_latency(single, single, LATENCY_SAMPLES))
@@ -250,6 +346,7 @@ def run() -> None:
         "cpu_us_per_event": {name: round(_med(v), 1) for name, v in cpus.items()},
         "redis_round_trips_per_event": per_event,
         "workers": workers,
+        "workers_cores": workers_cores,
         "delivery_ms": {
             "memory_one_worker": {"median": round(bm * ms, 3), "p99": round(bp * ms, 3)},
             "redis_cross_worker": {"median": round(cm * ms, 3), "p99": round(cp * ms, 3)},
@@ -263,15 +360,21 @@ SHARED_PATH = "/_faststate/Shared/bump"
 
 def _workers(
     redis_url: str, seconds: float, conns: int, rounds: int, out: Callable[[str], None] = print
-) -> dict[str, float]:
+) -> tuple[dict[str, float], dict[str, dict[str, object]]]:
     """One process per worker on Redis, each behind its own wrk (load balancing belongs to the
     proxy, not to uvicorn --workers): sessions spread over 2 workers, and one hot GLOBAL key
-    served by 2, each beside 1 worker in the same round."""
+    served by 2, each beside 1 worker in the same round.
+
+    Returns the ratios (2 workers' events/s over 1's) and where the cores went: with everything
+    on one machine, the workers share its cores with their wrk load generators and the
+    redis-server, so 2 workers can reach at most ``CORES / x`` times 1 worker's events/s, ``x``
+    being the cores 1 worker, its wrk and redis keep busy (at the same CPU per event)."""
     out(
         f"\n== backends: workers on Redis, one wrk -c{conns} per worker port "
         f"({rounds} interleaved rounds, medians) =="
     )
     ratios: dict[str, float] = {}
+    cores: dict[str, dict[str, object]] = {}
     with servers(redis_url, 2) as (worker_a, worker_b):
         for label, path, check in (
             ("sessions spread", EVENT_PATH, True),
@@ -281,14 +384,22 @@ def _workers(
             two: list[float] = []
             cpu_one: list[float | None] = []
             cpu_two: list[float | None] = []
+            usage_one, usage_two = Usage(), Usage()
             load([worker_a, worker_b], 1, conns, path, check_counter=False)  # warm both
             for _round in range(rounds):
-                ((rate, cpu),) = load([worker_a], seconds, conns, path, check_counter=check)
+                ((rate, cpu),), used = load(
+                    [worker_a], seconds, conns, path, check_counter=check, redis_url=redis_url
+                )
                 one.append(rate)
                 cpu_one.append(cpu)
-                both = load([worker_a, worker_b], seconds, conns, path, check_counter=check)
+                usage_one += used
+                both, used = load(
+                    [worker_a, worker_b], seconds, conns, path, check_counter=check,
+                    redis_url=redis_url,
+                )  # fmt: skip
                 two.append(sum(r for r, _c in both))
                 cpu_two.append(_med([c for _r, c in both]))
+                usage_two += used
             r1, r2 = statistics.median(one), statistics.median(two)
             target = 1.8 if check else 1.0
             out(
@@ -299,7 +410,43 @@ def _workers(
             )
             out(f"    rounds: 1 worker {_ints(one)}; 2 workers {_ints(two)}")
             ratios[label] = round(r2 / r1, 3)
-    return ratios
+            for n, used in (("1 worker ", usage_one), ("2 workers", usage_two)):
+                out(f"    cores busy of {CORES}, {n}: {_cores_line(used)}")
+            # 1 worker's events at its CPU per event, on all the cores: the most 2 can reach
+            ceiling = CORES / usage_one.cores(usage_one.own)
+            out(
+                f"    ceiling for 2 workers: {CORES} cores / {usage_one.cores(usage_one.own):.2f}"
+                f" (1 worker + its wrk + redis) = {ceiling:.2f}x; measured {r2 / r1:.2f}x;"
+                f" all processes' CPU/event {usage_one.per_event(usage_one.own):.0f} µs"
+                f" -> {usage_two.per_event(usage_two.own):.0f} µs with 2 workers"
+            )
+            other = max(u.cores(u.other) for u in (usage_one, usage_two))
+            if other > OTHER_LIMIT:
+                out(
+                    f"    WARNING other work kept up to {other:.2f} cores busy: the ratio and"
+                    " the ceiling are disturbed by the machine's other load"
+                )
+            cores[label] = {
+                "1_worker": usage_one.summary(),
+                "2_workers": usage_two.summary(),
+                "ceiling_2_workers": round(ceiling, 3),
+                "ratio": round(r2 / r1, 3),
+            }
+    return ratios, cores
+
+
+#: cores busy beyond the bench's processes (the driver, the kernel, other programs) above which
+#: the workers' figures are disturbed; on a quiet machine it is 0.0 to 0.1
+OTHER_LIMIT = 0.2
+
+
+def _cores_line(used: Usage) -> str:
+    """``1.71 = workers 0.95 + wrk 0.40 + redis 0.21 + other 0.15 (CPU/event µs: ...)``, summed
+    over the rounds."""
+    parts = {"workers": used.workers, "wrk": used.wrk, "redis": used.redis, "other": used.other}
+    cores = " + ".join(f"{name} {used.cores(v):.2f}" for name, v in parts.items())
+    per_event = ", ".join(f"{name} {used.per_event(v):.0f}" for name, v in parts.items())
+    return f"{used.cores(used.machine):.2f} = {cores}   (µs CPU/event: {per_event})"
 
 
 def run_workers() -> None:

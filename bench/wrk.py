@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
+import tempfile
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,6 +23,8 @@ class WrkResult:
     non_2xx: int = 0
     socket_errors: dict[str, int] = field(default_factory=dict)
     output: str = ""
+    #: user + system CPU seconds wrk itself used (its resource usage when it exited)
+    cpu_seconds: float | None = None
 
     @property
     def problems(self) -> list[str]:
@@ -57,10 +62,24 @@ def run_wrk(
     ]  # fmt: skip
     if script_args:
         cmd += ["--", *script_args]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds + 30)
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err)
+        timer = threading.Timer(seconds + 30, proc.kill)  # the timeout subprocess.run had
+        timer.start()
+        try:
+            # reaped with wait4 rather than proc.wait(): it also gives wrk's resource usage
+            _pid, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read().decode(errors="replace"), err.read().decode(errors="replace")
     if proc.returncode != 0:
-        raise RuntimeError(f"wrk failed ({proc.returncode}):\n{proc.stdout}{proc.stderr}")
-    return parse_wrk(proc.stdout)
+        raise RuntimeError(f"wrk failed ({proc.returncode}):\n{stdout}{stderr}")
+    result = parse_wrk(stdout)
+    result.cpu_seconds = usage.ru_utime + usage.ru_stime
+    return result
 
 
 def parse_wrk(text: str) -> WrkResult:
