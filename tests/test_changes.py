@@ -167,6 +167,19 @@ async def _post(client: httpx.AsyncClient, name: str, who: str) -> httpx.Respons
     return await client.post(f"/_faststate/Hot/{name}", headers={**DS, "x-who": who}, content=b"{}")
 
 
+async def _busy(
+    client: httpx.AsyncClient, store: StateStore, backend: GatedBackend, who: str
+) -> asyncio.Future[httpx.Response]:
+    """Make the instance, then send an event that holds its lock at its commit (the gate is
+    closed): events sent from now on wait in a group. Returns that first event's reply."""
+    assert (await _post(client, "add", "w")).status_code == 200
+    backend.gate.clear()
+    first = asyncio.ensure_future(_post(client, "add", who))
+    while not meta_of(store.get("global:Hot")).locked():
+        await asyncio.sleep(0)
+    return first
+
+
 def _outcome(reply: httpx.Response) -> str:
     """ "ok", or the error code of a Datastar request's reply (a 200 carrying the error)."""
     assert reply.status_code == 200
@@ -186,11 +199,7 @@ async def _group_of(store: StateStore, size: int) -> None:
 async def test_events_on_a_busy_state_commit_together_each_with_its_own_reply() -> None:
     backend = GatedBackend()
     async with busy_app(backend) as (client, store):
-        assert (await _post(client, "add", "w")).status_code == 200  # makes the instance
-        backend.gate.clear()
-        first = asyncio.ensure_future(_post(client, "add", "first"))
-        while not meta_of(store.get("global:Hot")).locked():  # holds the lock at its commit
-            await asyncio.sleep(0)
+        first = await _busy(client, store, backend, "first")
         rest = [asyncio.ensure_future(_post(client, "add", str(i))) for i in range(20)]
         await _group_of(store, 20)
         backend.gate.set()
@@ -213,11 +222,7 @@ async def test_events_on_a_busy_state_commit_together_each_with_its_own_reply() 
 async def test_a_failing_event_in_a_group_is_rolled_back_alone() -> None:
     backend = GatedBackend()
     async with busy_app(backend) as (client, store):
-        assert (await _post(client, "add", "w")).status_code == 200
-        backend.gate.clear()
-        first = asyncio.ensure_future(_post(client, "add", "a"))
-        while not meta_of(store.get("global:Hot")).locked():
-            await asyncio.sleep(0)
+        first = await _busy(client, store, backend, "a")
         group = [
             asyncio.ensure_future(_post(client, name, "g"))
             for name in ("add", "add_then_fail", "add")
@@ -234,11 +239,7 @@ async def test_a_failing_event_in_a_group_is_rolled_back_alone() -> None:
 async def test_a_group_that_loses_a_race_is_run_again_on_what_won() -> None:
     backend = GatedBackend()
     async with busy_app(backend) as (client, store):
-        assert (await _post(client, "add", "w")).status_code == 200
-        backend.gate.clear()
-        first = asyncio.ensure_future(_post(client, "add", "a"))
-        while not meta_of(store.get("global:Hot")).locked():
-            await asyncio.sleep(0)
+        first = await _busy(client, store, backend, "a")
         group = [asyncio.ensure_future(_post(client, "add", str(i))) for i in range(5)]
         await _group_of(store, 5)
         # the first commit goes through; the group's first try finds another worker's change
@@ -257,11 +258,7 @@ async def test_a_group_that_loses_a_race_is_run_again_on_what_won() -> None:
 async def test_an_event_that_makes_a_grouped_state_too_large_fails_alone() -> None:
     backend = GatedBackend()
     async with busy_app(backend, max_state_bytes=4096) as (client, store):
-        assert (await _post(client, "add", "w")).status_code == 200
-        backend.gate.clear()
-        first = asyncio.ensure_future(_post(client, "add", "a"))
-        while not meta_of(store.get("global:Hot")).locked():
-            await asyncio.sleep(0)
+        first = await _busy(client, store, backend, "a")
         group = [asyncio.ensure_future(_post(client, name, "g")) for name in ("add", "grow", "add")]
         await _group_of(store, 3)
         backend.gate.set()
@@ -308,11 +305,7 @@ async def test_an_event_given_up_on_while_it_waits_for_its_group_never_runs() ->
 async def test_a_group_whose_backend_is_down_fails_at_once_with_one_try() -> None:
     backend = GatedBackend()
     async with busy_app(backend) as (client, store):
-        assert (await _post(client, "add", "w")).status_code == 200
-        backend.gate.clear()
-        first = asyncio.ensure_future(_post(client, "add", "a"))
-        while not meta_of(store.get("global:Hot")).locked():
-            await asyncio.sleep(0)
+        first = await _busy(client, store, backend, "a")
         group = [asyncio.ensure_future(_post(client, "add", str(i))) for i in range(5)]
         await _group_of(store, 5)
         backend.down = True
@@ -330,11 +323,7 @@ async def test_a_group_holds_at_most_max_group_events_the_rest_wait_for_the_next
     monkeypatch.setattr(changes, "MAX_GROUP", 4)
     backend = GatedBackend()
     async with busy_app(backend) as (client, store):
-        assert (await _post(client, "add", "w")).status_code == 200
-        backend.gate.clear()
-        first = asyncio.ensure_future(_post(client, "add", "first"))
-        while not meta_of(store.get("global:Hot")).locked():
-            await asyncio.sleep(0)
+        first = await _busy(client, store, backend, "first")
         rest = [asyncio.ensure_future(_post(client, "add", str(i))) for i in range(10)]
         while len(changes._LEADERS) < 3:  # groups of 4, 4 and 2
             await asyncio.sleep(0)
