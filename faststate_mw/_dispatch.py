@@ -144,16 +144,16 @@ async def run_event(
     its stream, so the reply carries only elements (never the same patch twice). ``deadlines``:
     an async event (waiting for the lock included), or each step of a generator event, that
     runs longer is cancelled and rolled back, its lock released (EventTimeout)."""
-    if not (spec.is_async_gen or spec.is_gen or spec.is_coroutine):
+    gen = spec.is_async_gen or spec.is_gen
+    if not (gen or spec.is_coroutine):
         # a plain event may be committed in one group with others on a busy instance
         step = _Step(inst, spec, kwargs, user)
         async with time_limit(deadlines, spec.name):
             result, signals, echo = await run_grouped(inst, step)
         return ("" if live else signals) + echo + elements_events(result)
-    gen = spec.is_async_gen or spec.is_gen
     async with time_limit(None if gen else deadlines, spec.name), locked(inst):
         if spec.auth.owner_only:  # under the lock: the owner cannot change before the event runs
-            spec.auth.check(user, state=inst, key=meta_of(inst).key or "", event=spec.name)
+            _check_owner(spec, user, inst)
         if gen:
             return await _run_generator(inst, spec, kwargs, reply, live, deadlines)
         result, signals = await run_change(inst, spec.func, (inst,), kwargs)
@@ -172,9 +172,14 @@ class _Step:
     def __call__(self) -> Any:
         spec = self.spec
         if spec.auth.owner_only:
-            key = meta_of(self.inst).key or ""
-            spec.auth.check(self.user, state=self.inst, key=key, event=spec.name)
+            _check_owner(spec, self.user, self.inst)
         return spec.func(self.inst, **self.kwargs)
+
+
+def _check_owner(spec: EventSpec, user: Any, inst: Any) -> None:
+    """An ``owner_only`` event's check, run under the instance's lock (the owner cannot change
+    before the event runs)."""
+    spec.auth.check(user, state=inst, key=meta_of(inst).key or "", event=spec.name)
 
 
 async def _run_generator(
