@@ -449,8 +449,7 @@ class Hub:
                     if conn.after is not None:
                         out = self._message_with_views(conn, entry, context, made)
                 else:  # its own id: line (the versions of all its keys), as pending() makes
-                    event_id = f"{self.epoch}:{conn.event_id()}".encode()
-                    body = entry.data + b"id: " + event_id + b"\n\n"
+                    body = entry.data + self._id_line(conn)
                     if conn.after is not None:
                         body += context.run(conn.after, index)
                     out = {**_BODY, "body": body}
@@ -489,7 +488,8 @@ class Hub:
         if sig is None:
             return self._with_views(entry, context.run(conn.after, 0))
         watches = conn.views
-        if len(watches) == 1:  # the common case, without lists
+        if len(watches) == 1:  # the common case, without lists (one path for both: 13k -> 18.6k
+            # instructions per tab of a one-view fan-out, bench.callgrind_fanout --views)
             watch = watches[0]
             seen: tuple[Any, ...] = (sig, watch.sent)
             done = made.get(seen)
@@ -585,6 +585,10 @@ class Hub:
             "view_renders": self.views.render_count,
         }
 
+    def _id_line(self, conn: Connection) -> bytes:
+        """The SSE ``id:`` line after a change written to ``conn``: the versions it has seen."""
+        return b"id: " + f"{self.epoch}:{conn.event_id()}".encode() + b"\n\n"
+
     def pending(
         self, conn: Connection, after_key: Callable[[int], bytes] | None = None
     ) -> list[bytes] | dict[str, Any] | None:
@@ -636,7 +640,7 @@ class Hub:
                 if entry.version > known:
                     versions[index] = entry.version
                     parts.append(entry.data)
-                    parts.append(b"id: " + f"{self.epoch}:{conn.event_id()}".encode() + b"\n\n")
+                    parts.append(self._id_line(conn))
             if after_key is not None:
                 parts.append(after_key(index))
         return parts or None
