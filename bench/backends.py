@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import Any
 
 from tests.servers import RedisServer, Uvicorn, running
 from tests.sse import stream_url
@@ -53,28 +54,28 @@ def servers(backend: str, count: int = 1) -> contextlib.AbstractContextManager[l
 _ROUND_TRIP_COMMANDS = ("evalsha", "eval", "hmget", "exec")
 
 
-def redis_calls(url: str) -> int:
-    """Round trips clients have made so far, from Redis's own INFO commandstats."""
+def _redis_info(url: str, section: str) -> dict[str, Any]:
+    """One section of the server's INFO, over a connection of its own."""
     import redis
 
     client = redis.Redis.from_url(url)
     try:
-        stats = client.info("commandstats")
+        info: dict[str, Any] = client.info(section)
     finally:
         client.close()
+    return info
+
+
+def redis_calls(url: str) -> int:
+    """Round trips clients have made so far, from Redis's own INFO commandstats."""
+    stats = _redis_info(url, "commandstats")
     calls = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
     return sum(calls.get(name, 0) for name in _ROUND_TRIP_COMMANDS)
 
 
 def redis_cpu_seconds(url: str) -> float:
     """User + system CPU seconds the redis-server process has used so far (INFO cpu)."""
-    import redis
-
-    client = redis.Redis.from_url(url)
-    try:
-        cpu = client.info("cpu")
-    finally:
-        client.close()
+    cpu = _redis_info(url, "cpu")
     return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"])
 
 
