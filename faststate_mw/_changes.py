@@ -102,34 +102,87 @@ async def commit(inst: Any, changed: list[str]) -> str:
     info = info_of(type(inst))
     meta = meta_of(inst)
     store = meta.store
-    full = inst.model_dump_json()
-    cap = store.limits.max_state_bytes if store is not None else Limits.max_state_bytes
-    if len(full) * 4 > cap and len(full.encode()) > cap:  # encode only near the cap
-        raise PayloadTooLarge(
-            f"this change would make the state larger than {cap} bytes; it was refused"
-        )
+    full = _checked_json(inst, store)
     hook = info.config.save
     if hook is not None:
         result = hook(inst)
         if inspect.isawaitable(result):
             await result
-    version = meta.version + 1
     data = inst.model_dump(mode="json", include=set(changed))
     text = patch_signals(info.wrap(data, meta.ident))
+    if store is None or meta.key is None:
+        meta.version += 1
+        return text
     sse = text[:-1].encode()
-    if store is not None and meta.key is not None:
-        await _persist(store.backend, inst, meta.key, version, sse, full)
-    meta.version = version
-    if store is not None and meta.key is not None:
-        store.sized(meta.key, len(full))
-        views = store.hub.views
-        if views.watched(meta.key):  # some tab shows a view of it: keep what this version is
-            views.record(meta.key, version, snapshot(inst), changed)
-        store.hub.publish(meta.key, version, sse)
-        recorder = store.observer.recorder
-        if recorder is not None:
-            recorder.change(meta.key, version, data, len(text))
+    await _persist(store.backend, inst, meta.key, meta.version + 1, sse, full)
+    _publish(store, inst, meta, changed, data, text, sse, full)
     return text
+
+
+def commits_now(inst: Any) -> bool:
+    """Whether a change of ``inst`` is committed without waiting for anything: no ``save``
+    hook, and a backend that neither checks versions with other workers (shared) nor writes
+    this state on every change (durable with ``auto_persist``)."""
+    store = meta_of(inst).store
+    if store is None:
+        return False
+    config = info_of(type(inst)).config
+    backend = store.backend
+    return (
+        config.save is None and not backend.shared and not (backend.durable and config.auto_persist)
+    )
+
+
+def commit_now(inst: Any, changed: list[str]) -> str:
+    """``commit`` of a change that waits for nothing (``commits_now``), in one step: so a
+    change of an idle instance can run and commit with no lock (nothing else runs on the
+    event loop in between)."""
+    info = info_of(type(inst))
+    meta = meta_of(inst)
+    store = meta.store
+    full = _checked_json(inst, store)
+    data = inst.model_dump(mode="json", include=set(changed))
+    text = patch_signals(info.wrap(data, meta.ident))
+    if meta.key is None:
+        meta.version += 1
+        return text
+    _publish(store, inst, meta, changed, data, text, text[:-1].encode(), full)
+    return text
+
+
+def _checked_json(inst: Any, store: Any) -> str:
+    """The state's JSON, refused (PayloadTooLarge) when over ``Limits.max_state_bytes``."""
+    full: str = inst.model_dump_json()
+    cap = store.limits.max_state_bytes if store is not None else Limits.max_state_bytes
+    if len(full) * 4 > cap and len(full.encode()) > cap:  # encode only near the cap
+        raise PayloadTooLarge(
+            f"this change would make the state larger than {cap} bytes; it was refused"
+        )
+    return full
+
+
+def _publish(
+    store: Any,
+    inst: Any,
+    meta: Any,
+    changed: list[str],
+    data: dict[str, Any],
+    text: str,
+    sse: bytes,
+    full: str,
+) -> None:
+    """The change is stored: bump the key's version and hand the patch to every local
+    subscriber (and the views and recorder that keep what each version was)."""
+    key: str = meta.key
+    version = meta.version = meta.version + 1
+    store.sized(key, len(full))
+    views = store.hub.views
+    if views.watched(key):  # some tab shows a view of it: keep what this version is
+        views.record(key, version, snapshot(inst), changed)
+    store.hub.publish(key, version, sse)
+    recorder = store.observer.recorder
+    if recorder is not None:
+        recorder.change(key, version, data, len(text))
 
 
 async def _persist(
@@ -201,6 +254,58 @@ async def run_change(
         except Conflict:
             continue
     raise BackendUnavailable("too many concurrent changes to this state; try again")
+
+
+class Unfinished(Exception):
+    """A plain event's body returned an awaitable (a ``def`` wrapping an ``async def``, say):
+    ``change_now`` stops there, and ``await rest.finish(inst)``, under the instance's lock,
+    does what is left of the change."""
+
+    def __init__(self, awaitable: Any, before: dict[str, Any]) -> None:
+        self.awaitable = awaitable
+        self.before = before
+
+    async def finish(self, inst: Any) -> tuple[Any, str, str]:
+        meta = meta_of(inst)
+        try:
+            result = await self.awaitable
+        except BaseException:
+            restore(inst, self.before)
+            raise
+        finally:
+            meta.echoed, meta.assigned = meta.assigned or set(), None
+        return result, await settle(inst, self.before), echo_patch(inst)
+
+
+def change_now(inst: Any, body: Callable[..., Any], kwargs: dict[str, Any]) -> tuple[Any, str, str]:
+    """Run ``body(inst, **kwargs)`` as one change of ``inst`` and commit it, all in this turn
+    of the event loop: (what it returned, its signal patch, its echo patch). Only for an idle
+    instance (no lock held, no group waiting) whose commit waits for nothing
+    (``commits_now``): nothing else can run on the instance meanwhile, so it needs no lock, and
+    a time limit could never cut it. The state is rolled back if ``body`` or the commit
+    raises. Raises Unfinished when ``body`` returned an awaitable."""
+    meta = meta_of(inst)
+    before = snapshot(inst)
+    meta.assigned = set()
+    try:
+        result = body(inst, **kwargs)
+    except BaseException:
+        restore(inst, before)
+        meta.echoed, meta.assigned = meta.assigned or set(), None
+        raise
+    if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
+        raise Unfinished(result, before)  # still recording what is assigned
+    meta.echoed, meta.assigned = meta.assigned or set(), None
+    changed = changed_since(inst, before)
+    meta.last_changed = changed
+    if not changed:
+        return result, "", echo_patch(inst)
+    try:
+        signals = commit_now(inst, changed)
+    except BaseException:
+        restore(inst, before)
+        raise
+    return result, signals, echo_patch(inst)
 
 
 class _Job:
@@ -394,8 +499,11 @@ class Mutation:
 __all__ = [
     "Conflict",
     "Mutation",
+    "Unfinished",
+    "change_now",
     "changed_since",
     "commit",
+    "commits_now",
     "echo_patch",
     "locked",
     "restore",

@@ -12,6 +12,9 @@ from pydantic import ValidationError
 
 from ._changes import (
     Conflict,
+    Unfinished,
+    change_now,
+    commits_now,
     echo_patch,
     locked,
     restore,
@@ -146,10 +149,22 @@ async def run_event(
     runs longer is cancelled and rolled back, its lock released (EventTimeout)."""
     gen = spec.is_async_gen or spec.is_gen
     if not (gen or spec.is_coroutine):
-        # a plain event may be committed in one group with others on a busy instance
-        step = _Step(inst, spec, kwargs, user)
-        async with time_limit(deadlines, spec.name):
-            result, signals, echo = await run_grouped(inst, step)
+        meta = meta_of(inst)
+        if meta.group is None and not meta.locked() and commits_now(inst):
+            # idle, and its commit waits for nothing: run and commit it in this turn of the
+            # loop (nothing to lock, nothing a time limit could cut)
+            if spec.auth.owner_only:
+                _check_owner(spec, user, inst)
+            try:
+                result, signals, echo = change_now(inst, spec.func, kwargs)
+            except Unfinished as rest:  # it returned an awaitable: the rest as any change
+                async with time_limit(deadlines, spec.name), locked(inst):
+                    result, signals, echo = await rest.finish(inst)
+        else:
+            # a plain event may be committed in one group with others on a busy instance
+            step = _Step(inst, spec, kwargs, user)
+            async with time_limit(deadlines, spec.name):
+                result, signals, echo = await run_grouped(inst, step)
         return ("" if live else signals) + echo + elements_events(result)
     async with time_limit(None if gen else deadlines, spec.name), locked(inst):
         if spec.auth.owner_only:  # under the lock: the owner cannot change before the event runs

@@ -69,6 +69,80 @@ async def test_200_concurrent_increments_end_at_exactly_200(
     assert inst.count == 200
 
 
+class Ledger(State):
+    __faststate__ = StateConfig(scope=StateScope.GLOBAL)
+    total: int = 0
+
+    @event
+    async def deposit_slowly(self) -> None:
+        value = self.total
+        _inside.set()
+        await _gate.wait()  # a plain event run here would be overwritten below
+        self.total = value + 10
+
+    @event
+    def deposit(self) -> None:
+        self.total += 1
+
+    @event
+    def deposit_later(self, fail: bool = False) -> Any:
+        self.total += 100
+        return self._settle(fail)  # a plain def returning an awaitable: awaited, one change
+
+    async def _settle(self, fail: bool) -> None:
+        await asyncio.sleep(0)
+        self.total += 1
+        if fail:
+            raise RuntimeError("settling failed")
+
+
+_inside = asyncio.Event()
+_gate = asyncio.Event()
+
+
+async def test_a_plain_event_waits_for_an_async_event_that_holds_the_state() -> None:
+    _inside.clear()
+    _gate.clear()
+    store = StateStore()
+    app = Starlette()
+    app.add_middleware(FastStateMiddleware, secret_key="ledger", store=store)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        slow = asyncio.create_task(
+            client.post("/_faststate/Ledger/deposit_slowly", headers=DS, content=b"{}")
+        )
+        await _inside.wait()
+        quick = asyncio.create_task(
+            client.post("/_faststate/Ledger/deposit", headers=DS, content=b"{}")
+        )
+        meta = meta_of(store.get("global:Ledger"))
+        while not meta.group and not quick.done():  # it waits for the state's lock
+            await asyncio.sleep(0)
+        _gate.set()
+        assert (await slow).status_code == 200
+        assert (await quick).status_code == 200
+    ledger = store.get("global:Ledger")
+    assert ledger.total == 11 and ledger.version == 2  # no update lost
+    await store.close()
+
+
+async def test_a_plain_event_returning_an_awaitable_is_one_change_with_its_rest() -> None:
+    store = StateStore()
+    app = Starlette()
+    app.add_middleware(FastStateMiddleware, secret_key="ledger", store=store)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        r = await client.post("/_faststate/Ledger/deposit_later", headers=DS, content=b"{}")
+        assert r.status_code == 200
+        assert patched_signals(r.text) == [{"ledger": {"total": 101}}]
+        url = "/_faststate/Ledger/deposit_later?fail=true"
+        r = await client.post(url, headers=DS, content=b"{}")
+        assert r.status_code == 200 and "event_failed" in r.text
+    ledger = store.get("global:Ledger")
+    assert ledger.total == 101 and ledger.version == 1  # the failed one rolled back whole
+    await store.close()
+
+
 @pytest.fixture
 async def app_and_browser(store: StateStore) -> AsyncIterator[tuple[Starlette, Any]]:
     async with live_browser(store) as pair:
