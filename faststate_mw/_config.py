@@ -190,6 +190,7 @@ class Meta:
         "key",
         "last_changed",
         "lock",
+        "now",
         "store",
         "ttl",
         "version",
@@ -204,6 +205,8 @@ class Meta:
         self.group: list[Any] | None = None
         #: the StateStore holding this instance (None for an instance made by hand)
         self.store: Any = None
+        #: its changes commit without waiting for anything (``_changes.commits_now``)
+        self.now = False
         #: how many changes this instance has had (the per-key version streams carry)
         self.version = 0
         self.last_changed: list[str] = []

@@ -14,7 +14,6 @@ from ._changes import (
     Conflict,
     Unfinished,
     change_now,
-    commits_now,
     echo_patch,
     locked,
     restore,
@@ -150,7 +149,7 @@ async def run_event(
     gen = spec.is_async_gen or spec.is_gen
     if not (gen or spec.is_coroutine):
         meta = meta_of(inst)
-        if meta.group is None and not meta.locked() and commits_now(inst):
+        if meta.now and meta.group is None and not meta.locked():
             # idle, and its commit waits for nothing: run and commit it in this turn of the
             # loop (nothing to lock, nothing a time limit could cut)
             if spec.auth.owner_only:

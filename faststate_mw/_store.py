@@ -23,7 +23,7 @@ import anyio.from_thread
 from pydantic import BaseModel
 
 from ._caps import InstanceCaps
-from ._changes import snapshot
+from ._changes import commits_now, snapshot
 from ._config import StateInfo, info_of, meta_of
 from ._context import RequestContext, UserContext
 from ._deadlines import Deadlines
@@ -326,6 +326,7 @@ class StateStore:
                 meta.version = stored.version
             info = info_of(cls)
             meta.key, meta.ident, meta.store = key, ident, self
+            meta.now = commits_now(inst)
             meta.ttl = self.caps.ttl_for(key, info.ttl, ctx)
             info.rule.on_create(inst, ctx)
             self._table.add(key, inst, meta.ttl)

@@ -69,7 +69,7 @@ async def test_200_concurrent_increments_end_at_exactly_200(
     assert inst.count == 200
 
 
-class Ledger(State):
+class Till(State):
     __faststate__ = StateConfig(scope=StateScope.GLOBAL)
     total: int = 0
 
@@ -105,41 +105,41 @@ async def test_a_plain_event_waits_for_an_async_event_that_holds_the_state() -> 
     _gate.clear()
     store = StateStore()
     app = Starlette()
-    app.add_middleware(FastStateMiddleware, secret_key="ledger", store=store)
+    app.add_middleware(FastStateMiddleware, secret_key="till", store=store)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
         slow = asyncio.create_task(
-            client.post("/_faststate/Ledger/deposit_slowly", headers=DS, content=b"{}")
+            client.post("/_faststate/Till/deposit_slowly", headers=DS, content=b"{}")
         )
         await _inside.wait()
         quick = asyncio.create_task(
-            client.post("/_faststate/Ledger/deposit", headers=DS, content=b"{}")
+            client.post("/_faststate/Till/deposit", headers=DS, content=b"{}")
         )
-        meta = meta_of(store.get("global:Ledger"))
+        meta = meta_of(store.get("global:Till"))
         while not meta.group and not quick.done():  # it waits for the state's lock
             await asyncio.sleep(0)
         _gate.set()
         assert (await slow).status_code == 200
         assert (await quick).status_code == 200
-    ledger = store.get("global:Ledger")
-    assert ledger.total == 11 and ledger.version == 2  # no update lost
+    till = store.get("global:Till")
+    assert till.total == 11 and till.version == 2  # no update lost
     await store.close()
 
 
 async def test_a_plain_event_returning_an_awaitable_is_one_change_with_its_rest() -> None:
     store = StateStore()
     app = Starlette()
-    app.add_middleware(FastStateMiddleware, secret_key="ledger", store=store)
+    app.add_middleware(FastStateMiddleware, secret_key="till", store=store)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
-        r = await client.post("/_faststate/Ledger/deposit_later", headers=DS, content=b"{}")
+        r = await client.post("/_faststate/Till/deposit_later", headers=DS, content=b"{}")
         assert r.status_code == 200
-        assert patched_signals(r.text) == [{"ledger": {"total": 101}}]
-        url = "/_faststate/Ledger/deposit_later?fail=true"
+        assert patched_signals(r.text) == [{"till": {"total": 101}}]
+        url = "/_faststate/Till/deposit_later?fail=true"
         r = await client.post(url, headers=DS, content=b"{}")
         assert r.status_code == 200 and "event_failed" in r.text
-    ledger = store.get("global:Ledger")
-    assert ledger.total == 101 and ledger.version == 1  # the failed one rolled back whole
+    till = store.get("global:Till")
+    assert till.total == 101 and till.version == 1  # the failed one rolled back whole
     await store.close()
 
 
