@@ -20,9 +20,9 @@ class Deadlines:
     the block ends with a CancelledError (True: the deadline cancelled it, and the cancel is
     taken back: the caller raises its own error instead), ``deadlines.done(task)`` in a
     ``finally``. A task already watched here is not watched again (its first deadline is the
-    earlier one)."""
+    earlier one). A commit does not stop for a deadline: see :meth:`put_off`."""
 
-    __slots__ = ("_armed_at", "_expired", "_loop", "_tasks", "_timer", "seconds")
+    __slots__ = ("_armed_at", "_expired", "_loop", "_spared", "_tasks", "_timer", "seconds")
 
     def __init__(self, seconds: float | None) -> None:
         self.seconds = seconds
@@ -30,6 +30,8 @@ class Deadlines:
         self._tasks: dict[asyncio.Task[Any], tuple[float, int]] = {}
         #: tasks cancelled by their deadline -> their cancel requests when watched
         self._expired: dict[asyncio.Task[Any], int] = {}
+        #: tasks whose deadline passed while they waited for a commit -> as in ``_expired``
+        self._spared: dict[asyncio.Task[Any], int] = {}
         self._loop: asyncio.AbstractEventLoop | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._armed_at = 0.0
@@ -55,12 +57,11 @@ class Deadlines:
 
     def done(self, task: asyncio.Task[Any] | None) -> None:
         """The bounded block ended (any way): stop watching ``task``."""
-        if (
-            task is not None
-            and self._tasks.pop(task, None) is None
-            and self._expired.pop(task, None) is not None
-        ):
-            task.uncancel()  # cancelled, but the block ended otherwise: take it back
+        if task is not None and self._tasks.pop(task, None) is None:
+            if self._expired.pop(task, None) is not None:
+                task.uncancel()  # cancelled, but the block ended otherwise: take it back
+            else:
+                self._spared.pop(task, None)  # its deadline was put off: it never comes
 
     def expired(self, task: asyncio.Task[Any] | None) -> bool:
         """Whether the CancelledError ending ``task``'s block came from its deadline alone
@@ -69,6 +70,29 @@ class Deadlines:
             return False
         cancelling = self._expired.pop(task, None)
         return cancelling is not None and task.uncancel() <= cancelling
+
+    def put_off(self, task: asyncio.Task[Any]) -> bool:
+        """``task`` was cancelled while it waited for a commit's outcome (which no cancel cuts:
+        the backend may store the change whatever the task does). If its deadline cancelled
+        it, that cancel is taken back and comes again at the next turn of the loop, unless
+        the bounded block ends first: an event whose commit went through replies with it, no
+        504; a block that goes on (an async body that committed another state) is still cut.
+        Returns whether something else cancelled the task too (the caller cancels it again)."""
+        cancelling = self._expired.pop(task, None)
+        if cancelling is None:
+            return True
+        task.uncancel()
+        self._spared[task] = cancelling
+        assert self._loop is not None
+        self._loop.call_soon(self._cut, task)
+        return task.cancelling() > cancelling
+
+    def _cut(self, task: asyncio.Task[Any]) -> None:
+        """A deadline put off by :meth:`put_off` whose block still runs: cancel it now."""
+        cancelling = self._spared.pop(task, None)
+        if cancelling is not None:
+            self._expired[task] = cancelling
+            task.cancel()
 
     def _arm(self, when: float) -> None:
         assert self._loop is not None
@@ -99,6 +123,7 @@ class Deadlines:
         self._timer = None
         self._tasks.clear()
         self._expired.clear()
+        self._spared.clear()
         self._loop = loop
 
     def __len__(self) -> int:
