@@ -8,6 +8,7 @@ same way wherever it comes from, and rolled back the same way when anything fail
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import copy
 import inspect
@@ -194,11 +195,52 @@ async def _persist(
     info = info_of(type(inst))
     meta = meta_of(inst)
     if backend.shared:
-        current = await backend.commit(key, meta.version, version, full, info.ttl, sse)
+        # handed to the backend, the change may be stored whatever this task does: its own
+        # task, shielded, so a cancel (the event's deadline, a disconnect) waits for the outcome
+        pending = asyncio.get_running_loop().create_task(
+            backend.commit(key, meta.version, version, full, info.ttl, sse)
+        )
+        try:
+            current = await asyncio.shield(pending)
+        except asyncio.CancelledError:
+            current = await _outcome(inst, pending)
         if current is not None:
             raise Conflict(current)
     elif backend.durable and info.config.auto_persist:
         await backend.save(key, version, full, info.ttl)
+
+
+async def _outcome(inst: Any, pending: asyncio.Task[Stored | None]) -> Stored | None:
+    """The outcome of ``pending``, a commit whose caller was cancelled while it ran: waited
+    for (however often cancelled meanwhile; the backend's own timeout bounds it), so the
+    instance ends as the backend has it: committed, or rolled back by the caller. Then the
+    cancel goes on (``_cancel_again``)."""
+    while not pending.done():
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait((pending,))
+    stored = not pending.cancelled() and pending.exception() is None and pending.result() is None
+    _cancel_again(inst, now=not stored)
+    return pending.result()
+
+
+def _cancel_again(inst: Any, now: bool) -> None:
+    """The running task's cancel that waited for a commit's outcome goes on. The event
+    deadline's comes again at the next turn of the loop unless the event's block ends first
+    (``Deadlines.put_off``): an event whose commit went through replies with success, one
+    whose commit failed with the backend's error, never with a 504 claiming a rollback. Any
+    other cancel (a client gone, a server shutting down) is raised ``now`` when nothing is
+    left to finish, else at the task's next await (or as the task ends), once the caller has
+    finished the stored change here: never as a rollback of it, so this worker never holds
+    less than the backend stored."""
+    task = asyncio.current_task()
+    assert task is not None
+    store = meta_of(inst).store
+    if store is not None and not store.event_deadlines.put_off(task):
+        return  # the deadline's alone
+    if now:
+        raise asyncio.CancelledError
+    task.uncancel()  # as many cancel requests as before: cancel() counts one more
+    task.cancel()
 
 
 async def settle(inst: Any, before: dict[str, Any]) -> str:
@@ -308,18 +350,42 @@ def change_now(inst: Any, body: Callable[..., Any], kwargs: dict[str, Any]) -> t
     return result, signals, echo_patch(inst)
 
 
+class _Reply(asyncio.Future[tuple[Any, str, str]]):
+    """A grouped event's reply. Its request's cancel (its deadline, a client gone) cancels it
+    until its step runs; from then on the step's change may be committed with the group, so
+    the cancel waits: the request's task gets its CancelledError when the reply is set, and
+    takes the reply (``_Job.outcome``)."""
+
+    __slots__ = ("ran",)
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        super().__init__(loop=loop)
+        self.ran = False
+
+    def cancel(self, msg: Any | None = None) -> bool:
+        return not self.ran and super().cancel(msg)
+
+
 class _Job:
     """One event's step waiting for its instance's next group commit."""
 
     __slots__ = ("context", "error", "future", "reply", "step")
 
-    def __init__(self, step: Callable[[], Any], future: asyncio.Future[Any]) -> None:
+    def __init__(self, step: Callable[[], Any], loop: asyncio.AbstractEventLoop) -> None:
         self.step = step
         #: the step runs in its own request's context (current user, session, request)
         self.context = contextvars.copy_context()
-        self.future = future
+        self.future = _Reply(loop)
         self.error: BaseException | None = None
         self.reply: tuple[Any, str, str] | None = None
+
+    def outcome(self, inst: Any) -> tuple[Any, str, str]:
+        """The reply for a request cancelled while it waited: the cancel (nothing of it ran)
+        or, once its step ran, the group's outcome (unless the cancel goes on:
+        ``_cancel_again``)."""
+        if not self.future.cancelled():
+            _cancel_again(inst, now=True)  # the group's task finishes its change
+        return self.future.result()  # a cancelled future raises CancelledError
 
 
 async def run_grouped(inst: Any, step: Callable[[], Any]) -> tuple[Any, str, str]:
@@ -339,7 +405,7 @@ async def run_grouped(inst: Any, step: Callable[[], Any]) -> tuple[Any, str, str
             result, signals = await run_change(inst, step)
             return result, signals, echo_patch(inst)
     loop = asyncio.get_running_loop()
-    job = _Job(step, loop.create_future())
+    job = _Job(step, loop)
     group = meta.group
     if group is None or len(group) >= MAX_GROUP:  # a full group runs; the next one waits
         group = meta.group = [job]
@@ -348,7 +414,10 @@ async def run_grouped(inst: Any, step: Callable[[], Any]) -> tuple[Any, str, str
         lead.add_done_callback(_LEADERS.discard)
     else:
         group.append(job)
-    reply: tuple[Any, str, str] = await job.future
+    try:
+        reply: tuple[Any, str, str] = await job.future
+    except asyncio.CancelledError:
+        reply = job.outcome(inst)
     return reply
 
 
@@ -370,8 +439,8 @@ async def _lead(inst: Any, group: list[_Job]) -> None:
             await _commit_group(inst, group)
     except BaseException:  # cancelled (the loop is closing): nobody waits for a reply any more
         for job in group:
-            if not job.future.done():
-                job.future.cancel()
+            job.future.ran = False  # cancelled even if its step ran: its request must not wait
+            job.future.cancel()
         raise
     finally:
         if meta.group is group:
@@ -421,6 +490,9 @@ async def _run_step(inst: Any, job: _Job) -> None:
     """One job's step, in its request's context: its reply, or its error (rolled back)."""
     # run_change's body run, in the job's context (kept apart: one more coroutine per event
     # on run_change's path cost 4.7k instructions, bench/callgrind_event.py)
+    if job.future.cancelled():  # its request gave up while an earlier step awaited
+        return
+    job.future.ran = True  # from now on its request waits for the group's outcome
     meta = meta_of(inst)
     before = snapshot(inst)
     meta.assigned = set()

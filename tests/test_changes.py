@@ -410,6 +410,119 @@ async def test_a_group_holds_at_most_max_group_events_the_rest_wait_for_the_next
     assert len(backend.commits) == 5  # w, first, then three groups
 
 
+# -- a deadline during a commit: the reply tells what the backend did ----------------------------
+
+
+def time_passes(seconds: float) -> None:
+    """The event loop's clock moves ``seconds`` on, as if they had passed: its timers that fall
+    due (an event's deadline) fire at its next turn, and nothing waits for real time."""
+    loop = asyncio.get_running_loop()
+    now = loop.time
+    loop.time = lambda: now() + seconds  # type: ignore[method-assign]
+
+
+async def deadline_passed(store: StateStore) -> None:
+    """Until the store's event deadlines have fired (no request is watched any more)."""
+    while len(store.event_deadlines):
+        await asyncio.sleep(0)
+
+
+def _stored(backend: GatedBackend) -> tuple[int, int]:
+    """(version, count) of the last change the backend stored."""
+    version, data = backend.commits[-1]
+    return version, json.loads(data)["count"]
+
+
+def _local(store: StateStore) -> tuple[int, int]:
+    """(version, count) of this worker's instance."""
+    inst = store.get("global:Hot")
+    assert isinstance(inst, Hot)
+    return meta_of(inst).version, inst.count
+
+
+@pytest.mark.parametrize("down", [False, True])
+async def test_a_deadline_during_its_commit_gets_the_commits_outcome_not_a_504(
+    down: bool,
+) -> None:
+    backend = GatedBackend()
+    async with busy_app(backend, event_timeout=5) as (client, store):
+        late = await _busy(client, store, backend, "late")  # its commit is with the backend
+        time_passes(10)
+        await deadline_passed(store)
+        backend.down = down  # the commit then fails, or goes through
+        backend.gate.set()
+        reply = await late
+    if down:
+        assert _outcome(reply) == "backend_unavailable"
+        assert _local(store) == _stored(backend) == (1, 1)  # rolled back: only "w" is stored
+    else:
+        assert _outcome(reply) == "ok"
+        assert patched_signals(reply.text)[0]["hot"]["count"] == 2
+        assert _local(store) == _stored(backend) == (2, 2)
+
+
+@pytest.mark.parametrize("down", [False, True])
+async def test_a_deadline_after_a_grouped_events_step_ran_gets_the_groups_outcome(
+    down: bool,
+) -> None:
+    backend = GatedBackend()
+    async with busy_app(backend, event_timeout=5) as (client, store):
+        first = await _busy(client, store, backend, "first")
+        grouped = asyncio.ensure_future(_post(client, "add", "g"))
+        await _group_of(store, 1)
+        backend.gate.set()  # the first commit goes through ...
+        backend.gate.clear()  # ... the group's waits
+        assert _outcome(await first) == "ok"
+        while _local(store)[1] < 3:  # the group's step ran: it is committing
+            await asyncio.sleep(0)
+        time_passes(10)
+        await deadline_passed(store)
+        backend.down = down
+        backend.gate.set()
+        reply = await grouped
+    if down:
+        assert _outcome(reply) == "backend_unavailable"
+        assert _local(store) == _stored(backend) == (2, 2)  # the group rolled back
+    else:
+        assert _outcome(reply) == "ok"
+        assert patched_signals(reply.text)[0]["hot"]["count"] == 3
+        assert _local(store) == _stored(backend) == (3, 3)
+
+
+class Relay(State):
+    __faststate__ = StateConfig(scope=StateScope.GLOBAL)
+    n: int = 0
+
+    @event
+    async def relay(self) -> None:
+        self.n += 1
+        hot = await Hot.resolve()
+        await hot.update(count=hot.count + 10)
+        await asyncio.Event().wait()  # only its deadline ends it
+
+
+async def test_an_async_event_whose_deadline_passes_during_another_states_commit_is_still_cut() -> (
+    None
+):
+    backend = GatedBackend()
+    async with busy_app(backend, event_timeout=5) as (client, store):
+        assert _outcome(await _post(client, "add", "w")) == "ok"
+        backend.gate.clear()
+        relay = asyncio.ensure_future(
+            client.post("/_faststate/Relay/relay", headers=DS, content=b"{}")
+        )
+        while not meta_of(store.get("global:Hot")).locked():  # its update of Hot commits
+            await asyncio.sleep(0)
+        time_passes(10)
+        await deadline_passed(store)
+        backend.gate.set()
+        reply = await asyncio.wait_for(relay, 10)
+    assert _outcome(reply) == "event_timeout"  # cut at its next await, as without the commit
+    assert _local(store) == _stored(backend) == (2, 11)  # Hot's change was stored: it stays
+    inst = store.get("global:Relay")
+    assert isinstance(inst, Relay) and inst.n == 0 and meta_of(inst).version == 0
+
+
 class Nested(State):
     tags: list[str] = ["a"]
     grid: list[list[int]] = [[1]]

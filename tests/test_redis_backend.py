@@ -3,18 +3,30 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import subprocess
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import httpx
 import pytest
+import redis.asyncio
+from starlette.applications import Starlette
 
-from faststate_mw import BackendUnavailable, ConfigurationError
+from faststate_mw import (
+    BackendUnavailable,
+    ConfigurationError,
+    FastStateMiddleware,
+    Limits,
+    StateStore,
+)
+from faststate_mw._config import meta_of
 from faststate_mw.backends.redis import DEFAULT_MAX_CONNECTIONS, RedisBackend
 from tests.conftest import DS
 from tests.servers import RedisServer, Uvicorn, redis_cli
+from tests.test_changes import Hot, _outcome, _post, deadline_passed, time_passes
 from tests.test_scaleout import APP
 
 
@@ -117,3 +129,78 @@ def test_a_state_missing_from_redis_reruns_the_event_on_defaults(
             assert b'"count":1' in stored.stdout
     finally:
         worker.stop()
+
+
+# -- a commit Redis holds (CLIENT PAUSE WRITE) when the request is cancelled -----------------------
+
+
+@contextlib.asynccontextmanager
+async def _writes_paused(server: RedisServer) -> AsyncIterator[None]:
+    """Redis holds every write (the commit script too) until the block ends, then runs them."""
+    admin = redis.asyncio.Redis(port=server.port)
+    await admin.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")
+    try:
+        yield
+    finally:
+        await admin.execute_command("CLIENT", "UNPAUSE")
+        await admin.aclose()
+
+
+async def _stored_hot(server: RedisServer) -> tuple[int, int]:
+    """(version, count) of the Hot state as Redis has it."""
+    admin = redis.asyncio.Redis(port=server.port)
+    row = await admin.hgetall("faststate:state:global:Hot")
+    await admin.aclose()
+    return int(row[b"v"]), json.loads(row[b"d"])["count"]
+
+
+def _hot_store(server: RedisServer) -> StateStore:
+    # the backend's own timeout is long: only the event deadline runs out here
+    return StateStore(backend=RedisBackend(server.url, timeout=60), limits=Limits(event_timeout=5))
+
+
+async def test_an_event_whose_deadline_passes_while_redis_holds_its_commit_replies_with_it(
+    redis_server: RedisServer,
+) -> None:
+    store = _hot_store(redis_server)
+    app = Starlette()
+    app.add_middleware(FastStateMiddleware, secret_key="held", store=store)
+    try:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            assert _outcome(await _post(client, "add", "w")) == "ok"
+            inst = store.get("global:Hot")
+            async with _writes_paused(redis_server):
+                late = asyncio.ensure_future(_post(client, "add", "late"))
+                while not meta_of(inst).locked():
+                    await asyncio.sleep(0)
+                time_passes(10)
+                await deadline_passed(store)
+            reply = await late
+        assert _outcome(reply) == "ok"
+        assert (meta_of(inst).version, inst.count) == await _stored_hot(redis_server) == (2, 2)
+    finally:
+        await store.close()
+
+
+async def test_a_change_cancelled_while_redis_holds_its_commit_ends_as_redis_stored_it(
+    redis_server: RedisServer,
+) -> None:
+    store = _hot_store(redis_server)
+    await store.start()
+    try:
+        inst = await Hot.resolve(store=store)
+        await inst.update(count=1)
+        seen: list[tuple[int, int]] = []  # this worker's copy when the cancelled change ended
+        async with _writes_paused(redis_server):
+            change = asyncio.ensure_future(inst.update(count=7))
+            change.add_done_callback(lambda _: seen.append((meta_of(inst).version, inst.count)))
+            while not meta_of(inst).locked():
+                await asyncio.sleep(0)
+            change.cancel()  # e.g. the server shutting down
+            await asyncio.sleep(0)
+        with pytest.raises(asyncio.CancelledError):
+            await change  # the cancel goes on, once the change is finished here
+        assert seen == [await _stored_hot(redis_server)] == [(2, 7)]
+    finally:
+        await store.close()
