@@ -220,10 +220,10 @@ async def _run_generator(
             except (StopAsyncIteration, StopIteration):
                 break
             signals = await settle(inst, before)
+            before = snapshot(inst)  # committed: a cancel while the step streams keeps it
             text = ("" if live else signals) + elements_events(item)
             if text:
                 await reply.chunk(text.encode())
-            before = snapshot(inst)
     except Conflict:
         raise  # settle() already took what the other worker stored
     except BaseException:

@@ -523,6 +523,56 @@ async def test_an_async_event_whose_deadline_passes_during_another_states_commit
     assert isinstance(inst, Relay) and inst.n == 0 and meta_of(inst).version == 0
 
 
+class Steps(State):
+    __faststate__ = StateConfig(scope=StateScope.GLOBAL)
+    n: int = 0
+
+    @event
+    def steps(self) -> Any:
+        self.n += 1
+        yield None
+        self.n += 1
+
+
+async def test_a_generator_cancelled_while_it_streams_a_committed_step_keeps_that_step(
+    store: StateStore,
+) -> None:
+    app = Starlette()
+    app.add_middleware(FastStateMiddleware, secret_key="steps", store=store)
+    streaming = asyncio.Event()
+
+    async def send(message: dict[str, Any]) -> None:
+        if message.get("more_body"):  # the first step's patch: the client stops reading
+            streaming.set()
+            await asyncio.Event().wait()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"{}"}
+
+    path = "/_faststate/Steps/steps"
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "headers": [(k.encode(), v.encode()) for k, v in DS.items()],
+        "client": ("127.0.0.9", 1),
+        "server": ("t", 80),
+    }
+    call = asyncio.ensure_future(app(scope, receive, send))
+    await streaming.wait()
+    call.cancel()  # the client went away, or the server shuts down
+    with pytest.raises(asyncio.CancelledError):
+        await call
+    inst = store.get("global:Steps")
+    assert isinstance(inst, Steps)
+    assert (meta_of(inst).version, inst.n) == (1, 1)  # the first step was committed: it stays
+
+
 class Nested(State):
     tags: list[str] = ["a"]
     grid: list[list[int]] = [[1]]
