@@ -328,10 +328,11 @@ async def _serve(
         if rule.requires_auth:
             rule.check(user, key=cls.__name__, event=spec.name)
         # the instance the URL's id picks (no new ids); a live one without awaiting, and no
-        # refresh from a shared backend: the commit's version check catches a stale copy
+        # refresh from a shared backend: the commit's version check catches a stale copy. Its
+        # key as store.key_for makes it, whose state rule check was just made (at WARNING).
         ident_name = info.identity
         ident = None if ident_name is None else event_ident(ident_name, query)
-        key = store.key_for(cls, ctx, ident)
+        key = info.rule.key(info.name, ctx, ident)
         inst = store.cached(key, cls, ctx)
         if inst is None:
             inst = await store.create(key, cls, ctx, ident)
