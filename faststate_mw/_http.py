@@ -36,7 +36,9 @@ TAB_SIGNAL = "faststate"
 def tab_of(signals: dict[str, Any]) -> str | None:
     """The tab id an event's signals carry (None when absent or not a string)."""
     block = signals.get(TAB_SIGNAL)
-    tab = block.get("tab") if isinstance(block, dict) else None
+    if not isinstance(block, dict):
+        return None
+    tab = block.get("tab")
     return tab if isinstance(tab, str) else None
 
 
