@@ -144,6 +144,12 @@ class ContextOwner(Protocol):
 
     def new_session_id(self) -> str: ...
 
+    async def session_cookie_header(
+        self, ctx: RequestContext, session_id: str
+    ) -> tuple[bytes, bytes]:
+        """The ``Set-Cookie`` header that gives the browser the new ``session_id``, bound to
+        ``ctx``'s user as it is now."""
+
     def session_ended(self, session_id: str, user: UserContext | None) -> None:
         """``session_id`` no longer belongs to this browser (now ``user``'s): its open
         streams stop delivering its states."""
@@ -202,6 +208,16 @@ class RequestContext:
         if self._sid is None and create:
             self._sid = self.new_session_id = self.owner.new_session_id()
         return self._sid
+
+    async def take_session_cookie(self) -> tuple[bytes, bytes]:
+        """The ``Set-Cookie`` header of the session id this request minted (call it when
+        :attr:`new_session_id` is set): the response that starts next carries it, and no
+        other response of this request sets it again."""
+        sid = self.new_session_id
+        assert sid is not None
+        cookie = await self.owner.session_cookie_header(self, sid)
+        self.new_session_id = None
+        return cookie
 
     def session_cookie(self) -> tuple[str, str] | None:
         """The session id and user binding of the request's signed cookie, read once per

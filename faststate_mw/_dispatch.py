@@ -261,21 +261,23 @@ async def serve_event(
     cls: type[Any],
     spec: EventSpec,
     max_body: int,
+    sets_cookie: bool = False,
 ) -> None:
     """Serve one event request, from the raw ASGI messages to the bytes of the reply; then
-    log, count, trace and record it (see ``_observe``)."""
+    log, count, trace and record it (see ``_observe``). ``sets_cookie``: the reply's start
+    sets the cookie of a session id minted on the way (else ``send`` does)."""
     observer = store.observer
     run = EventRun(cls.__name__, spec.name)
     started = perf_counter()
     tracer = observer.tracing.tracer()
     if tracer is None:
-        await _serve(scope, receive, send, ctx, store, cls, spec, max_body, run)
+        await _serve(scope, receive, send, ctx, store, cls, spec, max_body, run, sets_cookie)
     else:
         with tracer.start_as_current_span(
             f"{run.state}.{run.event}",
             attributes={"faststate.state": run.state, "faststate.event": run.event},
         ) as span:
-            await _serve(scope, receive, send, ctx, store, cls, spec, max_body, run)
+            await _serve(scope, receive, send, ctx, store, cls, spec, max_body, run, sets_cookie)
             end_span(span, public_key(run.key), outcome_of(run.status), run.status)
     seconds = perf_counter() - started
     if run.status < 400 and observer.quiet():
@@ -300,8 +302,9 @@ async def _serve(
     spec: EventSpec,
     max_body: int,
     run: EventRun,
+    sets_cookie: bool,
 ) -> None:
-    reply = Reply(send)
+    reply = Reply(send, ctx if sets_cookie else None)
     try:
         cookie = ctx.session_cookie()  # a signed id: no user needed to read it
         store.event_limiter.check(cookie[0] if cookie else None, client_address(scope))
@@ -328,10 +331,11 @@ async def _serve(
         if rule.requires_auth:
             rule.check(user, key=cls.__name__, event=spec.name)
         # the instance the URL's id picks (no new ids); a live one without awaiting, and no
-        # refresh from a shared backend: the commit's version check catches a stale copy
+        # refresh from a shared backend: the commit's version check catches a stale copy. Its
+        # key as store.key_for makes it, whose state rule check was just made (at WARNING).
         ident_name = info.identity
         ident = None if ident_name is None else event_ident(ident_name, query)
-        key = store.key_for(cls, ctx, ident)
+        key = info.rule.key(info.name, ctx, ident)
         inst = store.cached(key, cls, ctx)
         if inst is None:
             inst = await store.create(key, cls, ctx, ident)

@@ -54,8 +54,7 @@ class Param:
             value = adapter.validate_json(raw)
         kind = type(value)
         if kind not in _NOTHING_TO_CHECK and (
-            kind is not int
-            or not -untrusted.MAX_SAFE_INTEGER <= value <= untrusted.MAX_SAFE_INTEGER
+            kind is not int or not _MIN_SAFE_INTEGER <= value <= untrusted.MAX_SAFE_INTEGER
         ):
             untrusted.check_finite(value, f"argument {self.name!r}")
         return value
@@ -63,6 +62,8 @@ class Param:
 
 #: value types that hold no number, or no float (so no NaN or infinity; ints are range-checked)
 _NOTHING_TO_CHECK = frozenset({str, bool, type(None)})
+#: the smallest whole number a client may send (not worked out on every argument)
+_MIN_SAFE_INTEGER = -untrusted.MAX_SAFE_INTEGER
 
 
 @dataclass(eq=False)

@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl
 from datastar_py import ServerSentEventGenerator as SSE
 
 from . import _untrusted as untrusted
+from ._context import RequestContext
 from ._deadlines import Deadlines
 from ._exceptions import (
     CSRFError,
@@ -35,7 +36,9 @@ TAB_SIGNAL = "faststate"
 def tab_of(signals: dict[str, Any]) -> str | None:
     """The tab id an event's signals carry (None when absent or not a string)."""
     block = signals.get(TAB_SIGNAL)
-    tab = block.get("tab") if isinstance(block, dict) else None
+    if not isinstance(block, dict):
+        return None
+    tab = block.get("tab")
     return tab if isinstance(tab, str) else None
 
 
@@ -48,23 +51,31 @@ _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 
 
 class Reply:
-    """Sends one response straight over ASGI (no streaming machinery for one-shot replies)."""
+    """Sends one response straight over ASGI (no streaming machinery for one-shot replies).
+    ``ctx``: the request's context, when the reply's start must set the cookie of a session id
+    minted while it was served (as the middleware's ``send`` wrapper of a page does)."""
 
-    __slots__ = ("send", "streaming")
+    __slots__ = ("ctx", "send", "streaming")
 
-    def __init__(self, send: Send) -> None:
+    def __init__(self, send: Send, ctx: RequestContext | None = None) -> None:
         self.send = send
+        self.ctx = ctx
         #: True once a streamed reply has begun (generator events); it must then be ended
         self.streaming = False
 
+    async def start(self, status: int, headers: list[tuple[bytes, bytes]]) -> None:
+        ctx = self.ctx
+        if ctx is not None and ctx.new_session_id is not None:
+            headers = [*headers, await ctx.take_session_cookie()]
+        await self.send({"type": "http.response.start", "status": status, "headers": headers})
+
     async def full(self, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-        hdrs = [*headers, (b"content-length", str(len(body)).encode())]
-        await self.send({"type": "http.response.start", "status": status, "headers": hdrs})
+        await self.start(status, [*headers, (b"content-length", str(len(body)).encode())])
         await self.send({"type": "http.response.body", "body": body})
 
     async def chunk(self, body: bytes) -> None:
         if not self.streaming:
-            await self.send({"type": "http.response.start", "status": 200, "headers": SSE_HEADERS})
+            await self.start(200, SSE_HEADERS)
             self.streaming = True
         await self.send({"type": "http.response.body", "body": body, "more_body": True})
 
@@ -306,15 +317,18 @@ async def finish(reply: Reply, text: str) -> None:
             await reply.chunk(text.encode())
         await reply.end()
         return
-    send = reply.send
     if text:
         body = text.encode()
-        headers = [*SSE_HEADERS, (b"content-length", str(len(body)).encode())]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        status, headers = 200, [*SSE_HEADERS, (b"content-length", str(len(body)).encode())]
     else:
         body = b""
-        headers = [(b"content-length", b"0")]
-        await send({"type": "http.response.start", "status": 204, "headers": headers})
+        status, headers = 204, [(b"content-length", b"0")]
+    send = reply.send
+    ctx = reply.ctx
+    if ctx is None or ctx.new_session_id is None:  # no cookie to add: Reply.start written out
+        await send({"type": "http.response.start", "status": status, "headers": headers})
+    else:
+        await reply.start(status, headers)
     await send({"type": "http.response.body", "body": body})
 
 

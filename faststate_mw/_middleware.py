@@ -210,9 +210,9 @@ class FastStateMiddleware:
                 found = self._event_route(path) if inner is None else None
                 if found is not None:  # an event, with no middleware to run inside this one
                     cls, spec = found
-                    event_send = self._event_send(ctx, send)
+                    # its reply sets a new session's cookie itself (no send wrapper to call)
                     limit = self.max_body_size
-                    await serve_event(scope, receive, event_send, ctx, store, cls, spec, limit)
+                    await serve_event(scope, receive, send, ctx, store, cls, spec, limit, True)
                 else:
                     await (inner or self._serve)(scope, receive, self._page_send(ctx, send))
             else:
@@ -262,9 +262,8 @@ class FastStateMiddleware:
                     client = datastar_script().encode() if self.inject_client else b""
                     injector = PageInjector(element.encode(), client, self._debug(ctx.scope))
                 if ctx.new_session_id is not None:
-                    cookie = await self._session_cookie(ctx, ctx.new_session_id)
+                    cookie = await ctx.take_session_cookie()
                     message = {**message, "headers": [*message.get("headers", []), cookie]}
-                    ctx.new_session_id = None
                 if injector is not None:
                     if injector.start(message):
                         return  # held until the body is seen
@@ -285,22 +284,9 @@ class FastStateMiddleware:
 
         return page_send
 
-    def _event_send(self, ctx: RequestContext, send: Send) -> Send:
-        """``send`` that sets a new session's cookie: what :meth:`_page_send` does for an
-        event's reply (SSE, JSON or empty: never an HTML page to add the stream to)."""
-
-        async def event_send(message: Message) -> None:
-            sid = ctx.new_session_id
-            if sid is not None and message["type"] == "http.response.start":
-                cookie = await self._session_cookie(ctx, sid)
-                message = {**message, "headers": [*message.get("headers", []), cookie]}
-                ctx.new_session_id = None
-            await send(message)
-
-        return event_send
-
-    async def _session_cookie(self, ctx: RequestContext, sid: str) -> tuple[bytes, bytes]:
-        """The cookie of a new session, bound to the request's user as it is now."""
+    async def session_cookie_header(self, ctx: RequestContext, sid: str) -> tuple[bytes, bytes]:
+        """The ``Set-Cookie`` header of ``sid``, a session id this request minted, bound to the
+        request's user as it is now (what :meth:`RequestContext.take_session_cookie` asks)."""
         try:
             user = await ctx.load_user()
         except Exception:  # the app's loader failed: an anonymous binding rotates next time

@@ -254,7 +254,11 @@ class StateStore:
         None; not refreshed from a shared backend. The request's session counts as seen."""
         if ctx is not None and self.caps.fresh:
             self.seen_session(ctx)
-        return self._hit(key, cls)
+        inst = self._table.get(key)
+        if inst is not None and type(inst) is cls:
+            self._table.touch(key, meta_of(inst).ttl)
+            return inst
+        return None
 
     async def create(
         self, key: str, cls: type[T], ctx: RequestContext | None, ident: str | None
@@ -278,9 +282,7 @@ class StateStore:
         need not wait for I/O. Code in the event loop that must wait (a shared backend, an async
         ``load`` hook that awaits) gets a clear error: it should ``await`` instead."""
         key = self.key_for(cls, ctx, ident)
-        if ctx is not None and self.caps.fresh:
-            self.seen_session(ctx)
-        inst = self._hit(key, cls)
+        inst = self.cached(key, cls, ctx)
         if inst is not None and not self.backend.shared:
             return inst
         try:
@@ -292,13 +294,6 @@ class StateStore:
             if self.backend.shared:
                 raise NoRequestContextError(_AWAIT_HINT.format(name=cls.__name__))
         return _run_inline(self.resolve(cls, ctx, ident), cls.__name__)
-
-    def _hit(self, key: str, cls: type[T]) -> T | None:
-        inst = self._table.get(key)
-        if inst is not None and type(inst) is cls:
-            self._table.touch(key, meta_of(inst).ttl)
-            return inst
-        return None
 
     def _add(
         self,

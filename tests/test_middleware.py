@@ -15,11 +15,13 @@ from faststate_mw import (
     ConfigurationError,
     FastStateMiddleware,
     NoRequestContextError,
+    State,
     StateStore,
     UserContext,
+    event,
 )
 from tests.apps.notes import SECRET, Notes, notes_app
-from tests.conftest import DS
+from tests.conftest import API, DS
 from tests.sse import patched_signals
 
 
@@ -169,3 +171,50 @@ def test_an_event_url_follows_a_state_class_defined_again(store: StateStore) -> 
         r = client.post("/_faststate/Reloaded/bump", headers=DS, content=b"{}")
         assert patched_signals(r.text) == [{"reloaded": {"n": 10}}]  # the new class ran
     assert client.post("/_faststate/Reloaded/nothing", content=b"{}").status_code == 404
+
+
+class Minted(State):
+    n: int = 0
+
+    @event
+    def bump(self) -> None:
+        self.n += 1
+
+    @event
+    def steps(self) -> Any:
+        self.n += 1
+        yield None
+        self.n += 1
+
+    @event
+    def fail(self, amount: int) -> None:
+        self.n += amount
+
+
+@pytest.mark.parametrize(
+    ("url", "headers", "status"),
+    [
+        ("/_faststate/Minted/bump", DS, 200),  # an SSE reply
+        ("/_faststate/Minted/steps", DS, 200),  # a streamed reply
+        ("/_faststate/Minted/fail?amount=x", DS, 200),  # an error, as an SSE reply
+        ("/_faststate/Minted/fail?amount=x", {"content-type": "application/json"}, 403),  # CSRF
+        ("/_faststate/Minted/fail?amount=x", API, 422),  # an error, as JSON
+    ],
+)
+def test_an_event_that_made_the_session_sets_its_cookie_once(
+    store: StateStore, url: str, headers: dict[str, str], status: int
+) -> None:
+    app = Starlette()
+    app.add_middleware(FastStateMiddleware, secret_key=SECRET, store=store)
+    with TestClient(app) as client:
+        r = client.post(url, headers=headers, content=b"{}")
+        assert r.status_code == status
+        cookies = r.headers.get_list("set-cookie")
+        if status == 403:  # refused before any session was needed
+            assert cookies == []
+            return
+        assert len(cookies) == 1 and cookies[0].startswith("faststate_sid=")
+        sid = r.cookies["faststate_sid"]
+        r = client.post("/_faststate/Minted/bump", headers=DS, content=b"{}")
+        assert "set-cookie" not in r.headers  # the same session, kept
+        assert client.cookies["faststate_sid"] == sid

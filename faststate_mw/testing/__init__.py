@@ -95,6 +95,10 @@ class _SessionOwner:
     def new_session_id(self) -> str:
         return self.session_id
 
+    async def session_cookie_header(self, ctx: RequestContext, sid: str) -> tuple[bytes, bytes]:
+        """Never called: no response is sent in this context."""
+        raise AssertionError("in_session sends no response")
+
 
 @contextmanager
 def in_session(session_id: str, user: UserContext | None = None) -> Iterator[RequestContext]:
