@@ -6,14 +6,17 @@ over loopback, one process each, against:
 - ``raw``: a bare ASGI callable under uvicorn (:func:`bench.peer_apps.raw`): the ceiling;
 - ``starlette``: a bare Starlette endpoint with a plain ``Response`` (``bench.apps:app_c``);
 - ``faststate_mw``: ``Counter.increment`` behind FastStateMiddleware (``bench.apps:app_a``);
-- ``faststate_mw+granian``: the same app under granian (if ``granian`` is installed);
+- ``raw+granian``, ``faststate_mw+granian``: the raw callable and the same app under granian
+  (``--http 1 --no-ws``: SSE over HTTP/1.1 needs neither HTTP/2 nor websockets), if ``granian``
+  is installed;
 - ``stario``: its idiomatic handler (``read_signals`` + ``patch_signals``) on its own server
   (:mod:`bench.stario_app`), in a venv under ``.cache/bench-peers/`` made with a Python >= 3.12
   from pyenv or PATH and ``pip install stario uvloop``; skipped, with the reason, when none exists.
 
 The servers are measured in turn, round after round (one interleaved run), and each one's median
 round counts: events/s and server CPU µs per event (the process tree's user + system time over the
-events served). Targets, as time per event: faststate_mw/stario <= 1.0, faststate_mw/raw <= 1.5.
+events served). Targets, as time per event, under each server: faststate_mw/stario <= 1.0 and
+faststate_mw/raw <= 1.5 (raw on the same server).
 Environment: ``BENCH_SECONDS`` (default 5), ``BENCH_WARMUP`` (default 1), ``BENCH_CONNECTIONS``
 (default 16), ``BENCH_ROUNDS`` (default 3, at least 3 for a median that means something).
 """
@@ -42,7 +45,12 @@ from .wrk import run_wrk
 VENV = ROOT / ".cache" / "bench-peers" / "venv"
 EVENT_PATH = "/_faststate/Counter/increment?amount=1"
 #: (numerator, denominator, target) as time per event
-TARGETS = [("faststate_mw", "stario", 1.0), ("faststate_mw", "raw", 1.5)]
+TARGETS = [
+    ("faststate_mw", "stario", 1.0),
+    ("faststate_mw", "raw", 1.5),
+    ("faststate_mw+granian", "stario", 1.0),
+    ("faststate_mw+granian", "raw+granian", 1.5),
+]
 
 
 class Server:
@@ -174,9 +182,11 @@ def servers() -> tuple[list[Server], list[str]]:
     if granian:
         cmd = [granian, "--interface", "asgi", "--host", HOST, "--port", "{port}"]
         cmd += ["--workers", "1", "--no-access-log", "--log-level", "warning"]
+        cmd += ["--http", "1", "--no-ws"]  # SSE over HTTP/1.1: no HTTP/2 sniffing, no websockets
+        out.append(Server("raw+granian", [*cmd, "bench.peer_apps:raw"]))
         out.append(Server("faststate_mw+granian", [*cmd, "bench.apps:app_a"]))
     else:
-        skipped.append("faststate_mw+granian: skipped (granian is not installed)")
+        skipped.append("raw+granian, faststate_mw+granian: skipped (granian is not installed)")
     python, why = stario_python()
     if python is None:
         skipped.append(f"stario: skipped ({why})")
