@@ -29,6 +29,7 @@ from faststate_mw._changes import restore, run_grouped, snapshot
 from faststate_mw._config import meta_of
 from faststate_mw._exceptions import BackendUnavailable
 from faststate_mw.backends import MemoryBackend, Stored
+from faststate_mw.testing._asgi import make_scope
 from tests.apps.live import SENTINEL, LiveRecord, live_browser, mark
 from tests.conftest import DS
 from tests.sse import patched_signals
@@ -549,20 +550,7 @@ async def test_a_generator_cancelled_while_it_streams_a_committed_step_keeps_tha
     async def receive() -> dict[str, Any]:
         return {"type": "http.request", "body": b"{}"}
 
-    path = "/_faststate/Steps/steps"
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "POST",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "headers": [(k.encode(), v.encode()) for k, v in DS.items()],
-        "client": ("127.0.0.9", 1),
-        "server": ("t", 80),
-    }
+    scope = make_scope("POST", "/_faststate/Steps/steps", "", list(DS.items()), {})
     call = asyncio.ensure_future(app(scope, receive, send))
     await streaming.wait()
     call.cancel()  # the client went away, or the server shuts down

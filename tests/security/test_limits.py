@@ -553,35 +553,27 @@ async def test_a_body_that_trickles_in_is_cut_off(clock: FakeClock, closing: lis
     assert store.keys(state_cls=LimNote) == []
 
 
+@pytest.mark.parametrize(
+    ("hang", "bump"),
+    [
+        ("hang", "bump"),  # an async event
+        # a plain def on an idle state runs and commits at once, with no lock; what it
+        # returns is awaited under the time limit and the lock, as any event's
+        ("hang_later", "plain_bump"),
+    ],
+)
 async def test_an_event_past_the_timeout_is_cancelled_rolled_back_and_unlocked(
-    clock: FakeClock, closing: list[Any]
+    hang: str, bump: str, clock: FakeClock, closing: list[Any]
 ) -> None:
     store = store_with(clock, event_timeout=0.05)
     closing.append(store)
     c = await client_of(store)
     closing.append(c)
-    r = await asyncio.wait_for(c.post("/_faststate/LimSlow/hang", headers=API), GUARD)
+    r = await asyncio.wait_for(c.post(f"/_faststate/LimSlow/{hang}", headers=API), GUARD)
     assert r.status_code == 504 and r.json()["error"]["code"] == "event_timeout"
     slow = store.get("global:LimSlow")
     assert slow.n == 0 and slow.version == 0  # rolled back
-    r = await c.post("/_faststate/LimSlow/bump", headers=API)  # the lock was released
-    assert r.status_code == 200 and slow.n == 1
-
-
-async def test_a_plain_event_whose_awaitable_hangs_is_cancelled_rolled_back_and_unlocked(
-    clock: FakeClock, closing: list[Any]
-) -> None:
-    # a plain def on an idle state runs and commits at once, with no lock; what it returns
-    # is awaited under the time limit and the lock, as any event's
-    store = store_with(clock, event_timeout=0.05)
-    closing.append(store)
-    c = await client_of(store)
-    closing.append(c)
-    r = await asyncio.wait_for(c.post("/_faststate/LimSlow/hang_later", headers=API), GUARD)
-    assert r.status_code == 504 and r.json()["error"]["code"] == "event_timeout"
-    slow = store.get("global:LimSlow")
-    assert slow.n == 0 and slow.version == 0  # rolled back
-    r = await c.post("/_faststate/LimSlow/plain_bump", headers=API)  # the lock was released
+    r = await c.post(f"/_faststate/LimSlow/{bump}", headers=API)  # the lock was released
     assert r.status_code == 200 and slow.n == 1 and slow.version == 1
 
 
