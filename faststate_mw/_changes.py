@@ -67,11 +67,11 @@ def changed_since(inst: Any, before: dict[str, Any]) -> list[str]:
     """The public fields whose values differ from ``before`` (the same object is unchanged,
     even a NaN the app put there, which is not equal to itself)."""
     d = inst.__dict__
-    return [k for k in info_of(type(inst)).fields if _differs(d.get(k), before.get(k))]
-
-
-def _differs(now: Any, then: Any) -> bool:
-    return now is not then and bool(now != then)
+    return [
+        k
+        for k in info_of(type(inst)).fields
+        if (now := d.get(k)) is not (then := before.get(k)) and now != then
+    ]
 
 
 def restore(inst: Any, before: dict[str, Any]) -> None:
@@ -529,9 +529,14 @@ def echo_patch(inst: Any) -> str:
     ("" when none): the tab that ran the event gets them anyway, so ``self.draft = ""``
     clears its bound input even when the server's value already was empty."""
     meta = meta_of(inst)
-    fields = info_of(type(inst)).fields
-    names = [f for f in fields if f in meta.echoed and f not in meta.last_changed]
+    echoed = meta.echoed
+    if not echoed:
+        return ""
     meta.echoed = set()
+    changed = meta.last_changed
+    if echoed.issubset(changed):  # each assigned field changed: its patch carries it
+        return ""
+    names = [f for f in info_of(type(inst)).fields if f in echoed and f not in changed]
     if not names:
         return ""
     return _patch_of(inst, names)
