@@ -49,10 +49,6 @@ class AuthRule:
         if self.permissions or self.roles or self.owner_only:
             object.__setattr__(self, "requires_auth", True)
 
-    @property
-    def active(self) -> bool:
-        return self.requires_auth
-
     def merged(self, other: AuthRule) -> AuthRule:
         """Both rules at once (the stricter union)."""
         return AuthRule(

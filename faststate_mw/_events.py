@@ -186,7 +186,7 @@ class EventAction:
         action was made from an instance. True outside a request."""
         ctx = _current.get()
         state_rule = info_of(self.state_cls).auth
-        if ctx is None or not (self.spec.auth.active or state_rule.active):
+        if ctx is None or not (self.spec.auth.requires_auth or state_rule.requires_auth):
             return True
         try:
             user = ctx.user
