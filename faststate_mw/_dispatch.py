@@ -38,6 +38,7 @@ from ._http import (
     Reply,
     check_csrf,
     client_address,
+    declares_json,
     elements_events,
     finish,
     method_allowed,
@@ -312,10 +313,11 @@ async def _serve(
         if method != spec.method:
             method_allowed(spec.name, spec.method, method)
         hdrs = dict(scope["headers"])
-        check_csrf(scope, hdrs, method)
+        json_body = declares_json(hdrs)
+        check_csrf(scope, hdrs, method, json_body)
         body = await read_body(receive, hdrs, max_body, store.body_deadlines)
         query = parse_query(scope)
-        signals = parse_signals(hdrs, method, body, query)
+        signals = parse_signals(json_body, method, body, query)
         rule = spec.auth
         info = info_of(cls)
         # Load the user up front when anything may need it; otherwise a sync loader runs only

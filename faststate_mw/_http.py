@@ -156,14 +156,12 @@ def patch_signals(signals: dict[str, Any]) -> str:
     return f"event: datastar-patch-signals\ndata: signals {text}\n\n"
 
 
-def check_csrf(scope: Scope, hdrs: dict[bytes, bytes], method: str) -> None:
-    """State-changing events need Datastar's header with a JSON body, or a same-origin request."""
+def check_csrf(scope: Scope, hdrs: dict[bytes, bytes], method: str, json_body: bool) -> None:
+    """State-changing events need Datastar's header with a JSON body, or a same-origin request.
+    ``json_body``: what :func:`declares_json` says of ``hdrs``."""
     if method in _SAFE_METHODS:
         return
-    if b"datastar-request" in hdrs and (
-        hdrs.get(b"content-type") == b"application/json"  # as Datastar sends it
-        or _content_type(hdrs) == b"application/json"
-    ):
+    if json_body and b"datastar-request" in hdrs:
         return
     if same_origin(scope, hdrs):
         return
@@ -173,11 +171,14 @@ def check_csrf(scope: Scope, hdrs: dict[bytes, bytes], method: str) -> None:
     )
 
 
-def _content_type(hdrs: dict[bytes, bytes]) -> bytes:
+def declares_json(hdrs: dict[bytes, bytes]) -> bool:
+    """Whether the request's Content-Type is JSON (``application/json``, parameters allowed):
+    read once per event, for the CSRF check and the signals."""
     value = hdrs.get(b"content-type", b"")
-    if value == b"application/json":  # the common case, as Datastar sends it
-        return value
-    return value.partition(b";")[0].strip()
+    return (
+        value == b"application/json"  # the common case, as Datastar sends it
+        or value.partition(b";")[0].strip() == b"application/json"
+    )
 
 
 def same_origin(scope: Scope, hdrs: dict[bytes, bytes]) -> bool:
@@ -233,18 +234,16 @@ async def read_body(
 
 
 def parse_signals(
-    hdrs: dict[bytes, bytes], method: str, body: bytes, query: dict[str, str]
+    json_body: bool, method: str, body: bytes, query: dict[str, str]
 ) -> dict[str, Any]:
-    """The Datastar signals a request carries (JSON body, or ``?datastar=`` for GET/DELETE)."""
+    """The Datastar signals a request carries (JSON body, or ``?datastar=`` for GET/DELETE).
+    ``json_body``: whether its Content-Type is JSON (:func:`declares_json`)."""
     if method in ("GET", "DELETE"):
         raw: bytes | str | None = query.pop("datastar", None)
     else:
         if not body.strip():
             return {}
-        if (
-            hdrs.get(b"content-type") != b"application/json"  # as Datastar sends it
-            and _content_type(hdrs) != b"application/json"
-        ):
+        if not json_body:
             raise InvalidPayload("the request body must be JSON (Content-Type: application/json)")
         raw = body
     if not raw:
