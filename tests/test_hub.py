@@ -86,12 +86,16 @@ async def test_slow_consumer_drops_to_one_snapshot_and_never_blocks_others(
         await fast.close()
 
 
-async def test_stalled_writer_is_removed(clock: FakeClock) -> None:
+@pytest.mark.parametrize("one_key", [False, True], ids=["page-stream", "one-key-stream"])
+async def test_stalled_writer_is_removed(one_key: bool, clock: FakeClock) -> None:
     store = StateStore(clock=clock, write_timeout=0.05)
     app = make_app(store)
     hub = store.hub
     async with client_of(app, store) as c:
-        s = await Stream(app, stream_url((await c.get("/")).text), c.cookies, {}).open()
+        if one_key:
+            s = await one_key_stream(app, c)
+        else:
+            s = await Stream(app, stream_url((await c.get("/")).text), c.cookies, {}).open()
         assert len(hub.tabs) == 1
         s.stall()
         await c.post("/_faststate/LiveGlobal/bump", headers=DS, content=b"{}")
@@ -262,19 +266,6 @@ async def test_a_slow_one_key_reader_is_finished_by_its_task_and_never_blocks_ot
         for t in (slow, fast):
             assert (await t.next())["signals"] == {"liveGlobal": {"n": 22}}
             await t.close()
-
-
-async def test_a_stalled_one_key_writer_is_removed(clock: FakeClock) -> None:
-    store = StateStore(clock=clock, write_timeout=0.05)
-    app = make_app(store)
-    hub = store.hub
-    async with client_of(app, store) as c:
-        s = await one_key_stream(app, c)
-        s.stall()
-        await c.post("/_faststate/LiveGlobal/bump", headers=DS, content=b"{}")
-        await asyncio.wait_for(s.finished.wait(), 2)
-        assert len(hub.tabs) == 0 and hub.subscribers == {}
-        await s.close()
 
 
 def wrapped(app: ASGIApp, on_body: Any) -> ASGIApp:
