@@ -254,22 +254,47 @@ def parse_signals(
     return data
 
 
+#: query strings already parsed, by their raw bytes: an event's URL is written once in the page
+#: and sent again and again. Bounded (a client sending ever new ones only evicts the oldest);
+#: never one naming ``datastar`` (:func:`parse_signals` takes it out of the dict)
+_QUERIES: dict[bytes, dict[str, str]] = {}
+QUERIES_KEPT = 256
+#: a longer query string is parsed anew each time
+QUERY_KEPT_BYTES = 256
+#: the parsed dict of a query string :func:`parse_query` keeps (None when it keeps none)
+known_query = _QUERIES.get
+
+
 def parse_query(scope: Scope) -> dict[str, str]:
+    """The query's names and values (the last value of a repeated name). The dict may be one
+    shared by every request with the same query string: read it, never change it (the
+    ``datastar`` name :func:`parse_signals` pops is never in a shared one)."""
     qs: bytes = scope.get("query_string", b"")
     if not qs:
         return {}
+    try:
+        query = _QUERIES.get(qs)
+    except TypeError:  # not bytes (ASGI says bytes): not kept
+        query = None
+    if query is not None:
+        return query
     text = qs.decode("latin-1")
     if "%" not in text and "+" not in text:  # the common case: plain ids and numbers
-        out = {}
+        query = {}
         for part in text.split("&"):
             if part:
                 name, _, value = part.partition("=")
-                out[name] = value
-        return out
-    try:
-        return dict(parse_qsl(text, keep_blank_values=True))
-    except ValueError:
-        raise InvalidPayload("malformed query string") from None
+                query[name] = value
+    else:
+        try:
+            query = dict(parse_qsl(text, keep_blank_values=True))
+        except ValueError:
+            raise InvalidPayload("malformed query string") from None
+    if len(qs) <= QUERY_KEPT_BYTES and "datastar" not in query and type(qs) is bytes:
+        if len(_QUERIES) >= QUERIES_KEPT:
+            _QUERIES.pop(next(iter(_QUERIES), b""), None)
+        _QUERIES[qs] = query
+    return query
 
 
 def is_html(value: Any) -> bool:

@@ -11,7 +11,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from faststate_mw import StateStore
-from faststate_mw._http import patch_signals
+from faststate_mw._http import (
+    _QUERIES,
+    QUERIES_KEPT,
+    QUERY_KEPT_BYTES,
+    parse_query,
+    parse_signals,
+    patch_signals,
+)
 from tests.apps.vault import client, vault
 from tests.conftest import API
 
@@ -105,3 +112,22 @@ def test_patch_signals_writes_datastar_py_bytes(signals: dict[str, Any]) -> None
 @settings(max_examples=300, deadline=None)
 def test_patch_signals_writes_datastar_py_bytes_for_any_json(signals: dict[str, Any]) -> None:
     assert patch_signals(signals) == str(SSE.patch_signals(signals))
+
+
+def test_parsed_query_strings_kept_are_bounded() -> None:
+    """parse_query keeps what it parsed (an event's URL is sent again and again), but never
+    more than QUERIES_KEPT query strings, nor a long one, nor one carrying GET signals."""
+    first = parse_query({"query_string": b"kept=1"})
+    assert parse_query({"query_string": b"kept=1"}) is first
+    for i in range(QUERIES_KEPT + 5):
+        assert parse_query({"query_string": f"n={i}&x=%41".encode()}) == {"n": str(i), "x": "A"}
+    assert len(_QUERIES) == QUERIES_KEPT
+    assert b"kept=1" not in _QUERIES  # the oldest went first
+    long = b"x=" + b"1" * QUERY_KEPT_BYTES
+    assert parse_query({"query_string": long}) is not parse_query({"query_string": long})
+    # GET signals: not kept, as parse_signals takes them out of the dict
+    scope = {"query_string": b'amount=1&datastar={"a":1}'}
+    query = parse_query(scope)
+    assert parse_signals(False, "GET", b"", query) == {"a": 1}
+    assert query == {"amount": "1"}
+    assert parse_query(scope) == {"amount": "1", "datastar": '{"a":1}'}
