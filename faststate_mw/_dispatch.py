@@ -25,7 +25,7 @@ from ._changes import (
 from ._config import StateInfo, info_of, meta_of
 from ._context import RequestContext
 from ._deadlines import Deadlines
-from ._eventspec import EventSpec
+from ._eventspec import EventSpec, Param
 from ._exceptions import (
     ArgumentError,
     BackendUnavailable,
@@ -41,6 +41,7 @@ from ._http import (
     declares_json,
     elements_events,
     finish,
+    known_query,
     method_allowed,
     parse_query,
     parse_signals,
@@ -67,30 +68,60 @@ def bind_arguments(
     query: dict[str, str],
     signals: dict[str, Any],
     info: StateInfo | None = None,
+    qs: Any = None,
 ) -> dict[str, Any]:
     """Arguments come from the action URL first, then the state's own signals, then top-level
     signals. An argument named like a field that is not client-writable comes from the URL
     only: signals never carry a value into a server-owned field. A URL name that is neither an
-    argument nor the state's id is a 422. ``info``: ``info_of(cls)``, if the caller has it."""
+    argument nor the state's id is a 422. ``info``: ``info_of(cls)``, if the caller has it.
+    ``qs``: the raw query string ``query`` was parsed from, when :func:`parse_query` keeps it:
+    what the URL binds is then kept for the next request with the same URL (the event's
+    ``url_args``)."""
     if info is None:
         info = info_of(cls)
-    spec.check_names(query, _URL_NAMES if info.identity is None else (*_URL_NAMES, info.identity))
+    identity = info.identity
+    if type(qs) is bytes:  # (ASGI says bytes; anything else is not kept)
+        kept = spec.url_args.get(qs)
+        if kept is not None and kept[0] == identity:  # names checked, values validated
+            kwargs = kept[1].copy()
+            rest = kept[2]
+            if rest:
+                kwargs.update(spec.validate_args(_from_signals(rest, info, signals, {}), rest))
+            return kwargs
+    spec.check_names(query, _URL_NAMES if identity is None else (*_URL_NAMES, identity))
+    raw: dict[str, Any] = {}
+    unnamed: list[Param] = []  # arguments the URL does not name
+    for p in spec.params:
+        if p.name in query:
+            raw[p.name] = query[p.name]
+        else:
+            unnamed.append(p)
+    if unnamed:
+        _from_signals(unnamed, info, signals, raw)
+    kwargs = spec.validate_args(raw)
+    if type(qs) is bytes and (known_query(qs) is query or not (qs or query)):
+        spec.keep_url_args(qs, identity, query, kwargs)
+    return kwargs
+
+
+def _from_signals(
+    params: Iterable[Param], info: StateInfo, signals: dict[str, Any], raw: dict[str, Any]
+) -> dict[str, Any]:
+    """``raw`` with the values of ``params`` (arguments the URL does not carry) that the
+    signals carry."""
     ns = info.namespace
     own = signals.get(ns) if ns else signals
     if not isinstance(own, dict):
         own = {}
     owned = info.server_owned
-    raw: dict[str, Any] = {}
-    for p in spec.params:
-        if p.name in query:
-            raw[p.name] = query[p.name]
-        elif p.signal_name in owned:
+    for p in params:
+        if p.signal_name in owned:
             continue
-        elif p.signal_name in own:
+        if p.signal_name in own:
             raw[p.name] = own[p.signal_name]
         elif ns and p.name in signals:
             raw[p.name] = signals[p.name]
-    return spec.validate_args(raw)
+    return raw
 
 
 def event_ident(ident_name: str, query: dict[str, str]) -> str:
@@ -342,7 +373,7 @@ async def _serve(
         if inst is None:
             inst = await store.create(key, cls, ctx, ident)
         run.key = key
-        kwargs = bind_arguments(cls, spec, query, signals, info)
+        kwargs = bind_arguments(cls, spec, query, signals, info, scope.get("query_string"))
         live = store.hub.live_tab(tab_of(signals), ctx.session_id(create=False), key)
         try:
             text = await run_event(inst, spec, kwargs, reply, user, live, store.event_deadlines)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +30,12 @@ class Param:
     adapter: TypeAdapter[Any] | None
     #: where a value missing from the URL is read in the state's signals (setters: the field)
     signal_name: str
+    #: its value from a given URL text is always the same (a plain type: no validator of the
+    #: app's own runs, which might not be), so it may be kept (see ``EventSpec.url_args``)
+    pure: bool = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.pure = any(self.annotation is t for t in _PURE)
 
     @property
     def required(self) -> bool:
@@ -60,6 +66,12 @@ class Param:
         return value
 
 
+#: annotations whose validation from a URL text depends on nothing else
+_PURE = (int, float, str, bool, Any)
+#: values that can be handed to any number of events (none can change the others')
+_IMMUTABLE = frozenset({int, float, str, bool})
+#: the most query strings one event keeps the arguments of
+URL_ARGS_KEPT = 64
 #: value types that hold no number, or no float (so no NaN or infinity; ints are range-checked)
 _NOTHING_TO_CHECK = frozenset({str, bool, type(None)})
 #: the smallest whole number a client may send (not worked out on every argument)
@@ -84,6 +96,10 @@ class EventSpec:
         self.is_gen = inspect.isgeneratorfunction(self.func)
         self.is_coroutine = inspect.iscoroutinefunction(self.func)
         self.param_names = frozenset(p.name for p in self.params)
+        #: query strings (raw bytes) -> the id name they were checked with, the values of the
+        #: arguments they carry, and the arguments they do not (read from the signals); see
+        #: ``bind_arguments``. Bounded: at most ``URL_ARGS_KEPT``, the oldest evicted
+        self.url_args: dict[bytes, tuple[str | None, dict[str, Any], tuple[Param, ...]]] = {}
 
     def complete(self, state_name: str, arbitrary_types: bool) -> None:
         """Build the validators left for the State's config (called when the class is made)."""
@@ -112,11 +128,35 @@ class EventSpec:
                 detail=[{"arg": n, "error": "unknown argument"} for n in unknown],
             )
 
-    def validate_args(self, raw: dict[str, Any]) -> dict[str, Any]:
-        """Validate raw argument values; raise ArgumentError listing every problem."""
+    def keep_url_args(
+        self, qs: bytes, identity: str | None, query: Mapping[str, str], kwargs: dict[str, Any]
+    ) -> None:
+        """Keep the values ``kwargs`` took from ``query`` (parsed from ``qs``, its names checked
+        with the id name ``identity``): when every one is a pure argument's immutable value,
+        the same URL binds them again without a check or a validation."""
+        values: dict[str, Any] = {}
+        rest: list[Param] = []
+        for p in self.params:
+            if p.name not in query:
+                rest.append(p)
+                continue
+            value = kwargs[p.name]
+            if not p.pure or type(value) not in _IMMUTABLE:
+                return
+            values[p.name] = value
+        kept = self.url_args
+        if len(kept) >= URL_ARGS_KEPT:
+            kept.pop(next(iter(kept), b""), None)
+        kept[qs] = (identity, values, tuple(rest))
+
+    def validate_args(
+        self, raw: dict[str, Any], params: Iterable[Param] | None = None
+    ) -> dict[str, Any]:
+        """Validate raw argument values; raise ArgumentError listing every problem.
+        ``params``: only these of the event's (default: all)."""
         out: dict[str, Any] = {}
         errors: list[dict[str, Any]] = []
-        for p in self.params:
+        for p in self.params if params is None else params:
             if p.name not in raw:
                 if p.required:
                     errors.append({"arg": p.name, "error": "missing required argument"})

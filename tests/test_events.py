@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Annotated, Any
 
 import pytest
+from pydantic import AfterValidator
 from starlette.applications import Starlette
 from starlette.responses import HTMLResponse
 from starlette.routing import Route
@@ -22,6 +23,9 @@ from faststate_mw import (
     event,
     server_owned,
 )
+from faststate_mw._dispatch import bind_arguments
+from faststate_mw._eventspec import URL_ARGS_KEPT
+from faststate_mw._http import parse_query
 from tests.conftest import API, DS
 from tests.sse import patched_signals, sse_events
 
@@ -160,6 +164,74 @@ def test_arguments_from_signals_and_url(store: StateStore) -> None:
     # top-level signals work too, the URL wins over signals
     r = client.post("/_faststate/Shop/add_tag?tag=u", headers=DS, json={"tag": "no", "times": 1})
     assert shop(store).tags == ["x", "x", "u"]
+
+
+def test_a_url_binds_the_same_arguments_again(store: StateStore) -> None:
+    """What a URL binds is kept for the next request with the same URL (see
+    EventSpec.url_args): what it does not carry is still read from each request's signals, and
+    an error is the same error."""
+    client = make_client(store)
+    url = "/_faststate/Shop/add_tag?times=2"
+    for tag in ("x", "y"):
+        client.post(url, headers=DS, json={"shop": {"tag": tag}})
+    assert shop(store).tags == ["x", "x", "y", "y"]
+    spec = Shop.__faststate_events__["add_tag"]
+    assert spec.url_args[b"times=2"][1] == {"times": 2}
+    errors = [
+        client.post(u, headers=API, json={"shop": {"tag": ["no"]}}).json()["error"]
+        for u in ("/_faststate/Shop/add_tag?times=3", "/_faststate/Shop/add_tag?times=3", url)
+    ]
+    assert errors[0] == errors[1] and errors[2]["detail"] == errors[0]["detail"]
+    assert errors[0]["detail"] == [{"arg": "tag", "error": "Input should be a valid string"}]
+    # another URL is checked anew
+    r = client.post(url + "&tmes=1", headers=API, json={"shop": {"tag": "z"}})
+    assert r.status_code == 422
+    assert shop(store).tags == ["x", "x", "y", "y"]
+
+
+def test_kept_urls_are_bounded() -> None:
+    """A client sending ever new URLs only evicts the oldest kept ones."""
+    spec = Shop.__faststate_events__["increment"]
+    for i in range(URL_ARGS_KEPT + 5):
+        qs = f"amount={i}".encode()
+        query = parse_query({"query_string": qs})
+        assert bind_arguments(Shop, spec, query, {}, qs=qs) == {"amount": i}
+    kept = spec.url_args
+    assert len(kept) == URL_ARGS_KEPT
+    assert b"amount=0" not in kept and f"amount={URL_ARGS_KEPT + 4}".encode() in kept
+
+
+calls: list[int] = []
+
+
+def _audited(value: int) -> int:
+    calls.append(value)
+    return value
+
+
+class Audit(State):
+    total: int = 0
+
+    @event
+    def add(self, n: Annotated[int, AfterValidator(_audited)]) -> None:
+        self.total += n
+
+    @event
+    def tag(self, label: str | None = None) -> None:
+        self.total += 1
+
+
+def test_an_apps_own_validator_runs_on_every_request(store: StateStore) -> None:
+    """Only plain types' values are kept: a validator of the app's own may not give the same
+    value twice (it may count, or read the clock)."""
+    client = make_client(store)
+    calls.clear()
+    for _ in range(3):
+        assert client.post("/_faststate/Audit/add?n=2", headers=DS, json={}).status_code == 200
+    assert calls == [2, 2, 2]
+    assert Audit.__faststate_events__["add"].url_args == {}
+    assert client.post("/_faststate/Audit/tag?label=a", headers=DS, json={}).status_code == 200
+    assert Audit.__faststate_events__["tag"].url_args == {}  # not a plain type: not kept
 
 
 def test_setter_reads_the_bound_signal(store: StateStore) -> None:
