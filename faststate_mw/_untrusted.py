@@ -78,7 +78,20 @@ def _decode(raw: str | bytes) -> Any:
 def loads(raw: str | bytes, what: str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Parse ``raw`` as strict JSON; anything else is an InvalidPayload naming ``what``."""
     try:
-        data = _decode(raw)
+        if type(raw) is bytes:
+            try:  # valid UTF-8 with the value at its first byte (what browsers send), at once
+                text = raw.decode()
+                data, end = _SCAN(text, 0)
+                if end != len(text):
+                    data = _decode(raw)
+            except (ValueError, StopIteration, RecursionError):
+                # any other encoding, leading space, encoded surrogates and every error: as
+                # _decode reads them (UTF-16 and UTF-32 never read as one UTF-8 value)
+                data = _decode(raw)
+            raw_bytes = raw
+        else:
+            data = _decode(raw)
+            raw_bytes = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     except RecursionError:
         raise InvalidPayload(f"{what} nested deeper than {max_depth} levels") from None
     except ValueError as exc:  # includes UnicodeDecodeError and JSONDecodeError
@@ -87,7 +100,6 @@ def loads(raw: str | bytes, what: str, *, max_depth: int = MAX_JSON_DEPTH) -> An
         raise InvalidPayload(
             f"{what} holds a number JSON cannot carry (NaN, Infinity or too large)"
         ) from None
-    raw_bytes = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     if (
         len(raw_bytes) > max_depth  # no more brackets than bytes: a short text is shallow
         and raw_bytes.count(b"[") + raw_bytes.count(b"{") > max_depth
@@ -95,8 +107,8 @@ def loads(raw: str | bytes, what: str, *, max_depth: int = MAX_JSON_DEPTH) -> An
     ):
         raise InvalidPayload(f"{what} nested deeper than {max_depth} levels")
     # the escape's backslash and "u" found first: a search for them is cheaper than the regex
-    if (raw_bytes.find(b"\\u") >= 0 and _SURROGATE_ESCAPE.search(raw_bytes)) or (
-        isinstance(raw, str) and has_surrogate(raw)
+    if (b"\\u" in raw_bytes and _SURROGATE_ESCAPE.search(raw_bytes)) or (
+        raw_bytes is not raw and isinstance(raw, str) and has_surrogate(raw)
     ):
         check_text(data, what)
     return data
