@@ -98,7 +98,7 @@ class EventSpec:
         self.param_names = frozenset(p.name for p in self.params)
         #: query strings (raw bytes) -> the id name they were checked with, the values of the
         #: arguments they carry, and the arguments they do not (read from the signals); see
-        #: ``bind_arguments``. Bounded: at most ``URL_ARGS_KEPT``, the oldest evicted
+        #: ``bind_arguments``. Bounded: emptied when ``URL_ARGS_KEPT`` are kept
         self.url_args: dict[bytes, tuple[str | None, dict[str, Any], tuple[Param, ...]]] = {}
 
     def complete(self, state_name: str, arbitrary_types: bool) -> None:
@@ -146,7 +146,7 @@ class EventSpec:
             values[p.name] = value
         kept = self.url_args
         if len(kept) >= URL_ARGS_KEPT:
-            kept.pop(next(iter(kept), b""), None)
+            kept.clear()  # (one step, safe between threads)
         kept[qs] = (identity, values, tuple(rest))
 
     def validate_args(

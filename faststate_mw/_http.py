@@ -255,8 +255,9 @@ def parse_signals(
 
 
 #: query strings already parsed, by their raw bytes: an event's URL is written once in the page
-#: and sent again and again. Bounded (a client sending ever new ones only evicts the oldest);
-#: never one naming ``datastar`` (:func:`parse_signals` takes it out of the dict)
+#: and sent again and again. Bounded: emptied when full (a client sending ever new ones only
+#: makes the others parsed again; one step, safe between threads); never one naming
+#: ``datastar`` (:func:`parse_signals` takes it out of the dict)
 _QUERIES: dict[bytes, dict[str, str]] = {}
 QUERIES_KEPT = 256
 #: a longer query string is parsed anew each time
@@ -292,7 +293,7 @@ def parse_query(scope: Scope) -> dict[str, str]:
             raise InvalidPayload("malformed query string") from None
     if len(qs) <= QUERY_KEPT_BYTES and "datastar" not in query and type(qs) is bytes:
         if len(_QUERIES) >= QUERIES_KEPT:
-            _QUERIES.pop(next(iter(_QUERIES), b""), None)
+            _QUERIES.clear()
         _QUERIES[qs] = query
     return query
 

@@ -190,15 +190,15 @@ def test_a_url_binds_the_same_arguments_again(store: StateStore) -> None:
 
 
 def test_kept_urls_are_bounded() -> None:
-    """A client sending ever new URLs only evicts the oldest kept ones."""
+    """A client sending ever new URLs only makes the others checked again."""
     spec = Shop.__faststate_events__["increment"]
     for i in range(URL_ARGS_KEPT + 5):
         qs = f"amount={i}".encode()
         query = parse_query({"query_string": qs})
         assert bind_arguments(Shop, spec, query, {}, qs=qs) == {"amount": i}
     kept = spec.url_args
-    assert len(kept) == URL_ARGS_KEPT
-    assert b"amount=0" not in kept and f"amount={URL_ARGS_KEPT + 4}".encode() in kept
+    assert 0 < len(kept) <= URL_ARGS_KEPT
+    assert f"amount={URL_ARGS_KEPT + 4}".encode() in kept
 
 
 calls: list[int] = []
