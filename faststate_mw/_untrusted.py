@@ -77,6 +77,9 @@ def _decode(raw: str | bytes) -> Any:
 
 def loads(raw: str | bytes, what: str, *, max_depth: int = MAX_JSON_DEPTH) -> Any:
     """Parse ``raw`` as strict JSON; anything else is an InvalidPayload naming ``what``."""
+    # bytes decoded with surrogatepass (as json.loads does) may hold an encoded lone surrogate
+    # that no escape announces: their text is checked too
+    decoded_loosely = False
     try:
         if type(raw) is bytes:
             try:  # valid UTF-8 with the value at its first byte (what browsers send), at once
@@ -87,6 +90,7 @@ def loads(raw: str | bytes, what: str, *, max_depth: int = MAX_JSON_DEPTH) -> An
             except (ValueError, StopIteration, RecursionError):
                 # any other encoding, leading space, encoded surrogates and every error: as
                 # _decode reads them (UTF-16 and UTF-32 never read as one UTF-8 value)
+                decoded_loosely = True
                 data = _decode(raw)
             raw_bytes = raw
         else:
@@ -107,8 +111,10 @@ def loads(raw: str | bytes, what: str, *, max_depth: int = MAX_JSON_DEPTH) -> An
     ):
         raise InvalidPayload(f"{what} nested deeper than {max_depth} levels")
     # the escape's backslash and "u" found first: a search for them is cheaper than the regex
-    if (b"\\u" in raw_bytes and _SURROGATE_ESCAPE.search(raw_bytes)) or (
-        raw_bytes is not raw and isinstance(raw, str) and has_surrogate(raw)
+    if (
+        decoded_loosely
+        or (b"\\u" in raw_bytes and _SURROGATE_ESCAPE.search(raw_bytes))
+        or (raw_bytes is not raw and isinstance(raw, str) and has_surrogate(raw))
     ):
         check_text(data, what)
     return data

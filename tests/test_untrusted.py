@@ -43,8 +43,10 @@ def _reference(raw: str | bytes, what: str) -> Any:
     raw_bytes = raw.encode("utf-8", "surrogatepass") if isinstance(raw, str) else raw
     if untrusted.depth(data) > DEPTH:
         raise InvalidPayload(f"{what} nested deeper than {DEPTH} levels")
-    if untrusted._SURROGATE_ESCAPE.search(raw_bytes) or (
-        isinstance(raw, str) and untrusted.has_surrogate(raw)
+    if (
+        isinstance(raw, bytes)  # decoded with surrogatepass: a lone surrogate may be in it
+        or untrusted._SURROGATE_ESCAPE.search(raw_bytes)
+        or (isinstance(raw, str) and untrusted.has_surrogate(raw))
     ):
         untrusted.check_text(data, what)
     return data

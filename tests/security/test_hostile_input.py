@@ -178,6 +178,9 @@ def test_after_an_app_made_nan_a_no_op_event_is_still_a_204(client: TestClient) 
         b'{"hostileBox":{"note":"\\ud800"}}',
         b'{"hostileBox":{"note":"a\\udfffb"}}',
         b'{"\\udc00":1}',
+        # encoded, not escaped: UTF-8 bytes of U+D800 (json.loads reads them, surrogatepass)
+        b'{"hostileBox":{"note":"\xed\xa0\x80"}}',
+        '{"hostileBox":{"note":"\ud800"}}'.encode("utf-16", "surrogatepass"),
     ],
 )
 def test_lone_surrogates_are_a_400(client: TestClient, body: bytes) -> None:
