@@ -261,8 +261,9 @@ def _validate(info: StateInfo) -> None:
 
 
 def info_of(cls: type) -> StateInfo:
-    """The description attached to a State class."""
-    info: StateInfo = cls.__dict__["__faststate_info__"]
+    """The description attached to a State class (each subclass gets its own when defined,
+    so the class attribute is the class's own)."""
+    info: StateInfo = cls.__faststate_info__  # type: ignore[attr-defined]
     return info
 
 
