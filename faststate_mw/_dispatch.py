@@ -300,14 +300,20 @@ async def serve_event(
         signals = parse_signals(json_body, method, body, query)
         rule = spec.auth
         info = info_of(cls)
+        state_rule = info.auth
+        scope_rule = info.rule  # read once: info.needs_user and info.identity would each ask
         # Load the user up front when anything may need it; otherwise a sync loader runs only
         # if the event asks (current_user()), which keeps anonymous public events cheap.
         user = None
-        if ctx.owner.async_user_loader or rule.requires_auth or info.needs_user:
+        if (
+            ctx.owner.async_user_loader
+            or rule.requires_auth
+            or state_rule.requires_auth
+            or scope_rule.needs_user
+        ):
             user = await ctx.load_user()
         # sign-in, permissions, roles: before any instance is made; an event's denial is
         # logged at WARNING even for anonymous users (a page visit's only at INFO)
-        state_rule = info.auth
         if state_rule.requires_auth:
             state_rule.check(user, key=cls.__name__, event=spec.name)
         if rule.requires_auth:
@@ -315,9 +321,9 @@ async def serve_event(
         # the instance the URL's id picks (no new ids); a live one without awaiting, and no
         # refresh from a shared backend: the commit's version check catches a stale copy. Its
         # key as store.key_for makes it, whose state rule check was just made (at WARNING).
-        ident_name = info.identity
+        ident_name = scope_rule.identity
         ident = None if ident_name is None else event_ident(ident_name, query)
-        key = info.rule.key(info.name, ctx, ident)
+        key = scope_rule.key(info.name, ctx, ident)
         inst = store.cached(key, cls, ctx)
         if inst is None:
             inst = await store.create(key, cls, ctx, ident)
