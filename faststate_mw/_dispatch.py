@@ -259,7 +259,7 @@ async def serve_event(
     send: Send,
     ctx: RequestContext,
     store: StateStore,
-    cls: type[Any],
+    info: StateInfo,
     spec: EventSpec,
     max_body: int,
     sets_cookie: bool = False,
@@ -267,7 +267,8 @@ async def serve_event(
 ) -> None:
     """Serve one event request, from the raw ASGI messages to the bytes of the reply; then
     log, count, trace and record it (see ``_observe``). ``sets_cookie``: the reply's start
-    sets the cookie of a session id minted on the way (else ``send`` does). ``run``: given by
+    sets the cookie of a session id minted on the way (else ``send`` does). ``info``: the
+    description of the event's state class (``info_of(cls)``). ``run``: given by
     ``_traced``, inside the event's span; the event is then told about there.
 
     One coroutine, without an EventRun, for the common event that nobody observes: each
@@ -279,9 +280,10 @@ async def serve_event(
         tracer = observer.tracing.tracer(started)
         if tracer is not None:
             await _traced(
-                tracer, started, scope, receive, send, ctx, store, cls, spec, max_body, sets_cookie
+                tracer, started, scope, receive, send, ctx, store, info, spec, max_body, sets_cookie
             )
             return
+    cls: type[Any] = info.cls
     status = 200
     run_key = ""
     text = ""
@@ -299,7 +301,6 @@ async def serve_event(
         query = parse_query(scope)
         signals = parse_signals(json_body, method, body, query)
         rule = spec.auth
-        info = info_of(cls)
         state_rule = info.auth
         scope_rule = info.rule  # read once: info.needs_user and info.identity would each ask
         # Load the user up front when anything may need it; otherwise a sync loader runs only
@@ -355,18 +356,18 @@ async def _traced(
     send: Send,
     ctx: RequestContext,
     store: StateStore,
-    cls: type[Any],
+    info: StateInfo,
     spec: EventSpec,
     max_body: int,
     sets_cookie: bool,
 ) -> None:
     """:func:`serve_event` in an OpenTelemetry span, then told about."""
-    run = EventRun(cls.__name__, spec.name)
+    run = EventRun(info.cls.__name__, spec.name)
     with tracer.start_as_current_span(
         f"{run.state}.{run.event}",
         attributes={"faststate.state": run.state, "faststate.event": run.event},
     ) as span:
-        await serve_event(scope, receive, send, ctx, store, cls, spec, max_body, sets_cookie, run)
+        await serve_event(scope, receive, send, ctx, store, info, spec, max_body, sets_cookie, run)
         end_span(span, public_key(run.key), outcome_of(run.status), run.status)
     observer = store.observer
     if run.status >= 400 or not observer.quiet():
