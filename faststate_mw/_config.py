@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -224,10 +225,9 @@ class Meta:
         return self.lock is not None and self.lock.locked()
 
 
-def meta_of(inst: Any) -> Meta:
-    """The bookkeeping slot of a State instance."""
-    meta: Meta = inst._fs
-    return meta
+#: ``meta_of(inst)``: the bookkeeping slot of a State instance (a C attribute getter: it
+#: runs several times per event, and a Python function's call costs more than the read)
+meta_of: Callable[[Any], Meta] = operator.attrgetter("_fs")
 
 
 def describe(cls: type, fields: dict[str, Any], events: dict[str, EventSpec]) -> StateInfo:
@@ -265,11 +265,9 @@ def _validate(info: StateInfo) -> None:
                 )
 
 
-def info_of(cls: type) -> StateInfo:
-    """The description attached to a State class (each subclass gets its own when defined,
-    so the class attribute is the class's own)."""
-    info: StateInfo = cls.__faststate_info__  # type: ignore[attr-defined]
-    return info
+#: ``info_of(cls)``: the description attached to a State class (each subclass gets its own
+#: when defined, so the class attribute is the class's own; a C attribute getter, as meta_of)
+info_of: Callable[[type], StateInfo] = operator.attrgetter("__faststate_info__")
 
 
 class Catalog:
