@@ -76,7 +76,7 @@ class SessionCookie:
         for k, v in scope["headers"]:
             if k != b"cookie":
                 continue
-            header = bytes(v)
+            header = v if type(v) is bytes else bytes(v)  # (a type call even for bytes)
             if header.startswith(prefix):
                 # a header that is ``name=<a value verified before>`` and nothing else (a
                 # verified value holds no ``;``, spaces or quotes): cookie_value would
