@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable
+import operator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -122,6 +123,8 @@ class StateInfo:
     all_fields: frozenset[str] = field(init=False, repr=False, default=frozenset())
     #: the state-wide authorization rule (the config's, read on every event)
     auth: AuthRule = field(init=False, repr=False, default_factory=AuthRule)
+    #: the parts of the namespace, innermost first (what :meth:`wrap` nests under)
+    _nesting: tuple[str, ...] = field(init=False, repr=False, default=())
 
     def __post_init__(self) -> None:
         scope = self.config.scope
@@ -129,6 +132,8 @@ class StateInfo:
         object.__setattr__(self, "_builtin_rule", builtin)
         object.__setattr__(self, "all_fields", self.server_owned | self.writable.keys())
         object.__setattr__(self, "auth", self.config.auth)
+        nesting = tuple(reversed(self.namespace.split("."))) if self.namespace else ()
+        object.__setattr__(self, "_nesting", nesting)
 
     @property
     def scope(self) -> StateScope | str:
@@ -171,10 +176,11 @@ class StateInfo:
 
     def wrap(self, data: dict[str, Any], ident: str | None) -> dict[str, Any]:
         """``data`` (field -> JSON value) nested under the instance's namespace."""
-        ns = self.namespace_for(ident)
-        if not ns:
-            return data
-        for part in reversed(ns.split(".")):
+        nesting: Iterable[str] = self._nesting  # the class's: every instance but a component's
+        if ident is not None and self.is_component:
+            ns = self.namespace_for(ident)
+            nesting = reversed(ns.split(".")) if ns else ()
+        for part in nesting:
             data = {part: data}
         return data
 
@@ -219,10 +225,9 @@ class Meta:
         return self.lock is not None and self.lock.locked()
 
 
-def meta_of(inst: Any) -> Meta:
-    """The bookkeeping slot of a State instance."""
-    meta: Meta = inst._fs
-    return meta
+#: ``meta_of(inst)``: the bookkeeping slot of a State instance (a C attribute getter: it
+#: runs several times per event, and a Python function's call costs more than the read)
+meta_of: Callable[[Any], Meta] = operator.attrgetter("_fs")
 
 
 def describe(cls: type, fields: dict[str, Any], events: dict[str, EventSpec]) -> StateInfo:
@@ -260,10 +265,9 @@ def _validate(info: StateInfo) -> None:
                 )
 
 
-def info_of(cls: type) -> StateInfo:
-    """The description attached to a State class."""
-    info: StateInfo = cls.__dict__["__faststate_info__"]
-    return info
+#: ``info_of(cls)``: the description attached to a State class (each subclass gets its own
+#: when defined, so the class attribute is the class's own; a C attribute getter, as meta_of)
+info_of: Callable[[type], StateInfo] = operator.attrgetter("__faststate_info__")
 
 
 class Catalog:

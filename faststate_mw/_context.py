@@ -140,7 +140,8 @@ class ContextOwner(Protocol):
         """The session id of the request's cookie and the binding it carries, if any."""
 
     def session_binding(self, session_id: str, user: UserContext | None) -> str:
-        """What binds ``session_id`` to ``user`` (compared with the cookie's)."""
+        """What binds ``session_id`` to ``user`` (compared with the cookie's); empty for no
+        user (a RequestContext takes an empty binding of no user as a match without asking)."""
 
     def new_session_id(self) -> str: ...
 
@@ -203,11 +204,12 @@ class RequestContext:
         on first use when ``create``. A cookie bound to another user than this request's (a
         sign-out, a sign-in, someone else signing in) is never used: its session ends and the
         browser gets a new id (see :func:`rotate_session`)."""
-        if self._sid is _UNSET:
-            self._sid = self._bound_session()
-        if self._sid is None and create:
-            self._sid = self.new_session_id = self.owner.new_session_id()
-        return self._sid
+        sid = self._sid
+        if sid is _UNSET:
+            sid = self._sid = self._bound_session()
+        if sid is None and create:
+            sid = self._sid = self.new_session_id = self.owner.new_session_id()
+        return sid
 
     async def take_session_cookie(self) -> tuple[bytes, bytes]:
         """The ``Set-Cookie`` header of the session id this request minted (call it when
@@ -227,13 +229,18 @@ class RequestContext:
         return self._cookie
 
     def _bound_session(self) -> str | None:
-        found = self.session_cookie()
+        found = self._cookie
+        if found is _UNSET:
+            found = self.session_cookie()
         if found is None:
             return None
         sid, binding = found
-        if hmac.compare_digest(binding, self.owner.session_binding(sid, self.user)):
+        user = self.user
+        if not binding and user is None:  # anonymous, as the cookie says: the common case
             return sid
-        self.owner.session_ended(sid, self.user)
+        if hmac.compare_digest(binding, self.owner.session_binding(sid, user)):
+            return sid
+        self.owner.session_ended(sid, user)
         return None
 
     def rotate_session(self) -> None:

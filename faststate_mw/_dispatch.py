@@ -50,7 +50,7 @@ from ._http import (
     tab_of,
 )
 from ._metrics import outcome_of
-from ._observe import EventRun
+from ._observe import EventRun, Observer
 from ._recorder import public_key
 from ._store import StateStore
 from ._tracing import end_span
@@ -290,52 +290,34 @@ async def serve_event(
     send: Send,
     ctx: RequestContext,
     store: StateStore,
-    cls: type[Any],
+    info: StateInfo,
     spec: EventSpec,
     max_body: int,
     sets_cookie: bool = False,
+    run: EventRun | None = None,
 ) -> None:
     """Serve one event request, from the raw ASGI messages to the bytes of the reply; then
     log, count, trace and record it (see ``_observe``). ``sets_cookie``: the reply's start
-    sets the cookie of a session id minted on the way (else ``send`` does)."""
+    sets the cookie of a session id minted on the way (else ``send`` does). ``info``: the
+    description of the event's state class (``info_of(cls)``). ``run``: given by
+    ``_traced``, inside the event's span; the event is then told about there.
+
+    One coroutine, without an EventRun, for the common event that nobody observes: each
+    level of coroutine costs more than the checks it would save."""
     observer = store.observer
-    run = EventRun(cls.__name__, spec.name)
-    started = perf_counter()
-    tracer = observer.tracing.tracer()
-    if tracer is None:
-        await _serve(scope, receive, send, ctx, store, cls, spec, max_body, run, sets_cookie)
-    else:
-        with tracer.start_as_current_span(
-            f"{run.state}.{run.event}",
-            attributes={"faststate.state": run.state, "faststate.event": run.event},
-        ) as span:
-            await _serve(scope, receive, send, ctx, store, cls, spec, max_body, run, sets_cookie)
-            end_span(span, public_key(run.key), outcome_of(run.status), run.status)
-    seconds = perf_counter() - started
-    if run.status < 400 and observer.quiet():
-        return  # nothing to tell about a success: no log line, metrics or record
-    user = ctx.cached_user()
-    if user is None and observer.names_user(run.status):
-        try:  # the event did not need its user, but its log line or record does
-            user = await ctx.load_user()
-        except Exception:
-            user = None
-    run.user_id = user.id if user is not None else None
-    observer.event_done(run, seconds)
-
-
-async def _serve(
-    scope: Scope,
-    receive: Receive,
-    send: Send,
-    ctx: RequestContext,
-    store: StateStore,
-    cls: type[Any],
-    spec: EventSpec,
-    max_body: int,
-    run: EventRun,
-    sets_cookie: bool,
-) -> None:
+    started = 0.0
+    if run is None:
+        started = perf_counter()
+        tracer = observer.tracing.tracer(started)
+        if tracer is not None:
+            await _traced(
+                tracer, started, scope, receive, send, ctx, store, info, spec, max_body, sets_cookie
+            )
+            return
+    cls: type[Any] = info.cls
+    status = 200
+    run_key = ""
+    text = ""
     reply = Reply(send, ctx if sets_cookie else None)
     try:
         cookie = ctx.session_cookie()  # a signed id: no user needed to read it
@@ -350,15 +332,20 @@ async def _serve(
         query = parse_query(scope)
         signals = parse_signals(json_body, method, body, query)
         rule = spec.auth
-        info = info_of(cls)
+        state_rule = info.auth
+        scope_rule = info.rule  # read once: info.needs_user and info.identity would each ask
         # Load the user up front when anything may need it; otherwise a sync loader runs only
         # if the event asks (current_user()), which keeps anonymous public events cheap.
         user = None
-        if ctx.owner.async_user_loader or rule.requires_auth or info.needs_user:
+        if (
+            ctx.owner.async_user_loader
+            or rule.requires_auth
+            or state_rule.requires_auth
+            or scope_rule.needs_user
+        ):
             user = await ctx.load_user()
         # sign-in, permissions, roles: before any instance is made; an event's denial is
         # logged at WARNING even for anonymous users (a page visit's only at INFO)
-        state_rule = info.auth
         if state_rule.requires_auth:
             state_rule.check(user, key=cls.__name__, event=spec.name)
         if rule.requires_auth:
@@ -366,26 +353,68 @@ async def _serve(
         # the instance the URL's id picks (no new ids); a live one without awaiting, and no
         # refresh from a shared backend: the commit's version check catches a stale copy. Its
         # key as store.key_for makes it, whose state rule check was just made (at WARNING).
-        ident_name = info.identity
+        ident_name = scope_rule.identity
         ident = None if ident_name is None else event_ident(ident_name, query)
-        key = info.rule.key(info.name, ctx, ident)
+        key = scope_rule.key(info.name, ctx, ident)
         inst = store.cached(key, cls, ctx)
         if inst is None:
             inst = await store.create(key, cls, ctx, ident)
-        run.key = key
+        run_key = key
         kwargs = bind_arguments(cls, spec, query, signals, info, scope.get("query_string"))
         live = store.hub.live_tab(tab_of(signals), ctx.session_id(create=False), key)
         try:
             text = await run_event(inst, spec, kwargs, reply, user, live, store.event_deadlines)
         except Exception as exc:
             raise event_failure(exc, spec, cls) from exc
-        run.reply = text
         await finish(reply, text)
     except FastStateError as err:
-        run.status = err.status
+        status = err.status
         await send_error(scope, reply, err)
         if reply.streaming:
             await reply.end()
+    if run is not None:  # in _traced's span, which tells about the event
+        run.key, run.status, run.reply = run_key, status, text
+    elif status >= 400 or not observer.quiet():
+        run = EventRun(cls.__name__, spec.name, run_key, status, text)
+        await _tell(observer, ctx, run, perf_counter() - started)
+
+
+async def _traced(
+    tracer: Any,
+    started: float,
+    scope: Scope,
+    receive: Receive,
+    send: Send,
+    ctx: RequestContext,
+    store: StateStore,
+    info: StateInfo,
+    spec: EventSpec,
+    max_body: int,
+    sets_cookie: bool,
+) -> None:
+    """:func:`serve_event` in an OpenTelemetry span, then told about."""
+    run = EventRun(info.cls.__name__, spec.name)
+    with tracer.start_as_current_span(
+        f"{run.state}.{run.event}",
+        attributes={"faststate.state": run.state, "faststate.event": run.event},
+    ) as span:
+        await serve_event(scope, receive, send, ctx, store, info, spec, max_body, sets_cookie, run)
+        end_span(span, public_key(run.key), outcome_of(run.status), run.status)
+    observer = store.observer
+    if run.status >= 400 or not observer.quiet():
+        await _tell(observer, ctx, run, perf_counter() - started)
+
+
+async def _tell(observer: Observer, ctx: RequestContext, run: EventRun, seconds: float) -> None:
+    """Log, count and record a served event, naming its user when that is told."""
+    user = ctx.cached_user()
+    if user is None and observer.names_user(run.status):
+        try:  # the event did not need its user, but its log line or record does
+            user = await ctx.load_user()
+        except Exception:
+            user = None
+    run.user_id = user.id if user is not None else None
+    observer.event_done(run, seconds)
 
 
 __all__ = ["bind_arguments", "serve_event"]

@@ -8,7 +8,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ._config import catalog
+from ._config import StateInfo, catalog, info_of
 from ._context import RequestContext, UserContext, UserLoader, _current, default_user_loader
 from ._devtools import Devtools
 from ._dispatch import serve_event
@@ -146,7 +146,7 @@ class FastStateMiddleware:
         self._inner_apps: dict[int, ASGIApp | None] = {}
         #: the events found by path, valid while the catalog's version is ``_routes_version``
         #: (only found ones: unknown paths, which a client chooses, are never kept)
-        self._routes: dict[str, tuple[type, EventSpec]] = {}
+        self._routes: dict[str, tuple[StateInfo, EventSpec]] = {}
         self._routes_version = -1
         #: paths under the prefix (or custom) served before any event route is looked up
         self._served_first = frozenset(
@@ -209,10 +209,10 @@ class FastStateMiddleware:
                 inner = self._inner_app(scope)
                 found = self._event_route(path) if inner is None else None
                 if found is not None:  # an event, with no middleware to run inside this one
-                    cls, spec = found
+                    info, spec = found
                     # its reply sets a new session's cookie itself (no send wrapper to call)
                     limit = self.max_body_size
-                    await serve_event(scope, receive, send, ctx, store, cls, spec, limit, True)
+                    await serve_event(scope, receive, send, ctx, store, info, spec, limit, True)
                 else:
                     await (inner or self._serve)(scope, receive, self._page_send(ctx, send))
             else:
@@ -342,8 +342,8 @@ class FastStateMiddleware:
         self._inner_apps[id(app)] = handler
         return handler
 
-    def _event_route(self, path: str) -> tuple[type, EventSpec] | None:
-        """The (class, event) served at ``path``; None for an unknown event and for the paths
+    def _event_route(self, path: str) -> tuple[StateInfo, EventSpec] | None:
+        """The (state, event) served at ``path``; None for an unknown event and for the paths
         served before events (the client, streams, metrics, devtools)."""
         if self._routes_version != catalog.version:
             self._routes = {}
@@ -355,11 +355,15 @@ class FastStateMiddleware:
                 self._routes[path] = found
         return found
 
-    def _route_of(self, path: str) -> tuple[type, EventSpec] | None:
+    def _route_of(self, path: str) -> tuple[StateInfo, EventSpec] | None:
+        found = None
         if path.startswith(self._event_prefix):
             parts = path[len(self._event_prefix) :].split("/")
-            return catalog.route(parts[0], parts[1]) if len(parts) == 2 else None
-        return catalog.custom_routes().get(path)
+            if len(parts) == 2:
+                found = catalog.route(parts[0], parts[1])
+        else:
+            found = catalog.custom_routes().get(path)
+        return None if found is None else (info_of(found[0]), found[1])
 
     async def _serve_client(self, send: Send) -> None:
         """The self-hosted Datastar client; else a redirect to the CDN, so that
@@ -397,8 +401,8 @@ class FastStateMiddleware:
         if found is None:
             await send_error(scope, Reply(send), UnknownEvent(f"no event at {path}"))
             return
-        cls, spec = found
-        await serve_event(scope, receive, send, ctx, self.store, cls, spec, self.max_body_size)
+        info, spec = found
+        await serve_event(scope, receive, send, ctx, self.store, info, spec, self.max_body_size)
 
 
 def _check_settings(secret_key: str, prefix: str, max_body_size: int) -> None:

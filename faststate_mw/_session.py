@@ -56,6 +56,7 @@ class SessionCookie:
         self.name = name
         self._name = name.encode()
         self._prefix = self._name + b"="
+        self._skip = len(self._prefix)
         self._signer = Signer(secret_key, salt="faststate.session")
         self._bind_key = hashlib.sha256(b"faststate.session.user:" + secret_key.encode()).digest()
         self._verified: OrderedDict[bytes, tuple[str, str]] = OrderedDict()
@@ -73,20 +74,23 @@ class SessionCookie:
         value = None
         prefix = self._prefix
         for k, v in scope["headers"]:
+            if k != b"cookie":
+                continue
+            header = v if type(v) is bytes else bytes(v)  # (a type call even for bytes)
+            if header.startswith(prefix):
+                # a header that is ``name=<a value verified before>`` and nothing else (a
+                # verified value holds no ``;``, spaces or quotes): cookie_value would
+                # return that value, so the cache answers without parsing the header
+                found = self._verified.get(header[self._skip :])
+                if found is not None:
+                    return found
             # find(), not ``in``: bytes.__contains__ first tries its argument as an int and
             # formats a TypeError to throw away (~1,000 instructions)
-            if k == b"cookie" and v.find(prefix) >= 0:
-                header = bytes(v)
-                if header.startswith(prefix):
-                    # a header that is ``name=<a value verified before>`` and nothing else (a
-                    # verified value holds no ``;``, spaces or quotes): cookie_value would
-                    # return that value, so the cache answers without parsing the header
-                    found = self._verified.get(header[len(prefix) :])
-                    if found is not None:
-                        return found
-                value = cookie_value(header, self._name)
-                if value is not None:
-                    break
+            elif header.find(prefix) < 0:
+                continue
+            value = cookie_value(header, self._name)
+            if value is not None:
+                break
         if not value or len(value) > MAX_COOKIE_VALUE:
             return None
         found = self._verified.get(value)
