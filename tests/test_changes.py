@@ -578,3 +578,54 @@ def test_a_snapshot_survives_changes_in_place_at_any_depth() -> None:
     restore(inst, before)
     assert inst.tags == ["a"] and inst.grid == [[1]]
     assert inst.names == {"k": "v"} and inst.deep == {"k": [1]}
+
+
+class Mixed(State):
+    __faststate__ = StateConfig(scope=StateScope.COMPONENT, namespace="mixed.deep")
+    n: int = 0
+    f: float = 0.0
+    s: str = ""
+    b: bool = False
+    o: int | None = None
+    items: list[Any] = []
+    m: dict[str, Any] = {}
+
+
+@pytest.mark.parametrize("ident", [None, "c1", 'é"\\.x'])
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"n": 10**30, "f": -0.0, "s": 'a"b\\c\n\t\x00\x7f', "b": True, "o": None},
+        {"n": -1, "f": 1e16, "s": "é€😀 </script>", "b": False, "o": 7},
+        {"f": 5e-324, "items": [1, "é", None, 2.5], "m": {"k": [True]}},
+        {"s": "x", "m": {}},
+    ],
+)
+def test_a_signal_patch_is_written_as_datastar_writes_it(
+    values: dict[str, Any], ident: str | None
+) -> None:
+    from faststate_mw._config import info_of
+    from faststate_mw._http import patch_signals
+
+    inst = Mixed(**values)
+    meta_of(inst).ident = ident
+    data = inst.model_dump(mode="json", include=set(values))
+    expected = patch_signals(info_of(Mixed).wrap(data, ident))
+    assert changes._patch_of(inst, list(values)) == expected
+
+
+class OwnDumps(State):
+    n: int = 0
+
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+        return {**super().model_dump(**kwargs), "extra": "mine"}
+
+    def model_dump_json(self, **kwargs: Any) -> str:
+        return "x" * (Limits.max_state_bytes + 1)
+
+
+def test_a_state_that_overrides_its_dumps_is_committed_with_them() -> None:
+    inst = OwnDumps()
+    assert '"extra":"mine"' in changes._patch_of(inst, ["n"])
+    with pytest.raises(changes.PayloadTooLarge):
+        changes._checked_json(inst, None)  # measured by its own JSON
