@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import BaseModel, Field, ValidationError
 from starlette.applications import Starlette
 
 from faststate_mw import (
@@ -629,3 +630,39 @@ def test_a_state_that_overrides_its_dumps_is_committed_with_them() -> None:
     assert '"extra":"mine"' in changes._patch_of(inst, ["n"])
     with pytest.raises(changes.PayloadTooLarge):
         changes._checked_json(inst, None)  # measured by its own JSON
+
+
+class Assigned(State):
+    n: int = 0
+    fixed: int = Field(0, frozen=True)
+
+
+class Noting(BaseModel):
+    """A model whose own __setattr__ sits between State and BaseModel in a subclass."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        noted = self.__dict__.get("_noted", ())
+        object.__setattr__(self, "_noted", (*noted, name))  # in __dict__, not a field
+        super().__setattr__(name, value)
+
+
+class NotingState(State, Noting):
+    n: int = 0
+
+
+def test_an_assignment_is_validated_and_recorded_as_the_change_runs() -> None:
+    inst = Assigned()
+    meta_of(inst).assigned = set()
+    for _ in range(2):  # the first assignment of a name, then pydantic's memoized setter
+        inst.n = "7"  # type: ignore[assignment]
+        assert inst.n == 7
+        with pytest.raises(ValidationError):
+            inst.n = "x"  # type: ignore[assignment]
+        assert inst.n == 7
+        with pytest.raises(ValidationError):
+            inst.fixed = 1
+    assert meta_of(inst).assigned == {"n"}
+    noting = NotingState()
+    noting.n = 1
+    noting.n = 2
+    assert noting.__dict__["_noted"] == ("n", "n") and noting.n == 2
