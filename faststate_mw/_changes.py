@@ -56,25 +56,30 @@ def _copy(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
+#: the types of values ``snapshot`` keeps as they are (``_IMMUTABLE`` exactly)
+_KEPT = frozenset(_IMMUTABLE)
+
+
 def snapshot(inst: Any) -> dict[str, Any]:
     """The fields of ``inst``, copied where they could be changed in place."""
-    fields = info_of(type(inst)).all_fields
-    return {
-        k: v if isinstance(v, _IMMUTABLE) else _copy(v)
-        for k, v in inst.__dict__.items()
-        if k in fields
-    }
+    d: dict[str, Any] = inst.__dict__
+    fields = type(inst).__dict__["__faststate_info__"].all_fields  # info_of, inline
+    if _KEPT.issuperset(map(type, d.values())) and fields.issuperset(d):
+        return d.copy()  # all fields, none to copy (the usual state): no Python loop
+    return {k: v if isinstance(v, _IMMUTABLE) else _copy(v) for k, v in d.items() if k in fields}
 
 
 def changed_since(inst: Any, before: dict[str, Any]) -> list[str]:
     """The public fields whose values differ from ``before`` (the same object is unchanged,
     even a NaN the app put there, which is not equal to itself)."""
     d = inst.__dict__
-    return [
-        k
-        for k in info_of(type(inst)).fields
-        if (now := d.get(k)) is not (then := before.get(k)) and now != then
-    ]
+    changed = []
+    for k in type(inst).__dict__["__faststate_info__"].fields:  # a loop: no comprehension frame
+        now = d.get(k)
+        then = before.get(k)
+        if now is not then and now != then:
+            changed.append(k)
+    return changed
 
 
 def restore(inst: Any, before: dict[str, Any]) -> None:
