@@ -102,24 +102,6 @@ _DUMP = BaseModel.model_dump
 _DUMP_JSON = BaseModel.model_dump_json
 
 
-def _json_of(inst: Any) -> str:
-    """``inst.model_dump_json()``."""
-    cls = type(inst)
-    if cls.model_dump_json is _DUMP_JSON:
-        return cls.__pydantic_serializer__.to_json(inst).decode()  # type: ignore[no-any-return]
-    return inst.model_dump_json()  # type: ignore[no-any-return]
-
-
-def _dump(inst: Any, fields: list[str]) -> dict[str, Any]:
-    """``fields`` of ``inst`` as JSON values (``model_dump(mode="json")``)."""
-    cls = type(inst)
-    if cls.model_dump is _DUMP:
-        return cls.__pydantic_serializer__.to_python(  # type: ignore[no-any-return]
-            inst, mode="json", include=set(fields)
-        )
-    return inst.model_dump(mode="json", include=set(fields))  # type: ignore[no-any-return]
-
-
 _PATCH = "event: datastar-patch-signals\ndata: signals {"
 _INF = float("inf")
 #: namespace -> the text of a signal patch before and after its fields
@@ -137,10 +119,19 @@ def _frame(ns: str | None) -> tuple[str, str]:
     return frame
 
 
-def _patch_text(info: Any, ident: str | None, data: dict[str, Any]) -> str:
-    """``patch_signals(info.wrap(data, ident))``, byte for byte; values that are strings,
-    numbers, booleans or null are written here, without making a JSON encoder and nesting
-    ``data`` (most changes have only such values)."""
+def _signals(
+    inst: Any, info: Any, ident: str | None, names: list[str]
+) -> tuple[dict[str, Any], str]:
+    """The fields ``names`` of ``inst`` as JSON values (``model_dump(mode="json")``) and their
+    signal patch: ``patch_signals(info.wrap(data, ident))``, byte for byte. Values that are
+    strings, numbers, booleans or null are written here, without making a JSON encoder and
+    nesting ``data`` (most changes have only such values)."""
+    cls = type(inst)
+    data: dict[str, Any]
+    if cls.model_dump is _DUMP:
+        data = cls.__pydantic_serializer__.to_python(inst, mode="json", include=set(names))
+    else:
+        data = inst.model_dump(mode="json", include=set(names))
     ns = info.namespace if ident is None else info.namespace_for(ident)
     fields = []
     for name, value in data.items():
@@ -156,16 +147,15 @@ def _patch_text(info: Any, ident: str | None, data: dict[str, Any]) -> str:
         elif kind is float and -_INF < value < _INF:  # json writes NaN and Infinity its way
             text = repr(value)
         else:
-            return patch_signals(info.wrap(data, ident))
+            return data, patch_signals(info.wrap(data, ident))
         fields.append(f"{encode_basestring_ascii(name)}:{text}")
     head, tail = _FRAMES.get(ns) or _frame(ns)
-    return head + ",".join(fields) + tail
+    return data, head + ",".join(fields) + tail
 
 
 def _patch_of(inst: Any, fields: list[str]) -> str:
-    """The signal patch of ``fields`` of ``inst`` at their current values (as ``commit``
-    writes it, which keeps its own two lines: it has ``data``, ``info`` and ``meta`` at hand)."""
-    return _patch_text(info_of(type(inst)), meta_of(inst).ident, _dump(inst, fields))
+    """The signal patch of ``fields`` of ``inst`` at their current values."""
+    return _signals(inst, info_of(type(inst)), meta_of(inst).ident, fields)[1]
 
 
 async def commit(inst: Any, changed: list[str]) -> str:
@@ -182,14 +172,13 @@ async def commit(inst: Any, changed: list[str]) -> str:
         result = hook(inst)
         if inspect.isawaitable(result):
             await result
-    data = _dump(inst, changed)
-    text = _patch_text(info, meta.ident, data)
+    data, text = _signals(inst, info, meta.ident, changed)
     if store is None or meta.key is None:
         meta.version += 1
         return text
     sse = text[:-1].encode()
     await _persist(store.backend, inst, meta.key, meta.version + 1, sse, full)
-    _publish(store, inst, meta, changed, data, text, sse, full)
+    _publish(store, inst, meta, changed, data, text, full, sse)
     return text
 
 
@@ -211,22 +200,26 @@ def commit_now(inst: Any, changed: list[str]) -> str:
     """``commit`` of a change that waits for nothing (``commits_now``), in one step: so a
     change of an idle instance can run and commit with no lock (nothing else runs on the
     event loop in between)."""
-    info = info_of(type(inst))
-    meta = meta_of(inst)
+    meta = inst._fs  # meta_of, inline
     store = meta.store
     full = _checked_json(inst, store)
-    data = _dump(inst, changed)
-    text = _patch_text(info, meta.ident, data)
+    data, text = _signals(inst, type(inst).__dict__["__faststate_info__"], meta.ident, changed)
     if meta.key is None:
         meta.version += 1
         return text
-    _publish(store, inst, meta, changed, data, text, text[:-1].encode(), full)
+    _publish(store, inst, meta, changed, data, text, full)
     return text
 
 
 def _checked_json(inst: Any, store: Any) -> str:
-    """The state's JSON, refused (PayloadTooLarge) when over ``Limits.max_state_bytes``."""
-    full = _json_of(inst)
+    """The state's JSON (``model_dump_json()``), refused (PayloadTooLarge) when over
+    ``Limits.max_state_bytes``."""
+    cls = type(inst)
+    full: str
+    if cls.model_dump_json is _DUMP_JSON:
+        full = cls.__pydantic_serializer__.to_json(inst).decode()
+    else:
+        full = inst.model_dump_json()
     cap = store.limits.max_state_bytes if store is not None else Limits.max_state_bytes
     if len(full) * 4 > cap and len(full.encode()) > cap:  # encode only near the cap
         raise PayloadTooLarge(
@@ -242,18 +235,23 @@ def _publish(
     changed: list[str],
     data: dict[str, Any],
     text: str,
-    sse: bytes,
     full: str,
+    sse: bytes | None = None,
 ) -> None:
     """The change is stored: bump the key's version and hand the patch to every local
-    subscriber (and the views and recorder that keep what each version was)."""
+    subscriber (and the views and recorder that keep what each version was). ``sse``: the
+    patch as ``Hub.publish`` takes it, made here if needed."""
     key: str = meta.key
     version = meta.version = meta.version + 1
     store.sized(key, len(full))
-    views = store.hub.views
-    if views.watched(key):  # some tab shows a view of it: keep what this version is
+    hub = store.hub
+    views = hub.views
+    if key in views.watchers:  # some tab shows a view of it: keep what this version is
         views.record(key, version, snapshot(inst), changed)
-    store.hub.publish(key, version, sse)
+    if key in hub.subscribers:
+        hub.publish(key, version, text[:-1].encode() if sse is None else sse)
+    else:  # what publish does for a key no stream shows (most), without its call
+        hub.metrics["published"] += 1
     recorder = store.observer.recorder
     if recorder is not None:
         recorder.change(key, version, data, len(text))
@@ -399,7 +397,7 @@ def change_now(inst: Any, body: Callable[..., Any], kwargs: dict[str, Any]) -> t
     (``commits_now``): nothing else can run on the instance meanwhile, so it needs no lock, and
     a time limit could never cut it. The state is rolled back if ``body`` or the commit
     raises. Raises Unfinished when ``body`` returned an awaitable."""
-    meta = meta_of(inst)
+    meta = inst._fs  # meta_of, inline
     before = snapshot(inst)
     meta.assigned = set()
     try:
@@ -410,7 +408,8 @@ def change_now(inst: Any, body: Callable[..., Any], kwargs: dict[str, Any]) -> t
         raise
     if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
         raise Unfinished(result, before)  # still recording what is assigned
-    meta.echoed, meta.assigned = meta.assigned or set(), None
+    echoed = meta.echoed = meta.assigned or set()
+    meta.assigned = None
     changed = changed_since(inst, before)
     meta.last_changed = changed
     if not changed:
@@ -420,6 +419,9 @@ def change_now(inst: Any, body: Callable[..., Any], kwargs: dict[str, Any]) -> t
     except BaseException:
         restore(inst, before)
         raise
+    if echoed and echoed.issubset(changed):  # echo_patch's first answer, without its call
+        meta.echoed = set()
+        return result, signals, ""
     return result, signals, echo_patch(inst)
 
 

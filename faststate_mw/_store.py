@@ -331,7 +331,8 @@ class StateStore:
         """The state under ``key`` changed and now serializes to ``size`` bytes (the change
         pipeline tells; the byte caps count it)."""
         self._table.sized(key, size)
-        self.caps.sized(key, size)
+        if self.caps.fresh:  # else no key is fresh: nothing for caps.sized to count
+            self.caps.sized(key, size)
 
     def seen_session(self, ctx: RequestContext) -> None:
         """A request came with the cookie of a fresh session: its states get their normal ttl.

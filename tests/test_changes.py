@@ -98,6 +98,18 @@ class Till(State):
             raise RuntimeError("settling failed")
 
 
+async def test_a_change_no_stream_shows_is_counted_as_published(store: StateStore) -> None:
+    app = Starlette()
+    app.add_middleware(FastStateMiddleware, secret_key="counted", store=store)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        for _ in range(2):
+            r = await client.post("/_faststate/Shared/increment", headers=DS, content=b"{}")
+            assert r.status_code == 200
+    assert store.hub.metrics["published"] == 2 and store.hub.metrics["delivered"] == 0
+    assert not store.hub.logs  # nothing kept for streams that never came
+
+
 _inside = asyncio.Event()
 _gate = asyncio.Event()
 
