@@ -254,11 +254,7 @@ class StateStore:
         None; not refreshed from a shared backend. The request's session counts as seen."""
         if ctx is not None and self.caps.fresh:
             self.seen_session(ctx)
-        inst = self._table.get(key)
-        if inst is not None and type(inst) is cls:
-            self._table.touch(key, meta_of(inst).ttl)
-            return inst
-        return None
+        return self._table.use(key, cls)  # type: ignore[no-any-return]
 
     async def create(
         self, key: str, cls: type[T], ctx: RequestContext | None, ident: str | None
