@@ -63,7 +63,7 @@ _KEPT = frozenset(_IMMUTABLE)
 def snapshot(inst: Any) -> dict[str, Any]:
     """The fields of ``inst``, copied where they could be changed in place."""
     d: dict[str, Any] = inst.__dict__
-    fields = type(inst).__dict__["__faststate_info__"].all_fields  # info_of, inline
+    fields = type(inst).__faststate_info__.all_fields  # info_of, inline (each class has its own)
     if _KEPT.issuperset(map(type, d.values())) and fields.issuperset(d):
         return d.copy()  # all fields, none to copy (the usual state): no Python loop
     return {k: v if isinstance(v, _IMMUTABLE) else _copy(v) for k, v in d.items() if k in fields}
@@ -74,7 +74,7 @@ def changed_since(inst: Any, before: dict[str, Any]) -> list[str]:
     even a NaN the app put there, which is not equal to itself)."""
     d = inst.__dict__
     changed = []
-    for k in type(inst).__dict__["__faststate_info__"].fields:  # a loop: no comprehension frame
+    for k in type(inst).__faststate_info__.fields:  # a loop: no comprehension frame
         now = d.get(k)
         then = before.get(k)
         if now is not then and now != then:
@@ -203,7 +203,7 @@ def commit_now(inst: Any, changed: list[str]) -> str:
     meta = inst._fs  # meta_of, inline
     store = meta.store
     full = _checked_json(inst, store)
-    data, text = _signals(inst, type(inst).__dict__["__faststate_info__"], meta.ident, changed)
+    data, text = _signals(inst, type(inst).__faststate_info__, meta.ident, changed)
     if meta.key is None:
         meta.version += 1
         return text
