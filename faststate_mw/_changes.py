@@ -13,7 +13,10 @@ import contextvars
 import copy
 import inspect
 from collections.abc import Callable
+from json.encoder import encode_basestring_ascii
 from typing import Any
+
+from pydantic import BaseModel
 
 from ._config import info_of, meta_of
 from ._exceptions import BackendUnavailable, PayloadTooLarge, StoredStateError
@@ -53,25 +56,30 @@ def _copy(value: Any) -> Any:
     return copy.deepcopy(value)
 
 
+#: the types of values ``snapshot`` keeps as they are (``_IMMUTABLE`` exactly)
+_KEPT = frozenset(_IMMUTABLE)
+
+
 def snapshot(inst: Any) -> dict[str, Any]:
     """The fields of ``inst``, copied where they could be changed in place."""
-    fields = info_of(type(inst)).all_fields
-    return {
-        k: v if isinstance(v, _IMMUTABLE) else _copy(v)
-        for k, v in inst.__dict__.items()
-        if k in fields
-    }
+    d: dict[str, Any] = inst.__dict__
+    fields = type(inst).__faststate_info__.all_fields  # info_of, inline (each class has its own)
+    if _KEPT.issuperset(map(type, d.values())) and fields.issuperset(d):
+        return d.copy()  # all fields, none to copy (the usual state): no Python loop
+    return {k: v if isinstance(v, _IMMUTABLE) else _copy(v) for k, v in d.items() if k in fields}
 
 
 def changed_since(inst: Any, before: dict[str, Any]) -> list[str]:
     """The public fields whose values differ from ``before`` (the same object is unchanged,
     even a NaN the app put there, which is not equal to itself)."""
     d = inst.__dict__
-    return [
-        k
-        for k in info_of(type(inst)).fields
-        if (now := d.get(k)) is not (then := before.get(k)) and now != then
-    ]
+    changed = []
+    for k in type(inst).__faststate_info__.fields:  # a loop: no comprehension frame
+        now = d.get(k)
+        then = before.get(k)
+        if now is not then and now != then:
+            changed.append(k)
+    return changed
 
 
 def restore(inst: Any, before: dict[str, Any]) -> None:
@@ -88,11 +96,66 @@ def locked(inst: Any) -> asyncio.Lock:
     return lock
 
 
+#: pydantic's own dump methods: a class that keeps them is dumped by calling its serializer
+#: as they do, without their keyword handling (~6k instructions a call)
+_DUMP = BaseModel.model_dump
+_DUMP_JSON = BaseModel.model_dump_json
+
+
+_PATCH = "event: datastar-patch-signals\ndata: signals {"
+_INF = float("inf")
+#: namespace -> the text of a signal patch before and after its fields
+_FRAMES: dict[str | None, tuple[str, str]] = {}
+
+
+def _frame(ns: str | None) -> tuple[str, str]:
+    parts = ns.split(".") if ns else []
+    frame = (
+        _PATCH + "".join(f"{encode_basestring_ascii(part)}:{{" for part in parts),
+        "}" * (len(parts) + 1) + "\n\n",
+    )
+    if len(_FRAMES) < 1024:  # a component's namespace holds its id: not all are kept
+        _FRAMES[ns] = frame
+    return frame
+
+
+def _signals(
+    inst: Any, info: Any, ident: str | None, names: list[str]
+) -> tuple[dict[str, Any], str]:
+    """The fields ``names`` of ``inst`` as JSON values (``model_dump(mode="json")``) and their
+    signal patch: ``patch_signals(info.wrap(data, ident))``, byte for byte. Values that are
+    strings, numbers, booleans or null are written here, without making a JSON encoder and
+    nesting ``data`` (most changes have only such values)."""
+    cls = type(inst)
+    data: dict[str, Any]
+    if cls.model_dump is _DUMP:
+        data = cls.__pydantic_serializer__.to_python(inst, mode="json", include=set(names))
+    else:
+        data = inst.model_dump(mode="json", include=set(names))
+    ns = info.namespace if ident is None else info.namespace_for(ident)
+    fields = []
+    for name, value in data.items():
+        kind = type(value)
+        if kind is int:
+            text = f"{value}"
+        elif kind is str:
+            text = encode_basestring_ascii(value)
+        elif kind is bool:
+            text = "true" if value else "false"
+        elif value is None:
+            text = "null"
+        elif kind is float and -_INF < value < _INF:  # json writes NaN and Infinity its way
+            text = repr(value)
+        else:
+            return data, patch_signals(info.wrap(data, ident))
+        fields.append(f"{encode_basestring_ascii(name)}:{text}")
+    head, tail = _FRAMES.get(ns) or _frame(ns)
+    return data, head + ",".join(fields) + tail
+
+
 def _patch_of(inst: Any, fields: list[str]) -> str:
-    """The signal patch of ``fields`` of ``inst`` at their current values (as ``commit``
-    writes it, which keeps its own two lines: it has ``data``, ``info`` and ``meta`` at hand)."""
-    data = inst.model_dump(mode="json", include=set(fields))
-    return patch_signals(info_of(type(inst)).wrap(data, meta_of(inst).ident))
+    """The signal patch of ``fields`` of ``inst`` at their current values."""
+    return _signals(inst, info_of(type(inst)), meta_of(inst).ident, fields)[1]
 
 
 async def commit(inst: Any, changed: list[str]) -> str:
@@ -109,14 +172,13 @@ async def commit(inst: Any, changed: list[str]) -> str:
         result = hook(inst)
         if inspect.isawaitable(result):
             await result
-    data = inst.model_dump(mode="json", include=set(changed))
-    text = patch_signals(info.wrap(data, meta.ident))
+    data, text = _signals(inst, info, meta.ident, changed)
     if store is None or meta.key is None:
         meta.version += 1
         return text
     sse = text[:-1].encode()
     await _persist(store.backend, inst, meta.key, meta.version + 1, sse, full)
-    _publish(store, inst, meta, changed, data, text, sse, full)
+    _publish(store, inst, meta, changed, data, text, full, sse)
     return text
 
 
@@ -138,22 +200,26 @@ def commit_now(inst: Any, changed: list[str]) -> str:
     """``commit`` of a change that waits for nothing (``commits_now``), in one step: so a
     change of an idle instance can run and commit with no lock (nothing else runs on the
     event loop in between)."""
-    info = info_of(type(inst))
-    meta = meta_of(inst)
+    meta = inst._fs  # meta_of, inline
     store = meta.store
     full = _checked_json(inst, store)
-    data = inst.model_dump(mode="json", include=set(changed))
-    text = patch_signals(info.wrap(data, meta.ident))
+    data, text = _signals(inst, type(inst).__faststate_info__, meta.ident, changed)
     if meta.key is None:
         meta.version += 1
         return text
-    _publish(store, inst, meta, changed, data, text, text[:-1].encode(), full)
+    _publish(store, inst, meta, changed, data, text, full)
     return text
 
 
 def _checked_json(inst: Any, store: Any) -> str:
-    """The state's JSON, refused (PayloadTooLarge) when over ``Limits.max_state_bytes``."""
-    full: str = inst.model_dump_json()
+    """The state's JSON (``model_dump_json()``), refused (PayloadTooLarge) when over
+    ``Limits.max_state_bytes``."""
+    cls = type(inst)
+    full: str
+    if cls.model_dump_json is _DUMP_JSON:
+        full = cls.__pydantic_serializer__.to_json(inst).decode()
+    else:
+        full = inst.model_dump_json()
     cap = store.limits.max_state_bytes if store is not None else Limits.max_state_bytes
     if len(full) * 4 > cap and len(full.encode()) > cap:  # encode only near the cap
         raise PayloadTooLarge(
@@ -169,18 +235,23 @@ def _publish(
     changed: list[str],
     data: dict[str, Any],
     text: str,
-    sse: bytes,
     full: str,
+    sse: bytes | None = None,
 ) -> None:
     """The change is stored: bump the key's version and hand the patch to every local
-    subscriber (and the views and recorder that keep what each version was)."""
+    subscriber (and the views and recorder that keep what each version was). ``sse``: the
+    patch as ``Hub.publish`` takes it, made here if needed."""
     key: str = meta.key
     version = meta.version = meta.version + 1
     store.sized(key, len(full))
-    views = store.hub.views
-    if views.watched(key):  # some tab shows a view of it: keep what this version is
+    hub = store.hub
+    views = hub.views
+    if key in views.watchers:  # some tab shows a view of it: keep what this version is
         views.record(key, version, snapshot(inst), changed)
-    store.hub.publish(key, version, sse)
+    if key in hub.subscribers:
+        hub.publish(key, version, text[:-1].encode() if sse is None else sse)
+    else:  # what publish does for a key no stream shows (most), without its call
+        hub.metrics["published"] += 1
     recorder = store.observer.recorder
     if recorder is not None:
         recorder.change(key, version, data, len(text))
@@ -326,7 +397,7 @@ def change_now(inst: Any, body: Callable[..., Any], kwargs: dict[str, Any]) -> t
     (``commits_now``): nothing else can run on the instance meanwhile, so it needs no lock, and
     a time limit could never cut it. The state is rolled back if ``body`` or the commit
     raises. Raises Unfinished when ``body`` returned an awaitable."""
-    meta = meta_of(inst)
+    meta = inst._fs  # meta_of, inline
     before = snapshot(inst)
     meta.assigned = set()
     try:
@@ -337,7 +408,8 @@ def change_now(inst: Any, body: Callable[..., Any], kwargs: dict[str, Any]) -> t
         raise
     if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
         raise Unfinished(result, before)  # still recording what is assigned
-    meta.echoed, meta.assigned = meta.assigned or set(), None
+    echoed = meta.echoed = meta.assigned or set()
+    meta.assigned = None
     changed = changed_since(inst, before)
     meta.last_changed = changed
     if not changed:
@@ -347,6 +419,9 @@ def change_now(inst: Any, body: Callable[..., Any], kwargs: dict[str, Any]) -> t
     except BaseException:
         restore(inst, before)
         raise
+    if echoed and echoed.issubset(changed):  # echo_patch's first answer, without its call
+        meta.echoed = set()
+        return result, signals, ""
     return result, signals, echo_patch(inst)
 
 

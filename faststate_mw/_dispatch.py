@@ -180,8 +180,9 @@ async def run_event(
     runs longer is cancelled and rolled back, its lock released (EventTimeout)."""
     gen = spec.is_async_gen or spec.is_gen
     if not (gen or spec.is_coroutine):
-        meta = meta_of(inst)
-        if meta.now and meta.group is None and not meta.locked():
+        meta = inst._fs  # meta_of, inline
+        lock = meta.lock
+        if meta.now and meta.group is None and (lock is None or not lock.locked()):
             # idle, and its commit waits for nothing: run and commit it in this turn of the
             # loop (nothing to lock, nothing a time limit could cut)
             if spec.auth.owner_only:
@@ -196,7 +197,8 @@ async def run_event(
             step = _Step(inst, spec, kwargs, user)
             async with time_limit(deadlines, spec.name):
                 result, signals, echo = await run_grouped(inst, step)
-        return ("" if live else signals) + echo + elements_events(result)
+        text = ("" if live else signals) + echo
+        return text if result is None else text + elements_events(result)
     async with time_limit(None if gen else deadlines, spec.name), locked(inst):
         if spec.auth.owner_only:  # under the lock: the owner cannot change before the event runs
             _check_owner(spec, user, inst)

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from html import escape
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self
 
+import pydantic.main
 from pydantic import BaseModel, ConfigDict
 from starlette.requests import Request
 
@@ -37,6 +38,13 @@ class hybridmethod:
         return functools.partial(self.func, owner if obj is None else obj)
 
 
+#: pydantic's setter of a field that validates assignments (memoized per class and name in
+#: ``__pydantic_setattr_handlers__``); an object no handler is if this pydantic names it otherwise
+_VALIDATED: Any = getattr(pydantic.main, "_SIMPLE_SETATTR_HANDLERS", {}).get(
+    "validate_assignment", object()
+)
+
+
 class State(BaseModel):
     """Base class of reactive server-side state.
 
@@ -56,6 +64,9 @@ class State(BaseModel):
     __faststate_events__: ClassVar[dict[str, EventSpec]] = {}
     __faststate_fields__: ClassVar[tuple[str, ...]] = ()
     __faststate_views__: ClassVar[dict[str, ViewSpec]] = {}
+    #: pydantic's memo of how each name is set (its own dict), or an empty one when a class
+    #: between State and BaseModel has a __setattr__ of its own, which must not be skipped
+    __faststate_setters__: ClassVar[dict[str, Any]] = {}
 
     # faststate's bookkeeping lives in a slot, not in pydantic private attributes: a slot read
     # costs ~0.1 us where a private attribute costs ~2.5 us, and events read it many times
@@ -74,7 +85,11 @@ class State(BaseModel):
         return super().__getattr__(name)  # type: ignore[misc]
 
     def __setattr__(self, name: str, value: Any) -> None:
-        super().__setattr__(name, value)
+        if self.__faststate_setters__.get(name) is _VALIDATED:
+            # what pydantic's __setattr__ calls for it, without its two Python frames
+            self.__pydantic_validator__.validate_assignment(self, name, value)
+        else:
+            super().__setattr__(name, value)
         assigned = self._fs.assigned
         if assigned is not None:  # a change is running: the sender hears of this field
             assigned.add(name)
@@ -101,6 +116,10 @@ class State(BaseModel):
         cls.__faststate_events__ = events
         cls.__faststate_fields__ = info.fields
         cls.__faststate_views__ = collect_views(cls, cls.model_fields)
+        mro = cls.__mro__
+        between = mro[mro.index(State) + 1 : mro.index(BaseModel)]
+        own = any("__setattr__" in base.__dict__ for base in between)
+        cls.__faststate_setters__ = {} if own else cls.__pydantic_setattr_handlers__
         catalog.add(cls, info.name)
 
     # -- finding the instance -------------------------------------------------------------------

@@ -254,11 +254,7 @@ class StateStore:
         None; not refreshed from a shared backend. The request's session counts as seen."""
         if ctx is not None and self.caps.fresh:
             self.seen_session(ctx)
-        inst = self._table.get(key)
-        if inst is not None and type(inst) is cls:
-            self._table.touch(key, meta_of(inst).ttl)
-            return inst
-        return None
+        return self._table.use(key, cls)  # type: ignore[no-any-return]
 
     async def create(
         self, key: str, cls: type[T], ctx: RequestContext | None, ident: str | None
@@ -331,7 +327,8 @@ class StateStore:
         """The state under ``key`` changed and now serializes to ``size`` bytes (the change
         pipeline tells; the byte caps count it)."""
         self._table.sized(key, size)
-        self.caps.sized(key, size)
+        if self.caps.fresh:  # else no key is fresh: nothing for caps.sized to count
+            self.caps.sized(key, size)
 
     def seen_session(self, ctx: RequestContext) -> None:
         """A request came with the cookie of a fresh session: its states get their normal ttl.

@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import BaseModel, Field, ValidationError
 from starlette.applications import Starlette
 
 from faststate_mw import (
@@ -95,6 +96,18 @@ class Till(State):
         self.total += 1
         if fail:
             raise RuntimeError("settling failed")
+
+
+async def test_a_change_no_stream_shows_is_counted_as_published(store: StateStore) -> None:
+    app = Starlette()
+    app.add_middleware(FastStateMiddleware, secret_key="counted", store=store)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
+        for _ in range(2):
+            r = await client.post("/_faststate/Shared/increment", headers=DS, content=b"{}")
+            assert r.status_code == 200
+    assert store.hub.metrics["published"] == 2 and store.hub.metrics["delivered"] == 0
+    assert not store.hub.logs  # nothing kept for streams that never came
 
 
 _inside = asyncio.Event()
@@ -578,3 +591,90 @@ def test_a_snapshot_survives_changes_in_place_at_any_depth() -> None:
     restore(inst, before)
     assert inst.tags == ["a"] and inst.grid == [[1]]
     assert inst.names == {"k": "v"} and inst.deep == {"k": [1]}
+
+
+class Mixed(State):
+    __faststate__ = StateConfig(scope=StateScope.COMPONENT, namespace="mixed.deep")
+    n: int = 0
+    f: float = 0.0
+    s: str = ""
+    b: bool = False
+    o: int | None = None
+    items: list[Any] = []
+    m: dict[str, Any] = {}
+
+
+@pytest.mark.parametrize("ident", [None, "c1", 'é"\\.x'])
+@pytest.mark.parametrize(
+    "values",
+    [
+        {"n": 10**30, "f": -0.0, "s": 'a"b\\c\n\t\x00\x7f', "b": True, "o": None},
+        {"n": -1, "f": 1e16, "s": "é€😀 </script>", "b": False, "o": 7},
+        {"f": 5e-324, "items": [1, "é", None, 2.5], "m": {"k": [True]}},
+        {"s": "x", "m": {}},
+    ],
+)
+def test_a_signal_patch_is_written_as_datastar_writes_it(
+    values: dict[str, Any], ident: str | None
+) -> None:
+    from faststate_mw._config import info_of
+    from faststate_mw._http import patch_signals
+
+    inst = Mixed(**values)
+    meta_of(inst).ident = ident
+    data = inst.model_dump(mode="json", include=set(values))
+    expected = patch_signals(info_of(Mixed).wrap(data, ident))
+    assert changes._patch_of(inst, list(values)) == expected
+
+
+class OwnDumps(State):
+    n: int = 0
+
+    def model_dump(self, **kwargs: Any) -> dict[str, Any]:
+        return {**super().model_dump(**kwargs), "extra": "mine"}
+
+    def model_dump_json(self, **kwargs: Any) -> str:
+        return "x" * (Limits.max_state_bytes + 1)
+
+
+def test_a_state_that_overrides_its_dumps_is_committed_with_them() -> None:
+    inst = OwnDumps()
+    assert '"extra":"mine"' in changes._patch_of(inst, ["n"])
+    with pytest.raises(changes.PayloadTooLarge):
+        changes._checked_json(inst, None)  # measured by its own JSON
+
+
+class Assigned(State):
+    n: int = 0
+    fixed: int = Field(0, frozen=True)
+
+
+class Noting(BaseModel):
+    """A model whose own __setattr__ sits between State and BaseModel in a subclass."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        noted = self.__dict__.get("_noted", ())
+        object.__setattr__(self, "_noted", (*noted, name))  # in __dict__, not a field
+        super().__setattr__(name, value)
+
+
+class NotingState(State, Noting):
+    n: int = 0
+
+
+def test_an_assignment_is_validated_and_recorded_as_the_change_runs() -> None:
+    inst = Assigned()
+    meta_of(inst).assigned = set()
+    for _ in range(2):  # the first assignment of a name, then pydantic's memoized setter
+        inst.n = "7"  # type: ignore[assignment]
+        assert inst.n == 7
+        with pytest.raises(ValidationError):
+            inst.n = "x"  # type: ignore[assignment]
+        assert inst.n == 7
+        with pytest.raises(ValidationError):
+            inst.fixed = 1
+    assert meta_of(inst).assigned == {"n"}
+    noting = NotingState()
+    noting.n = 1
+    noting.n = 2
+    assert noting.__dict__["_noted"] == ("n", "n") and noting.n == 2
