@@ -22,7 +22,7 @@ from ._markup import DATASTAR_CDN, datastar_script
 from ._metrics_http import serve_metrics
 from ._routes import check_routes
 from ._session import SessionCookie
-from ._store import StateStore, _active
+from ._store import StateStore
 from ._streams import TokenSigner, serve_stream, stream_element
 from ._types import ASGIApp, Message, Receive, Scope, Send
 from .backends import Backend
@@ -194,7 +194,6 @@ class FastStateMiddleware:
             await store.start()
         ctx = RequestContext(scope, self)
         token = _current.set(ctx)
-        store_token = _active.set(store)
         try:
             path: str = scope["path"]
             if path == self._stream_path:
@@ -218,7 +217,6 @@ class FastStateMiddleware:
             else:
                 await self._page(scope, receive, send, ctx)
         finally:
-            _active.reset(store_token)
             _current.reset(token)
 
     async def _page(self, scope: Scope, receive: Receive, send: Send, ctx: RequestContext) -> None:

@@ -137,6 +137,26 @@ def test_background_code_finds_the_active_store() -> None:
     assert one.get("record:LifeRecord:7").n == 5
 
 
+def test_a_request_uses_its_apps_store_unless_it_activates_another() -> None:
+    """An activation around the app (a test, a script) does not pick a request's store; one
+    made inside the request does, for that block only."""
+    mine, outer, inner = StateStore(), StateStore(), StateStore()
+    seen: list[StateStore] = []
+
+    def where(request: Any) -> HTMLResponse:
+        seen.append(current_store())
+        with inner.activate():
+            seen.append(current_store())
+        seen.append(current_store())
+        return HTMLResponse("ok")
+
+    app = Starlette(routes=[Route("/where", where)], middleware=[fs(mine)])
+    with outer.activate(), TestClient(app) as client:
+        assert client.get("/where").text == "ok"
+        assert current_store() is outer
+    assert seen == [mine, inner, mine]
+
+
 async def test_background_code_finds_the_single_running_store() -> None:
     store = StateStore()
     await store.start()
