@@ -137,22 +137,29 @@ def _error_event(err: FastStateError) -> str:
 #: separators=(",", ":"))``, which builds a new encoder on every call
 _SIGNALS_ENCODER = json.JSONEncoder(separators=(",", ":"))
 _SIGNALS_JSON = _SIGNALS_ENCODER.encode
-#: what ``_SIGNALS_JSON`` runs, without its two Python frames: json's C encoder made as
-#: ``JSONEncoder.iterencode(o, _one_shot=True)`` makes it (None without the C accelerator)
-_C_ENCODER: Any = getattr(json.encoder, "c_make_encoder", None)
-_ENCODE_ASCII = json.encoder.encode_basestring_ascii
-_DEFAULT = _SIGNALS_ENCODER.default
+#: what ``_SIGNALS_JSON`` runs, without its two Python frames: json's C encoder as
+#: ``JSONEncoder.iterencode(o, _one_shot=True)`` makes it (None without the C accelerator).
+#: Made once, without circular-reference markers, it keeps no state from call to call (what
+#: it encodes never holds a cycle: JSON-mode model dumps and error dicts).
+_C_MAKE_ENCODER: Any = getattr(json.encoder, "c_make_encoder", None)
+_C_ENCODE: Any = _C_MAKE_ENCODER and _C_MAKE_ENCODER(
+    None,
+    _SIGNALS_ENCODER.default,
+    json.encoder.encode_basestring_ascii,
+    None,
+    ":",
+    ",",
+    False,
+    False,
+    True,
+)
 
 
 def patch_signals(signals: dict[str, Any]) -> str:
     """One ``datastar-patch-signals`` event, byte for byte what datastar_py's
     ``ServerSentEventGenerator.patch_signals(signals)`` writes: its JSON escapes every character
     outside printable ASCII, so it is one ``data:`` line."""
-    if _C_ENCODER is None:
-        text = _SIGNALS_JSON(signals)
-    else:  # a new encoder per call, as iterencode makes: its circular-reference markers
-        chunks = _C_ENCODER({}, _DEFAULT, _ENCODE_ASCII, None, ":", ",", False, False, True)
-        text = "".join(chunks(signals, 0))
+    text = _SIGNALS_JSON(signals) if _C_ENCODE is None else "".join(_C_ENCODE(signals, 0))
     return f"event: datastar-patch-signals\ndata: signals {text}\n\n"
 
 

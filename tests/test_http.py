@@ -131,3 +131,15 @@ def test_parsed_query_strings_kept_are_bounded() -> None:
     assert parse_signals(False, "GET", b"", query) == {"a": 1}
     assert query == {"amount": "1"}
     assert parse_query(scope) == {"amount": "1", "datastar": '{"a":1}'}
+
+
+def test_patch_signals_keeps_nothing_from_a_failed_call() -> None:
+    """One encoder serves every call: a value JSON cannot hold fails that call alone (the dicts
+    it was in are written by the next call), and the same list met twice (no cycle) is written
+    twice."""
+    shared = [1, 2]
+    signals: dict[str, Any] = {"s": {"t": shared, "bad": object()}}
+    with pytest.raises(TypeError):
+        patch_signals(signals)
+    signals["s"]["bad"] = shared
+    assert patch_signals(signals) == str(SSE.patch_signals(signals))
