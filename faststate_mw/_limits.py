@@ -67,6 +67,8 @@ class RateLimiter:
     """Token buckets by key: ``rate`` tokens a second, at most ``burst`` saved up. Remembers
     at most ``max_keys`` keys (a forgotten key starts again with a full bucket)."""
 
+    __slots__ = ("_buckets", "burst", "clock", "max_keys", "rate")
+
     def __init__(
         self, rate: float, burst: float, clock: Callable[[], float], max_keys: int
     ) -> None:
@@ -107,8 +109,14 @@ class RateLimiter:
         return len(self._buckets)
 
 
+_SESSION_SLOW = "too many events from this session; slow down"
+_ADDRESS_SLOW = "too many events from this address; slow down"
+
+
 class EventLimiter:
     """The per-session and per-address buckets events go through."""
+
+    __slots__ = ("addresses", "sessions")
 
     def __init__(self, limits: Limits, clock: Callable[[], float]) -> None:
         self.sessions = RateLimiter(
@@ -121,20 +129,46 @@ class EventLimiter:
     def check(self, session_id: str | None, address: str | None) -> None:
         """Raise TooManyRequests (with the seconds to wait) when either bucket is empty. The
         session's bucket comes first: a session that is refused spends nothing of its
-        address's (other sessions behind the same address keep theirs)."""
-        now = self.sessions.clock()  # one reading for both buckets (they share the clock)
+        address's (other sessions behind the same address keep theirs). This runs on every
+        event, so a known key's ``RateLimiter.take`` is written out here (a new key goes
+        through it; tests/test_limits.py holds both to the same figures)."""
+        limiter = self.sessions
+        now = limiter.clock()  # one reading for both buckets (they share the clock)
         if session_id is not None:
-            wait = self.sessions.take(session_id, now)
-            if wait:
-                raise TooManyRequests(
-                    "too many events from this session; slow down", retry_after=wait
-                )
+            buckets = limiter._buckets
+            bucket = buckets.get(session_id)
+            if bucket is None:
+                wait = limiter.take(session_id, now)
+                if wait:
+                    raise TooManyRequests(_SESSION_SLOW, retry_after=wait)
+            else:
+                tokens = bucket[0] + (now - bucket[1]) * limiter.rate
+                if not tokens < limiter.burst:
+                    tokens = limiter.burst
+                buckets.move_to_end(session_id)
+                bucket[1] = now
+                if tokens < 1.0:
+                    bucket[0] = tokens
+                    raise TooManyRequests(_SESSION_SLOW, retry_after=(1.0 - tokens) / limiter.rate)
+                bucket[0] = tokens - 1.0
         if address is not None:
-            wait = self.addresses.take(address, now)
-            if wait:
-                raise TooManyRequests(
-                    "too many events from this address; slow down", retry_after=wait
-                )
+            limiter = self.addresses
+            buckets = limiter._buckets
+            bucket = buckets.get(address)
+            if bucket is None:
+                wait = limiter.take(address, now)
+                if wait:
+                    raise TooManyRequests(_ADDRESS_SLOW, retry_after=wait)
+            else:
+                tokens = bucket[0] + (now - bucket[1]) * limiter.rate
+                if not tokens < limiter.burst:
+                    tokens = limiter.burst
+                buckets.move_to_end(address)
+                bucket[1] = now
+                if tokens < 1.0:
+                    bucket[0] = tokens
+                    raise TooManyRequests(_ADDRESS_SLOW, retry_after=(1.0 - tokens) / limiter.rate)
+                bucket[0] = tokens - 1.0
 
 
 __all__ = ["EventLimiter", "Limits", "RateLimiter"]

@@ -1,14 +1,17 @@
 """The token buckets (_limits.py) answer as the tuple-per-key buckets they replaced: any
-sequence of takes, keys and clock steps gives the same waits and forgets the same keys."""
+sequence of takes, keys and clock steps gives the same waits and forgets the same keys, taken
+one at a time or by the event limiter's check."""
 
 from __future__ import annotations
 
 from collections import OrderedDict
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from faststate_mw._limits import RateLimiter
+from faststate_mw._exceptions import TooManyRequests
+from faststate_mw._limits import EventLimiter, Limits, RateLimiter
 
 
 class _TupleBuckets:
@@ -56,3 +59,60 @@ def test_buckets_answer_as_before(
         assert wait == reference.take(key, now[0])
         assert list(limiter._buckets) == list(reference.buckets)
     assert len(limiter) == len(reference.buckets)
+
+
+@given(
+    rates=st.tuples(st.floats(0.1, 100.0), st.floats(0.1, 100.0)),
+    bursts=st.tuples(st.integers(1, 10), st.integers(1, 10)),
+    max_keys=st.integers(1, 4),
+    steps=st.lists(
+        st.tuples(
+            st.sampled_from(["s1", "s2", "s3", None]),
+            st.sampled_from(["a1", "a2", "a3", None]),
+            st.floats(0.0, 2.0),
+        ),
+        max_size=60,
+    ),
+)
+@settings(max_examples=300, deadline=None)
+def test_event_limiter_answers_as_two_bucket_tables(
+    rates: tuple[float, float],
+    bursts: tuple[int, int],
+    max_keys: int,
+    steps: list[tuple[str | None, str | None, float]],
+) -> None:
+    """``EventLimiter.check`` (which writes out a known key's take) waits and forgets as the
+    session's table, then the address's, would: a refused session spends nothing of its
+    address's bucket."""
+    now = [0.0]
+    limits = Limits(
+        event_rate=rates[0],
+        event_burst=bursts[0],
+        address_event_rate=rates[1],
+        address_event_burst=bursts[1],
+        max_rate_keys=max_keys,
+    )
+    limiter = EventLimiter(limits, lambda: now[0])
+    sessions = _TupleBuckets(rates[0], bursts[0], max_keys)
+    addresses = _TupleBuckets(rates[1], bursts[1], max_keys)
+    for session_id, address, step in steps:
+        now[0] += step
+        wait = 0.0
+        if session_id is not None:
+            wait = sessions.take(session_id, now[0])
+        if not wait and address is not None:
+            wait = addresses.take(address, now[0])
+        if wait:
+            with pytest.raises(TooManyRequests) as refused:
+                limiter.check(session_id, address)
+            assert refused.value.retry_after == wait
+        else:
+            limiter.check(session_id, address)
+        assert list(limiter.sessions._buckets) == list(sessions.buckets)
+        assert list(limiter.addresses._buckets) == list(addresses.buckets)
+        assert [tuple(b) for b in limiter.sessions._buckets.values()] == list(
+            sessions.buckets.values()
+        )
+        assert [tuple(b) for b in limiter.addresses._buckets.values()] == list(
+            addresses.buckets.values()
+        )
