@@ -204,15 +204,17 @@ async def read_body(
 ) -> bytes:
     """The request body: 413 over ``limit`` bytes, 408 when it takes over
     ``deadlines.seconds`` to arrive (a body that trickles in cannot hold the request open)."""
+    length = hdrs.get(b"content-length")
+    declared = -1
+    if length is not None:
+        try:
+            declared = int(length)
+        except ValueError:
+            raise InvalidPayload("invalid Content-Length header") from None
+        if declared > limit:
+            raise PayloadTooLarge(f"request body over the {limit}-byte limit")
     task = deadlines.watch()
     try:
-        length = hdrs.get(b"content-length")
-        if length is not None:
-            try:
-                if int(length) > limit:
-                    raise PayloadTooLarge(f"request body over the {limit}-byte limit")
-            except ValueError:
-                raise InvalidPayload("invalid Content-Length header") from None
         chunks: list[bytes] = []
         size = 0
         while True:
@@ -223,7 +225,9 @@ async def read_body(
             size += len(body)
             if size > limit:
                 raise PayloadTooLarge(f"request body over the {limit}-byte limit")
-            if not message.get("more_body", False):
+            # the last message, or the last byte Content-Length declares (granian sends the
+            # body with more_body, then an empty last message: one more trip through the loop)
+            if not message.get("more_body", False) or size == declared:
                 if not chunks and type(body) is bytes:
                     return body  # all in one message (what b"".join would return)
                 chunks.append(body)

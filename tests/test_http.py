@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from faststate_mw import StateStore
+from faststate_mw._deadlines import Deadlines
 from faststate_mw._http import (
     _QUERIES,
     QUERIES_KEPT,
@@ -18,6 +19,7 @@ from faststate_mw._http import (
     parse_query,
     parse_signals,
     patch_signals,
+    read_body,
 )
 from tests.apps.vault import client, vault
 from tests.conftest import API
@@ -143,3 +145,33 @@ def test_patch_signals_keeps_nothing_from_a_failed_call() -> None:
         patch_signals(signals)
     signals["s"]["bad"] = shared
     assert patch_signals(signals) == str(SSE.patch_signals(signals))
+
+
+def _messages(*messages: dict[str, Any]) -> Any:
+    """An ASGI ``receive`` that hands out ``messages`` and fails if asked for more."""
+    pending = list(messages)
+
+    async def receive() -> dict[str, Any]:
+        assert pending, "read past the body"
+        return pending.pop(0)
+
+    return receive
+
+
+@pytest.mark.parametrize("split", [False, True])
+async def test_a_body_ends_at_its_content_length(split: bool) -> None:
+    """Once the bytes Content-Length declares are in, the body is whole: no waiting for the
+    server's empty last message (granian sends the body with more_body, then that message)."""
+    parts = [b'{"a":', b"1}"] if split else [b'{"a":1}']
+    receive = _messages(*({"type": "http.request", "body": p, "more_body": True} for p in parts))
+    hdrs = {b"content-length": b"7"}
+    assert await read_body(receive, hdrs, 1024, Deadlines(10.0)) == b'{"a":1}'
+
+
+async def test_a_body_without_content_length_reads_to_its_last_message() -> None:
+    receive = _messages(
+        {"type": "http.request", "body": b'{"a":', "more_body": True},
+        {"type": "http.request", "body": b"1}", "more_body": True},
+        {"type": "http.request", "body": b"", "more_body": False},
+    )
+    assert await read_body(receive, {}, 1024, Deadlines(10.0)) == b'{"a":1}'
