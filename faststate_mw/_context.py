@@ -167,6 +167,7 @@ class RequestContext:
         "_request",
         "_sid",
         "_user",
+        "activated",
         "new_session_id",
         "owner",
         "page_states",
@@ -186,6 +187,9 @@ class RequestContext:
         #: states rendered on this page (key -> token entry), for the page's live stream
         self.page_states: dict[str, list[Any]] = {}
         self.stream_rendered = False
+        #: the store activated when this request began: one activated later, within the
+        #: request, is the store its code uses (see ``current_store``)
+        self.activated: Any = _active.get()
 
     @property
     def request(self) -> Request:
@@ -319,6 +323,10 @@ def _finished(awaitable: Any) -> Any:
 
 
 _current: ContextVar[RequestContext | None] = ContextVar("faststate_context", default=None)
+#: the store ``with store.activate():`` made current (a StateStore: that module sits above this
+#: one). A request's own store is its context owner's, so the middleware sets no second
+#: context variable per request.
+_active: ContextVar[Any] = ContextVar("faststate_store", default=None)
 
 
 def current_context() -> RequestContext:

@@ -16,7 +16,6 @@ import logging
 import time
 import weakref
 from collections.abc import Callable, Coroutine, Iterator
-from contextvars import ContextVar
 from typing import Any, TypeVar
 
 import anyio.from_thread
@@ -25,7 +24,7 @@ from pydantic import BaseModel
 from ._caps import InstanceCaps
 from ._changes import commits_now, snapshot
 from ._config import StateInfo, info_of, meta_of
-from ._context import RequestContext, UserContext, _current
+from ._context import RequestContext, UserContext, _active, _current
 from ._deadlines import Deadlines
 from ._eviction import Eviction
 from ._exceptions import FastStateError, NoRequestContextError
@@ -43,12 +42,6 @@ log = logging.getLogger("faststate_mw")
 T = TypeVar("T", bound=BaseModel)
 R = TypeVar("R")
 
-#: ``with store.activate():``'s store and the request context it was activated in (None
-#: outside a request). A request's own store is its context owner's: the middleware sets no
-#: second context variable per request.
-_active: ContextVar[tuple[StateStore, RequestContext | None] | None] = ContextVar(
-    "faststate_store", default=None
-)
 #: stores started in this process: background code with no request uses the only one
 _running: weakref.WeakSet[StateStore] = weakref.WeakSet()
 
@@ -57,16 +50,16 @@ def current_store() -> StateStore:
     """The store of the running request; outside a request, the store made active with
     ``with store.activate():``, else the only started one. Raises NoRequestContextError when
     there is none, or several and none was chosen."""
+    active: StateStore | None = _active.get()
     ctx = _current.get()
-    active = _active.get()
-    if active is not None and active[1] is ctx:  # activated in this request, or outside any
-        return active[0]
-    if ctx is not None:  # the request's store wins over one activated around it
+    # the request's own store (its context owner's), unless a store was activated within it:
+    # one activated around it (a test, a script) does not pick the request's store
+    if ctx is not None and active is ctx.activated:
         store: StateStore | None = getattr(ctx.owner, "store", None)
         if store is not None:
             return store
-    if active is not None:  # a context with no store (testing.in_session)
-        return active[0]
+    if active is not None:
+        return active
     running = list(_running)
     if len(running) == 1:
         return running[0]
@@ -224,7 +217,7 @@ class StateStore:
     def activate(self) -> Iterator[StateStore]:
         """``with store.activate():`` makes this the store of background code (tasks, scripts)
         that runs outside any request: ``State.for_record(7)``, ``update()``."""
-        token = _active.set((self, _current.get()))
+        token = _active.set(self)
         try:
             yield self
         finally:

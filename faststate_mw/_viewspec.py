@@ -88,6 +88,7 @@ def viewer_context(ctx: RequestContext | None, user: UserContext | None, per_vie
     out = RequestContext(scope, ctx.owner)
     out._user = user
     out._sid = None if not per_viewer else ctx._sid
+    out.activated = ctx.activated  # a store activated within the request still counts
     return out
 
 

@@ -23,7 +23,8 @@ from typing import Any
 
 from .._config import catalog
 from .._context import RequestContext, UserContext, UserLoader, _current
-from .._store import _running
+from .._exceptions import NoRequestContextError
+from .._store import _running, current_store
 from ._client import TEST_USER, EventReply, Tab, TestClient, with_test_user
 from ._sse import ElementPatch, SSEEvent
 from ._sync import SyncTab, SyncTestClient
@@ -79,9 +80,11 @@ class _SessionOwner:
     datastar_src: str | None = None
     async_user_loader = False
 
-    def __init__(self, session_id: str, user: UserContext | None) -> None:
+    def __init__(self, session_id: str, user: UserContext | None, store: Any) -> None:
         self.session_id = session_id
         self.user_loader: UserLoader = lambda scope: user
+        #: the store in effect where the block began (a request's, an activated one, or None)
+        self.store = store
 
     def read_session(self, scope: Any) -> tuple[str, str] | None:
         return self.session_id, ""
@@ -105,7 +108,11 @@ def in_session(session_id: str, user: UserContext | None = None) -> Iterator[Req
     """Within the block, ``State.current()`` and ``current_user()`` answer as in a request of
     browser session ``session_id`` by ``user`` (no app, no HTTP); yields that request's context."""
     scope = {"type": "http", "method": "GET", "path": "/", "headers": [], "query_string": b""}
-    ctx = RequestContext(scope, _SessionOwner(session_id, user))
+    try:
+        store: Any = current_store()
+    except NoRequestContextError:
+        store = None
+    ctx = RequestContext(scope, _SessionOwner(session_id, user, store))
     token = _current.set(ctx)
     try:
         yield ctx
