@@ -8,7 +8,7 @@ import json
 import re
 from collections.abc import Callable
 from html import escape
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Self, cast
 
 import pydantic.main
 from pydantic import BaseModel, ConfigDict
@@ -43,6 +43,23 @@ class hybridmethod:
 _VALIDATED: Any = getattr(pydantic.main, "_SIMPLE_SETATTR_HANDLERS", {}).get(
     "validate_assignment", object()
 )
+
+
+class _Undescribed:
+    """The description of a State subclass that was never described: any use is a clear error."""
+
+    __slots__ = ("name",)
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        if attr.startswith("__"):  # probes such as abc's __isabstractmethod__: not a use
+            raise AttributeError(attr)
+        raise ConfigurationError(
+            f"{self.name} was never described: a __pydantic_init_subclass__ of its own must call "
+            "super().__pydantic_init_subclass__(**kwargs)"
+        )
 
 
 class State(BaseModel):
@@ -93,6 +110,12 @@ class State(BaseModel):
         assigned = self._fs.assigned
         if assigned is not None:  # a change is running: the sender hears of this field
             assigned.add(name)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # until __pydantic_init_subclass__ describes it: a class whose description was never
+        # made (an override that skips super()) must not read its parent's scope and rules
+        cls.__faststate_info__ = cast(StateInfo, _Undescribed(cls.__name__))
 
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:

@@ -30,6 +30,7 @@ from faststate_mw import (
     event,
     on,
 )
+from faststate_mw._config import info_of
 from faststate_mw.testing import isolated_state_names
 from tests.conftest import API, DS
 from tests.sse import patched_signals
@@ -391,3 +392,22 @@ def test_fastapi_depends_current_user(store: StateStore) -> None:
     client = TestClient(api)
     assert client.get("/").json() == {"user": None, "editor": False}
     assert client.get("/?me=1").json() == {"user": "dana", "editor": True}
+
+
+def test_a_subclass_never_described_is_a_clear_error_not_its_parents_rules() -> None:
+    """An app's __pydantic_init_subclass__ that skips super() leaves its subclasses without a
+    description of their own: they must not serve with the parent's scope and auth rule."""
+    with isolated_state_names():
+
+        class Forgetful(State):
+            x: int = 0
+
+            @classmethod
+            def __pydantic_init_subclass__(cls, **kw: Any) -> None:
+                pass  # forgets super(): State never describes the subclasses
+
+        class Guarded(Forgetful):
+            __faststate__ = StateConfig(scope=StateScope.USER, requires_auth=True)
+
+        with pytest.raises(ConfigurationError, match="Guarded was never described"):
+            info_of(Guarded).auth  # noqa: B018
