@@ -114,8 +114,9 @@ def _frame(ns: str | None) -> tuple[str, str]:
         _PATCH + "".join(f"{encode_basestring_ascii(part)}:{{" for part in parts),
         "}" * (len(parts) + 1) + "\n\n",
     )
-    if len(_FRAMES) < 1024:  # a component's namespace holds its id: not all are kept
-        _FRAMES[ns] = frame
+    if len(_FRAMES) >= 1024:  # a component's namespace holds its id: emptied when full
+        _FRAMES.clear()
+    _FRAMES[ns] = frame
     return frame
 
 
