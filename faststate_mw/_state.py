@@ -43,6 +43,56 @@ class hybridmethod:
 _VALIDATED: Any = getattr(pydantic.main, "_SIMPLE_SETATTR_HANDLERS", {}).get(
     "validate_assignment", object()
 )
+#: the core schemas whose validation returns a value of exactly their type as it is
+_PLAIN_SCHEMAS: dict[str, type] = {"int": int, "bool": bool, "float": float, "str": str}
+#: config that makes pydantic change or refuse such a value (a float's inf, a str's spaces)
+_VALUE_CONFIG = {
+    "float": ("allow_inf_nan",),
+    "str": (
+        "str_strip_whitespace",
+        "str_to_lower",
+        "str_to_upper",
+        "str_min_length",
+        "str_max_length",
+    ),
+}
+
+
+def _plain_fields(cls: type[BaseModel]) -> dict[str, type]:
+    """The fields of ``cls`` whose assignment of a value of exactly the type returned here
+    validates to that value, unchanged: a bare ``int``, ``bool``, ``float`` or ``str``
+    field, not frozen, in a model with no model validator, no extra fields and no config that
+    changes such a value. Assigning one is what ``validate_assignment`` would do (the value
+    set and the field marked set), without copying the model's dict."""
+    if not cls.__pydantic_complete__:
+        return {}
+    model: Any = cls.__pydantic_core_schema__
+    config = model.get("config", {})
+    inner = model.get("schema", {})
+    if (
+        model.get("type") != "model"
+        or model.get("root_model")
+        or inner.get("type") != "model-fields"
+        or config.get("frozen")
+        or config.get("extra_fields_behavior") == "allow"
+        or inner.get("extra_behavior") == "allow"
+    ):
+        return {}
+    plain = {}
+    for name, field in inner["fields"].items():
+        schema = field["schema"]
+        if schema.get("type") == "default" and schema.keys() <= {"type", "schema", "default"}:
+            schema = schema["schema"]
+        kind = schema.get("type")
+        if (
+            field.get("type") == "model-field"
+            and not field.get("frozen")
+            and schema.keys() == {"type"}
+            and kind in _PLAIN_SCHEMAS
+            and not any(config.get(key) is not None for key in _VALUE_CONFIG.get(kind, ()))
+        ):
+            plain[name] = _PLAIN_SCHEMAS[kind]
+    return plain
 
 
 class _Undescribed:
@@ -84,6 +134,8 @@ class State(BaseModel):
     #: pydantic's memo of how each name is set (its own dict), or an empty one when a class
     #: between State and BaseModel has a __setattr__ of its own, which must not be skipped
     __faststate_setters__: ClassVar[dict[str, Any]] = {}
+    #: the fields a value of exactly their type is assigned to as it is (``_plain_fields``)
+    __faststate_plain__: ClassVar[dict[str, type]] = {}
 
     # faststate's bookkeeping lives in a slot, not in pydantic private attributes: a slot read
     # costs ~0.1 us where a private attribute costs ~2.5 us, and events read it many times
@@ -102,7 +154,11 @@ class State(BaseModel):
         return super().__getattr__(name)  # type: ignore[misc]
 
     def __setattr__(self, name: str, value: Any) -> None:
-        if self.__faststate_setters__.get(name) is _VALIDATED:
+        if type(value) is self.__faststate_plain__.get(name):
+            # validation would return it unchanged: what it does, without its copy of the dict
+            self.__dict__[name] = value
+            self.__pydantic_fields_set__.add(name)
+        elif self.__faststate_setters__.get(name) is _VALIDATED:
             # what pydantic's __setattr__ calls for it, without its two Python frames
             self.__pydantic_validator__.validate_assignment(self, name, value)
         else:
@@ -143,6 +199,7 @@ class State(BaseModel):
         between = mro[mro.index(State) + 1 : mro.index(BaseModel)]
         own = any("__setattr__" in base.__dict__ for base in between)
         cls.__faststate_setters__ = {} if own else cls.__pydantic_setattr_handlers__
+        cls.__faststate_plain__ = {} if own else _plain_fields(cls)
         catalog.add(cls, info.name)
 
     # -- finding the instance -------------------------------------------------------------------

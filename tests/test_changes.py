@@ -8,11 +8,11 @@ import asyncio
 import contextlib
 import json
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 import httpx
 import pytest
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 from starlette.applications import Starlette
 
 from faststate_mw import (
@@ -678,3 +678,65 @@ def test_an_assignment_is_validated_and_recorded_as_the_change_runs() -> None:
     noting.n = 1
     noting.n = 2
     assert noting.__dict__["_noted"] == ("n", "n") and noting.n == 2
+
+
+class PlainFields(State):
+    i: int = 0
+    b: bool = False
+    f: float = 0.0
+    s: str = ""
+    opt: int | None = None
+    low: Annotated[int, Field(ge=0)] = 0
+    fixed: int = Field(0, frozen=True)
+
+
+class StrippedFields(State):
+    model_config = ConfigDict(str_strip_whitespace=True, allow_inf_nan=False)
+    i: int = 0
+    f: float = 0.0
+    s: str = ""
+
+
+class CheckedFields(State):
+    i: int = 0
+
+    @model_validator(mode="after")
+    def small(self) -> CheckedFields:
+        if self.i > 10:
+            raise ValueError("too big")
+        return self
+
+
+class DoubledFields(State):
+    i: int = 0
+
+    @field_validator("i")
+    @classmethod
+    def double(cls, value: int) -> int:
+        return value * 2
+
+
+def test_a_plain_assignment_ends_as_a_validated_one() -> None:
+    """A value of exactly a bare field's type is set as it is, without pydantic's validator:
+    the state ends as that validator leaves it, and anything it changes or refuses still goes
+    through it."""
+    assert PlainFields.__faststate_plain__ == {"i": int, "b": bool, "f": float, "s": str}
+    assert StrippedFields.__faststate_plain__ == {"i": int}
+    assert CheckedFields.__faststate_plain__ == {} and DoubledFields.__faststate_plain__ == {}
+    values = [0, 7, -1, 2**70, True, False, 1.5, float("inf"), float("nan"), "", " a ", None, b"x"]
+    for cls in (PlainFields, StrippedFields, CheckedFields, DoubledFields):
+        for name in cls.model_fields:
+            for value in values:
+                ours, theirs = cls(), cls()
+                try:
+                    cls.__pydantic_validator__.validate_assignment(theirs, name, value)
+                except ValidationError:
+                    with pytest.raises(ValidationError):
+                        setattr(ours, name, value)
+                else:
+                    setattr(ours, name, value)
+                got, want = ours.__dict__[name], theirs.__dict__[name]
+                assert type(got) is type(want) and (got == want or got != got), (cls, name, value)
+                assert ours.__dict__.keys() == theirs.__dict__.keys()
+                assert ours.model_fields_set == theirs.model_fields_set
+                assert ours.__pydantic_extra__ == theirs.__pydantic_extra__
