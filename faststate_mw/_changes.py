@@ -126,11 +126,20 @@ def _signals(
     """The fields ``names`` of ``inst`` as JSON values (``model_dump(mode="json")``) and their
     signal patch: ``patch_signals(info.wrap(data, ident))``, byte for byte. Values that are
     strings, numbers, booleans or null are written here, without making a JSON encoder and
-    nesting ``data`` (most changes have only such values)."""
+    nesting ``data`` (most changes have only such values). ``names`` are in field order."""
     cls = type(inst)
     data: dict[str, Any]
     if cls.model_dump is _DUMP:
-        data = cls.__pydantic_serializer__.to_python(inst, mode="json", include=set(names))
+        # a value of a field that is dumped as it is (most) needs no call of the serializer
+        d = inst.__dict__
+        dumped = cls.__faststate_dumped__
+        data = {}
+        for name in names:
+            value = d.get(name)
+            if type(value) is not dumped.get(name):
+                data = cls.__pydantic_serializer__.to_python(inst, mode="json", include=set(names))
+                break
+            data[name] = value
     else:
         data = inst.model_dump(mode="json", include=set(names))
     ns = info.namespace if ident is None else info.namespace_for(ident)

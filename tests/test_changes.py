@@ -7,12 +7,21 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import warnings
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import httpx
 import pytest
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 from starlette.applications import Starlette
 
 from faststate_mw import (
@@ -27,8 +36,9 @@ from faststate_mw import (
 )
 from faststate_mw import _changes as changes
 from faststate_mw._changes import restore, run_grouped, snapshot
-from faststate_mw._config import meta_of
+from faststate_mw._config import info_of, meta_of
 from faststate_mw._exceptions import BackendUnavailable
+from faststate_mw._http import patch_signals
 from faststate_mw.backends import MemoryBackend, Stored
 from faststate_mw.testing._asgi import make_scope
 from tests.apps.live import SENTINEL, LiveRecord, live_browser, mark
@@ -740,3 +750,34 @@ def test_a_plain_assignment_ends_as_a_validated_one() -> None:
                 assert ours.__dict__.keys() == theirs.__dict__.keys()
                 assert ours.model_fields_set == theirs.model_fields_set
                 assert ours.__pydantic_extra__ == theirs.__pydantic_extra__
+
+
+class Serialized(State):
+    i: int = 0
+    s: str = ""
+    named: int = Field(0, serialization_alias="other")
+    shown: int = 0
+
+    @field_serializer("shown")
+    def _shown(self, value: int) -> str:
+        return f"#{value}"
+
+
+def test_a_patch_of_values_dumped_as_they_are_is_the_serializers() -> None:
+    """Values of fields dumped as they are go into the patch without pydantic's serializer;
+    the patch and the data are what it makes of them, also for a value of another type (one
+    put there without validation) and for a field it renames or serializes its own way."""
+    assert PlainFields.__faststate_dumped__ == {"i": int, "b": bool, "s": str}
+    assert Serialized.__faststate_dumped__ == {"i": int, "s": str}
+    plain = PlainFields.model_construct(i=True, b=1, s='é\n"', f=1.5, opt=3)
+    serialized = Serialized(i=2**70, s="x", named=3, shown=4)
+    for inst in (PlainFields(i=-3, b=True, s="a"), plain, serialized):
+        info = info_of(type(inst))
+        for count in range(1, len(info.fields) + 1):
+            names = list(info.fields[:count])
+            with warnings.catch_warnings():  # pydantic's about the values of other types
+                warnings.simplefilter("ignore")
+                data = inst.model_dump(mode="json", include=set(names))
+                got = changes._signals(inst, info, None, names)
+            assert got == (data, patch_signals(info.wrap(data, None)))
+            assert list(got[0]) == list(data)
