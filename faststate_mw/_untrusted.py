@@ -111,9 +111,11 @@ def loads(raw: str | bytes, what: str, *, max_depth: int = MAX_JSON_DEPTH) -> An
     ):
         raise InvalidPayload(f"{what} nested deeper than {max_depth} levels")
     # the escape's backslash and "u" found first: a search for them is cheaper than the regex
+    # (find(), not ``in``: bytes.__contains__ first tries its argument as an int and formats a
+    # TypeError to throw away)
     if (
         decoded_loosely
-        or (b"\\u" in raw_bytes and _SURROGATE_ESCAPE.search(raw_bytes))
+        or (raw_bytes.find(b"\\u") >= 0 and _SURROGATE_ESCAPE.search(raw_bytes))
         or (raw_bytes is not raw and isinstance(raw, str) and has_surrogate(raw))
     ):
         check_text(data, what)
