@@ -332,12 +332,14 @@ async def serve_event(
     started = 0.0
     if run is None:
         started = perf_counter()
-        tracer = observer.tracing.tracer(started)
-        if tracer is not None:
-            await _traced(
-                tracer, started, scope, receive, send, ctx, store, route, max_body, sets_cookie
-            )
-            return
+        tracing = observer.tracing
+        if started >= tracing.due:  # a tracer found, or time to look for one
+            tracer = tracing.tracer(started)
+            if tracer is not None:
+                await _traced(
+                    tracer, started, scope, receive, send, ctx, store, route, max_body, sets_cookie
+                )
+                return
     cls = route.cls
     spec = route.spec
     status = 200
