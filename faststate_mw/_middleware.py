@@ -143,6 +143,8 @@ class FastStateMiddleware:
         #: where pages load the Datastar client from when this middleware self-hosts it
         self.datastar_src = self._datastar_path if self._datastar_js is not None else None
         self._inner_apps: dict[int, ASGIApp | None] = {}
+        #: the last app found to run no middleware inside this one (most apps: the only one)
+        self._plain_app: Any = None
         #: the events found by path, valid while the catalog's version is ``_routes_version``
         #: (only found ones: unknown paths, which a client chooses, are never kept)
         self._routes: dict[str, EventRoute] = {}
@@ -198,7 +200,8 @@ class FastStateMiddleware:
             # an event path served before (never the stream's nor another path served first)
             route = self._routes.get(path) if self._routes_version == catalog.version else None
             if route is not None:
-                inner = self._inner_app(scope)
+                app = scope.get("app")
+                inner = None if app is self._plain_app else self._inner_app(scope)
                 if inner is None:  # no middleware to run inside this one: its reply sets a
                     # new session's cookie itself (no send wrapper to call)
                     await serve_event(
@@ -346,6 +349,8 @@ class FastStateMiddleware:
                 mw_cls, args, kwargs = mw
                 handler = mw_cls(handler, *args, **kwargs)
         self._inner_apps[id(app)] = handler
+        if handler is None:
+            self._plain_app = app
         return handler
 
     def _event_route(self, path: str) -> EventRoute | None:
