@@ -209,8 +209,21 @@ class RequestContext:
         sign-out, a sign-in, someone else signing in) is never used: its session ends and the
         browser gets a new id (see :func:`rotate_session`)."""
         sid = self._sid
-        if sid is _UNSET:
-            sid = self._sid = self._bound_session()
+        if sid is _UNSET:  # first asked: the cookie's id, if it is bound to this user
+            found = self._cookie
+            if found is _UNSET:
+                found = self.session_cookie()
+            sid = None
+            if found is not None:
+                sid, binding = found
+                user = self.user
+                # an anonymous cookie of an anonymous user (the common case) needs no hashing
+                if (binding or user is not None) and not hmac.compare_digest(
+                    binding, self.owner.session_binding(sid, user)
+                ):
+                    self.owner.session_ended(sid, user)
+                    sid = None
+            self._sid = sid
         if sid is None and create:
             sid = self._sid = self.new_session_id = self.owner.new_session_id()
         return sid
@@ -231,21 +244,6 @@ class RequestContext:
         if self._cookie is _UNSET:
             self._cookie = self.owner.read_session(self.scope)
         return self._cookie
-
-    def _bound_session(self) -> str | None:
-        found = self._cookie
-        if found is _UNSET:
-            found = self.session_cookie()
-        if found is None:
-            return None
-        sid, binding = found
-        user = self.user
-        if not binding and user is None:  # anonymous, as the cookie says: the common case
-            return sid
-        if hmac.compare_digest(binding, self.owner.session_binding(sid, user)):
-            return sid
-        self.owner.session_ended(sid, user)
-        return None
 
     def rotate_session(self) -> None:
         """Give this browser a new session id, bound to the user as the app now says (the

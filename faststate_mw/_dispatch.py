@@ -53,6 +53,7 @@ from ._http import (
 from ._metrics import outcome_of
 from ._observe import EventRun, Observer
 from ._recorder import public_key
+from ._scopes import StateScope
 from ._store import StateStore
 from ._tracing import end_span
 from ._types import Receive, Scope, Send
@@ -287,22 +288,42 @@ def event_failure(exc: BaseException, spec: EventSpec, cls: type[Any]) -> FastSt
     return EventFailed(f"event {spec.name!r} failed; the state was left unchanged")
 
 
+class EventRoute:
+    """One (state, event) served at a path, with what serving it asks on every request that
+    is the same each time (read once, when the path is first served)."""
+
+    __slots__ = ("auth", "cls", "info", "scope_rule", "spec", "state_auth", "user_first")
+
+    def __init__(self, info: StateInfo, spec: EventSpec) -> None:
+        self.info = info
+        self.spec = spec
+        self.cls: type[Any] = info.cls
+        self.auth = spec.auth
+        self.state_auth = info.auth
+        #: a custom scope's rule is looked up on each request (it may be registered again)
+        self.scope_rule = info.rule if isinstance(info.scope, StateScope) else None
+        #: whether the user is loaded up front (its rules, its scope's keys), whatever loader
+        self.user_first = (
+            spec.auth.requires_auth
+            or info.auth.requires_auth
+            or (self.scope_rule is not None and self.scope_rule.needs_user)
+        )
+
+
 async def serve_event(
     scope: Scope,
     receive: Receive,
     send: Send,
     ctx: RequestContext,
     store: StateStore,
-    info: StateInfo,
-    spec: EventSpec,
+    route: EventRoute,
     max_body: int,
     sets_cookie: bool = False,
     run: EventRun | None = None,
 ) -> None:
     """Serve one event request, from the raw ASGI messages to the bytes of the reply; then
     log, count, trace and record it (see ``_observe``). ``sets_cookie``: the reply's start
-    sets the cookie of a session id minted on the way (else ``send`` does). ``info``: the
-    description of the event's state class (``info_of(cls)``). ``run``: given by
+    sets the cookie of a session id minted on the way (else ``send`` does). ``run``: given by
     ``_traced``, inside the event's span; the event is then told about there.
 
     One coroutine, without an EventRun, for the common event that nobody observes: each
@@ -311,13 +332,16 @@ async def serve_event(
     started = 0.0
     if run is None:
         started = perf_counter()
-        tracer = observer.tracing.tracer(started)
-        if tracer is not None:
-            await _traced(
-                tracer, started, scope, receive, send, ctx, store, info, spec, max_body, sets_cookie
-            )
-            return
-    cls: type[Any] = info.cls
+        tracing = observer.tracing
+        if started >= tracing.due:  # a tracer found, or time to look for one
+            tracer = tracing.tracer(started)
+            if tracer is not None:
+                await _traced(
+                    tracer, started, scope, receive, send, ctx, store, route, max_body, sets_cookie
+                )
+                return
+    cls = route.cls
+    spec = route.spec
     status = 200
     run_key = ""
     text = ""
@@ -334,36 +358,37 @@ async def serve_event(
         body = await read_body(receive, hdrs, max_body, store.body_deadlines)
         query = parse_query(scope)
         signals = parse_signals(json_body, method, body, query)
-        rule = spec.auth
-        state_rule = info.auth
-        scope_rule = info.rule  # read once: info.needs_user and info.identity would each ask
+        scope_rule = route.scope_rule
+        if scope_rule is None:
+            scope_rule = route.info.rule
         # Load the user up front when anything may need it; otherwise a sync loader runs only
         # if the event asks (current_user()), which keeps anonymous public events cheap.
         user = None
         if (
-            ctx.owner.async_user_loader
-            or rule.requires_auth
-            or state_rule.requires_auth
-            or scope_rule.needs_user
+            route.user_first
+            or ctx.owner.async_user_loader
+            or (route.scope_rule is None and scope_rule.needs_user)
         ):
             user = await ctx.load_user()
-        # sign-in, permissions, roles: before any instance is made; an event's denial is
-        # logged at WARNING even for anonymous users (a page visit's only at INFO)
-        if state_rule.requires_auth:
-            state_rule.check(user, key=cls.__name__, event=spec.name)
-        if rule.requires_auth:
-            rule.check(user, key=cls.__name__, event=spec.name)
+            # sign-in, permissions, roles: before any instance is made; an event's denial is
+            # logged at WARNING even for anonymous users (a page visit's only at INFO)
+            state_rule = route.state_auth
+            if state_rule.requires_auth:
+                state_rule.check(user, key=cls.__name__, event=spec.name)
+            rule = route.auth
+            if rule.requires_auth:
+                rule.check(user, key=cls.__name__, event=spec.name)
         # the instance the URL's id picks (no new ids); a live one without awaiting, and no
         # refresh from a shared backend: the commit's version check catches a stale copy. Its
         # key as store.key_for makes it, whose state rule check was just made (at WARNING).
         ident_name = scope_rule.identity
         ident = None if ident_name is None else event_ident(ident_name, query)
-        key = scope_rule.key(info.name, ctx, ident)
+        key = scope_rule.key(route.info.name, ctx, ident)
         inst = store.cached(key, cls, ctx)
         if inst is None:
             inst = await store.create(key, cls, ctx, ident)
         run_key = key
-        kwargs = bind_arguments(cls, spec, query, signals, info, scope.get("query_string"))
+        kwargs = bind_arguments(cls, spec, query, signals, route.info, scope.get("query_string"))
         live = store.hub.live_tab(tab_of(signals), ctx.session_id(create=False), key)
         try:
             text = await run_event(inst, spec, kwargs, reply, user, live, store.event_deadlines)
@@ -401,18 +426,17 @@ async def _traced(
     send: Send,
     ctx: RequestContext,
     store: StateStore,
-    info: StateInfo,
-    spec: EventSpec,
+    route: EventRoute,
     max_body: int,
     sets_cookie: bool,
 ) -> None:
     """:func:`serve_event` in an OpenTelemetry span, then told about."""
-    run = EventRun(info.cls.__name__, spec.name)
+    run = EventRun(route.cls.__name__, route.spec.name)
     with tracer.start_as_current_span(
         f"{run.state}.{run.event}",
         attributes={"faststate.state": run.state, "faststate.event": run.event},
     ) as span:
-        await serve_event(scope, receive, send, ctx, store, info, spec, max_body, sets_cookie, run)
+        await serve_event(scope, receive, send, ctx, store, route, max_body, sets_cookie, run)
         end_span(span, public_key(run.key), outcome_of(run.status), run.status)
     observer = store.observer
     if run.status >= 400 or not observer.quiet():
@@ -431,4 +455,4 @@ async def _tell(observer: Observer, ctx: RequestContext, run: EventRun, seconds:
     observer.event_done(run, seconds)
 
 
-__all__ = ["bind_arguments", "serve_event"]
+__all__ = ["EventRoute", "bind_arguments", "serve_event"]

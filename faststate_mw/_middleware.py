@@ -8,11 +8,10 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from ._config import StateInfo, catalog, info_of
+from ._config import catalog, info_of
 from ._context import RequestContext, UserContext, UserLoader, _current, default_user_loader
 from ._devtools import Devtools
-from ._dispatch import serve_event
-from ._eventspec import EventSpec
+from ._dispatch import EventRoute, serve_event
 from ._exceptions import ConfigurationError, FastStateError, UnknownEvent
 from ._http import Reply, send_error
 from ._inject import PageInjector
@@ -144,9 +143,11 @@ class FastStateMiddleware:
         #: where pages load the Datastar client from when this middleware self-hosts it
         self.datastar_src = self._datastar_path if self._datastar_js is not None else None
         self._inner_apps: dict[int, ASGIApp | None] = {}
+        #: the last app found to run no middleware inside this one (most apps: the only one)
+        self._plain_app: Any = None
         #: the events found by path, valid while the catalog's version is ``_routes_version``
         #: (only found ones: unknown paths, which a client chooses, are never kept)
-        self._routes: dict[str, tuple[StateInfo, EventSpec]] = {}
+        self._routes: dict[str, EventRoute] = {}
         self._routes_version = -1
         #: paths under the prefix (or custom) served before any event route is looked up
         self._served_first = frozenset(
@@ -196,7 +197,19 @@ class FastStateMiddleware:
         token = _current.set(ctx)
         try:
             path: str = scope["path"]
-            if path == self._stream_path:
+            # an event path served before (never the stream's nor another path served first)
+            route = self._routes.get(path) if self._routes_version == catalog.version else None
+            if route is not None:
+                app = scope.get("app")
+                inner = None if app is self._plain_app else self._inner_app(scope)
+                if inner is None:  # no middleware to run inside this one: its reply sets a
+                    # new session's cookie itself (no send wrapper to call)
+                    await serve_event(
+                        scope, receive, send, ctx, store, route, self.max_body_size, True
+                    )
+                else:
+                    await inner(scope, receive, self._page_send(ctx, send))
+            elif path == self._stream_path:
                 # a stream never mints a session, so it needs no cookie-setting send wrapper
                 await (self._inner_app(scope) or self._serve)(scope, receive, send)
             elif (
@@ -206,12 +219,10 @@ class FastStateMiddleware:
                 or (self._devtools is not None and path == self._devtools.path)
             ):
                 inner = self._inner_app(scope)
-                found = self._event_route(path) if inner is None else None
-                if found is not None:  # an event, with no middleware to run inside this one
-                    info, spec = found
-                    # its reply sets a new session's cookie itself (no send wrapper to call)
+                route = self._event_route(path) if inner is None else None
+                if route is not None:  # an event, with no middleware to run inside this one
                     limit = self.max_body_size
-                    await serve_event(scope, receive, send, ctx, store, info, spec, limit, True)
+                    await serve_event(scope, receive, send, ctx, store, route, limit, True)
                 else:
                     await (inner or self._serve)(scope, receive, self._page_send(ctx, send))
             else:
@@ -338,9 +349,11 @@ class FastStateMiddleware:
                 mw_cls, args, kwargs = mw
                 handler = mw_cls(handler, *args, **kwargs)
         self._inner_apps[id(app)] = handler
+        if handler is None:
+            self._plain_app = app
         return handler
 
-    def _event_route(self, path: str) -> tuple[StateInfo, EventSpec] | None:
+    def _event_route(self, path: str) -> EventRoute | None:
         """The (state, event) served at ``path``; None for an unknown event and for the paths
         served before events (the client, streams, metrics, devtools)."""
         if self._routes_version != catalog.version:
@@ -353,7 +366,7 @@ class FastStateMiddleware:
                 self._routes[path] = found
         return found
 
-    def _route_of(self, path: str) -> tuple[StateInfo, EventSpec] | None:
+    def _route_of(self, path: str) -> EventRoute | None:
         found = None
         if path.startswith(self._event_prefix):
             parts = path[len(self._event_prefix) :].split("/")
@@ -361,7 +374,7 @@ class FastStateMiddleware:
                 found = catalog.route(parts[0], parts[1])
         else:
             found = catalog.custom_routes().get(path)
-        return None if found is None else (info_of(found[0]), found[1])
+        return None if found is None else EventRoute(info_of(found[0]), found[1])
 
     async def _serve_client(self, send: Send) -> None:
         """The self-hosted Datastar client; else a redirect to the CDN, so that
@@ -395,12 +408,11 @@ class FastStateMiddleware:
         if self._devtools is not None and path == self._devtools.path:
             await self._devtools.serve(scope, send, ctx)
             return
-        found = self._route_of(path)
-        if found is None:
+        route = self._route_of(path)
+        if route is None:
             await send_error(scope, Reply(send), UnknownEvent(f"no event at {path}"))
             return
-        info, spec = found
-        await serve_event(scope, receive, send, ctx, self.store, info, spec, self.max_body_size)
+        await serve_event(scope, receive, send, ctx, self.store, route, self.max_body_size)
 
 
 def _check_settings(secret_key: str, prefix: str, max_body_size: int) -> None:

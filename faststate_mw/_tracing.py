@@ -29,12 +29,14 @@ class EventTracer:
     bookkeeping), so an app that configures tracing after it started gets spans within a second.
     """
 
-    __slots__ = ("_next_check", "_tracer")
+    __slots__ = ("_tracer", "due")
 
     def __init__(self) -> None:
         self._tracer: Any = None
-        #: without OpenTelemetry installed there is nothing to look for, ever
-        self._next_check = 0.0 if _trace is not None else math.inf
+        #: the ``time.perf_counter()`` from which :meth:`tracer` may return a tracer: a caller
+        #: that reads the clock anyway skips the call before it (minus infinity once one is
+        #: found; infinity without OpenTelemetry installed: nothing to look for, ever)
+        self.due = 0.0 if _trace is not None else math.inf
 
     def tracer(self, now: float | None = None) -> Any:
         """The ``faststate_mw`` tracer, or None when OpenTelemetry is not set up. ``now``: the
@@ -44,12 +46,13 @@ class EventTracer:
             return tracer
         if now is None:
             now = time.perf_counter()
-        if now < self._next_check:
+        if now < self.due:
             return None
-        self._next_check = now + RECHECK
+        self.due = now + RECHECK
         provider = _trace.get_tracer_provider()
         if not isinstance(provider, _NO_PROVIDER):
             tracer = self._tracer = provider.get_tracer("faststate_mw")
+            self.due = -math.inf
         return tracer
 
 

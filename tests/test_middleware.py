@@ -44,6 +44,18 @@ def test_events_see_the_same_session_and_user_as_pages(order: str, store: StateS
     assert client.get("/").json()["count"] == 1
 
 
+@pytest.mark.parametrize("order", ["faststate-outside", "faststate-inside"])
+def test_an_event_served_again_sees_the_session_and_user(order: str, store: StateStore) -> None:
+    """An event path served again (from the middleware's route cache when no middleware runs
+    inside FastState's) sees the app's session and the user as they are now."""
+    client = TestClient(notes_app(order, store))
+    client.get("/")
+    assert client.post("/_faststate/Notes/whoami", headers=DS, content=b"{}").status_code == 200
+    client.get("/login?user=alice")
+    r = client.post("/_faststate/Notes/whoami", headers=DS, content=b"{}")
+    assert patched_signals(r.text) == [{"notes": {"seen_user": "alice", "seen_session": "blue"}}]
+
+
 def test_sessions_are_separate_and_global_is_shared(store: StateStore) -> None:
     app = notes_app("faststate-outside", store)
     a, b = TestClient(app), TestClient(app)

@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import httpx
 import pytest
+from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 from faststate_mw import (
     ConfigurationError,
+    FastStateMiddleware,
+    ScopeRule,
     State,
     StateConfig,
     StateScope,
     StateStore,
     event,
+    register_scope,
 )
 from faststate_mw.testing import FakeClock
 from tests.apps.scopes import app
@@ -178,6 +184,38 @@ async def test_temporary_state_is_gone_after_its_ttl(clock: FakeClock, store: St
 
 
 # -- custom scope ------------------------------------------------------------------------------
+class _Shelf(ScopeRule):
+    """A custom scope whose owner a test changes by registering it again."""
+
+    name = "shelf"
+
+    def __init__(self, owner: str) -> None:
+        self.shelf = owner
+
+    def owner(self, ctx: Any) -> str | None:
+        return self.shelf
+
+
+def test_an_event_follows_a_custom_scope_registered_again(store: StateStore) -> None:
+    """A custom scope's rule is looked up on every event, also on a path served before."""
+    register_scope(_Shelf("one"))
+
+    class ShelfCount(State):
+        __faststate__ = StateConfig(scope="shelf")
+        n: int = 0
+
+        @event
+        def bump(self) -> None:
+            self.n += 1
+
+    client = TestClient(FastStateMiddleware(Starlette(), secret_key="shelf", store=store))
+    for owner in ("one", "two"):
+        register_scope(_Shelf(owner))
+        r = client.post("/_faststate/ShelfCount/bump", headers=DS, content=b"{}")
+        assert patched_signals(r.text) == [{"shelfCount": {"n": 1}}]
+    assert sorted(store.keys(scope="shelf")) == ["shelf:one:ShelfCount", "shelf:two:ShelfCount"]
+
+
 def test_custom_site_scope_from_header_or_host(store: StateStore) -> None:
     client = TestClient(app(store))
     assert client.get("/site", headers={"x-site": "acme"}).json()["key"] == ("site:acme:SiteTheme")
