@@ -73,7 +73,7 @@ def _plain_fields(cls: type[BaseModel]) -> dict[str, type]:
         model.get("type") != "model"
         or model.get("root_model")
         or inner.get("type") != "model-fields"
-        or config.get("frozen")
+        or cls.model_config.get("frozen")  # BaseModel.__setattr__ checks it: not in the core config
         or config.get("extra_fields_behavior") == "allow"
         or inner.get("extra_behavior") == "allow"
     ):

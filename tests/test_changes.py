@@ -781,3 +781,30 @@ def test_a_patch_of_values_dumped_as_they_are_is_the_serializers() -> None:
                 got = changes._signals(inst, info, None, names)
             assert got == (data, patch_signals(info.wrap(data, None)))
             assert list(got[0]) == list(data)
+
+
+class FrozenModel(State):
+    model_config = ConfigDict(frozen=True)
+    n: int = 0
+
+
+class FrozenParent(State):
+    model_config = ConfigDict(frozen=True)
+
+
+class FrozenChild(FrozenParent):
+    n: int = 0
+
+
+class FrozenKw(State, frozen=True):
+    n: int = 0
+
+
+@pytest.mark.parametrize("cls", [FrozenModel, FrozenChild, FrozenKw])
+def test_a_frozen_states_plain_field_cannot_be_assigned(cls: type[State]) -> None:
+    """pydantic refuses any assignment to a frozen model in BaseModel.__setattr__ (its core
+    schema's config does not say frozen): the plain-field shortcut must not skip that."""
+    inst = cls()
+    with pytest.raises(ValidationError):
+        inst.n = 5  # type: ignore[misc]
+    assert inst.n == 0
