@@ -132,43 +132,30 @@ class EventLimiter:
         address's (other sessions behind the same address keep theirs). This runs on every
         event, so a known key's ``RateLimiter.take`` is written out here (a new key goes
         through it; tests/test_limits.py holds both to the same figures)."""
-        limiter = self.sessions
-        now = limiter.clock()  # one reading for both buckets (they share the clock)
-        if session_id is not None:
+        sessions = self.sessions
+        now = sessions.clock()  # one reading for both buckets (they share the clock)
+        for limiter, key, slow in (
+            (sessions, session_id, _SESSION_SLOW),
+            (self.addresses, address, _ADDRESS_SLOW),
+        ):
+            if key is None:
+                continue
             buckets = limiter._buckets
-            bucket = buckets.get(session_id)
+            bucket = buckets.get(key)
             if bucket is None:
-                wait = limiter.take(session_id, now)
+                wait = limiter.take(key, now)
                 if wait:
-                    raise TooManyRequests(_SESSION_SLOW, retry_after=wait)
-            else:
-                tokens = bucket[0] + (now - bucket[1]) * limiter.rate
-                if not tokens < limiter.burst:
-                    tokens = limiter.burst
-                buckets.move_to_end(session_id)
-                bucket[1] = now
-                if tokens < 1.0:
-                    bucket[0] = tokens
-                    raise TooManyRequests(_SESSION_SLOW, retry_after=(1.0 - tokens) / limiter.rate)
-                bucket[0] = tokens - 1.0
-        if address is not None:
-            limiter = self.addresses
-            buckets = limiter._buckets
-            bucket = buckets.get(address)
-            if bucket is None:
-                wait = limiter.take(address, now)
-                if wait:
-                    raise TooManyRequests(_ADDRESS_SLOW, retry_after=wait)
-            else:
-                tokens = bucket[0] + (now - bucket[1]) * limiter.rate
-                if not tokens < limiter.burst:
-                    tokens = limiter.burst
-                buckets.move_to_end(address)
-                bucket[1] = now
-                if tokens < 1.0:
-                    bucket[0] = tokens
-                    raise TooManyRequests(_ADDRESS_SLOW, retry_after=(1.0 - tokens) / limiter.rate)
-                bucket[0] = tokens - 1.0
+                    raise TooManyRequests(slow, retry_after=wait)
+                continue
+            tokens = bucket[0] + (now - bucket[1]) * limiter.rate
+            if not tokens < limiter.burst:
+                tokens = limiter.burst
+            buckets.move_to_end(key)
+            bucket[1] = now
+            if tokens < 1.0:
+                bucket[0] = tokens
+                raise TooManyRequests(slow, retry_after=(1.0 - tokens) / limiter.rate)
+            bucket[0] = tokens - 1.0
 
 
 __all__ = ["EventLimiter", "Limits", "RateLimiter"]
