@@ -77,16 +77,20 @@ async def test_sqlite_without_auto_persist_saves_on_eviction(
     app = Starlette(routes=[Route("/", page)])
     app.add_middleware(FastStateMiddleware, secret_key="ev", store=store)
     transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
-        key = (await c.get("/")).json()["key"]
-        r = await c.post("/_faststate/Scratch/set_n", headers=DS, json={"scratch": {"n": 7}})
-        assert r.status_code == 200
-        with contextlib.closing(sqlite3.connect(path)) as db, db:  # not saved yet: no auto_persist
-            assert db.execute("select count(*) from faststate_states").fetchone() == (0,)
-        clock.advance(61)
-        assert await store.sweep() == [key]
-        assert store.get(key) is None
-        with contextlib.closing(sqlite3.connect(path)) as db, db:
-            row = db.execute("select version, data from faststate_states").fetchone()
-        assert row[0] == 1 and json.loads(row[1]) == {"n": 7}
-        assert (await c.get("/")).json()["n"] == 7  # read back after eviction
+    try:
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            key = (await c.get("/")).json()["key"]
+            r = await c.post("/_faststate/Scratch/set_n", headers=DS, json={"scratch": {"n": 7}})
+            assert r.status_code == 200
+            # not saved yet: no auto_persist
+            with contextlib.closing(sqlite3.connect(path)) as db, db:
+                assert db.execute("select count(*) from faststate_states").fetchone() == (0,)
+            clock.advance(61)
+            assert await store.sweep() == [key]
+            assert store.get(key) is None
+            with contextlib.closing(sqlite3.connect(path)) as db, db:
+                row = db.execute("select version, data from faststate_states").fetchone()
+            assert row[0] == 1 and json.loads(row[1]) == {"n": 7}
+            assert (await c.get("/")).json()["n"] == 7  # read back after eviction
+    finally:  # the first request started the store (no lifespan here): its file is closed
+        await store.close()
