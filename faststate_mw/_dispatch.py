@@ -35,7 +35,6 @@ from ._exceptions import (
     MissingIdentifier,
 )
 from ._http import (
-    SSE_HEADERS,
     Reply,
     check_csrf,
     client_address,
@@ -394,18 +393,7 @@ async def serve_event(
             text = await run_event(inst, spec, kwargs, reply, user, live, store.event_deadlines)
         except Exception as exc:
             raise event_failure(exc, spec, cls) from exc
-        cookie_ctx = reply.ctx
-        if reply.streaming or (cookie_ctx is not None and cookie_ctx.new_session_id is not None):
-            await finish(reply, text)
-        elif text:  # finish() written out for a reply sent whole: one coroutine less per event
-            sse = text.encode()
-            headers = [*SSE_HEADERS, (b"content-length", str(len(sse)).encode())]
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            await send({"type": "http.response.body", "body": sse})
-        else:
-            headers = [(b"content-length", b"0")]
-            await send({"type": "http.response.start", "status": 204, "headers": headers})
-            await send({"type": "http.response.body", "body": b""})
+        await finish(reply, text)
     except FastStateError as err:
         status = err.status
         await send_error(scope, reply, err)
