@@ -56,15 +56,7 @@ class InstanceTable:
         inst = self._by_key.get(key)
         if inst is None or type(inst) is not cls:
             return None
-        now = self.clock()
-        ttl = inst._fs.ttl  # its Meta's (_config.meta_of)
-        if ttl is not None:
-            order = self._order[ttl]
-            order[key] = now
-            order.move_to_end(key)
-        lru = self._lru[key.partition(":")[0]]
-        lru[key] = now
-        lru.move_to_end(key)
+        self.touch(key, inst._fs.ttl)  # its Meta's ttl (_config.meta_of)
         return inst
 
     def add(self, key: str, inst: Any, ttl: float | None) -> None:
