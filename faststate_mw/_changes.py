@@ -33,7 +33,9 @@ class Conflict(Exception):
         self.stored = stored
 
 
-_IMMUTABLE = (int, float, str, bool, bytes, type(None), tuple, frozenset)
+#: values kept as they are by ``snapshot``: nothing in them can change in place. Not tuple: a
+#: tuple may hold lists (``tuple[list[int], str]``), see ``_copy``
+_IMMUTABLE = (int, float, str, bool, bytes, type(None), frozenset)
 #: how often a change is re-run when other workers keep changing its state first
 MAX_CONFLICT_RETRIES = 100
 #: events committed together at most: a group's steps run in one turn of the event loop
@@ -46,9 +48,13 @@ _ATOMS = frozenset({int, float, str, bool, bytes, type(None)})
 
 def _copy(value: Any) -> Any:
     """``value`` as it is now, for a rollback: a list or dict of plain values (a list of
-    strings, say) is copied shallowly, much faster than ``deepcopy``; anything else deeply."""
+    strings, say) is copied shallowly, much faster than ``deepcopy``; a tuple of plain values
+    is kept as it is; anything else is copied deeply."""
     kind = type(value)
-    if kind is list:
+    if isinstance(value, tuple):  # a NamedTuple too
+        if all(type(item) in _ATOMS for item in value):
+            return value
+    elif kind is list:
         if all(type(item) in _ATOMS for item in value):
             return value.copy()
     elif kind is dict and all(type(item) in _ATOMS for item in value.values()):

@@ -603,6 +603,24 @@ def test_a_snapshot_survives_changes_in_place_at_any_depth() -> None:
     assert inst.names == {"k": "v"} and inst.deep == {"k": [1]}
 
 
+class Tupled(State):
+    pair: tuple[list[int], str] = ([1], "a")
+    pairs: tuple[dict[str, int], ...] = ({"k": 1},)
+    flat: tuple[int, str] = (1, "a")
+
+
+def test_a_list_inside_a_tuple_is_rolled_back_and_its_change_is_seen() -> None:
+    inst = Tupled()
+    before = snapshot(inst)
+    inst.pair[0].append(2)
+    inst.pairs[0]["k"] = 2
+    assert changes.changed_since(inst, before) == ["pair", "pairs"]
+    restore(inst, before)
+    assert inst.pair == ([1], "a") and inst.pairs == ({"k": 1},)
+    assert changes.changed_since(inst, snapshot(inst)) == []
+    assert snapshot(inst)["flat"] is inst.flat  # a tuple of plain values is not copied
+
+
 class Mixed(State):
     __faststate__ = StateConfig(scope=StateScope.COMPONENT, namespace="mixed.deep")
     n: int = 0
