@@ -284,8 +284,13 @@ def _report(results: dict[str, Rounds]) -> dict[str, float]:
         cpu_ratio = ""
         if num in cpu and den in cpu:
             cpu_ratio = f"; CPU/event {cpu[num] / cpu[den]:.2f}"
+        # each round's ratio: the servers of one round ran minutes apart at most, so these
+        # show how far the machine's other load moved the verdict
+        paired = [d / n for n, d in zip(results[num].rps, results[den].rps, strict=True)]
+        each = " / ".join(f"{x:.2f}" for x in paired)
         print(
             f"  time/event {num}/{den} = {ratio:.2f} (target <= {target:g})  {verdict}{cpu_ratio}"
+            f"; by round {each}"
         )
     figures = {
         "events_per_s": {k: round(v, 1) for k, v in rps.items()},
