@@ -99,6 +99,36 @@ async def test_every_backend_error_is_logged_and_names_no_host_to_clients(
     assert backend.stats()["errors"] == 2
 
 
+async def _clients_of(server: RedisServer) -> list[str]:
+    """The clients connected to ``server`` (and their last command), the asking one left out."""
+    admin = redis.asyncio.Redis(port=server.port)
+    try:
+        listed = await admin.client_list()
+        me = await admin.client_id()
+    finally:
+        await admin.aclose()
+    return [f"{c['addr']} (last: {c['cmd']})" for c in listed if int(c["id"]) != me]
+
+
+async def test_closing_the_backend_closes_every_connection_it_opened(
+    redis_server: RedisServer,
+) -> None:
+    # a store closed on shutdown or reload must not keep pooled connections open (each one a
+    # client of Redis until the process exits, and a ResourceWarning when collected)
+    backend = RedisBackend(redis_server.url, max_connections=4)
+    await backend.start(lambda *_: None, "origin")
+    backend.subscribe("global:Tally")
+    assert await backend.commit("global:Tally", 0, 1, "{}", None, b"") is None
+    await asyncio.gather(*(backend.load(f"global:K{i}") for i in range(20)))
+    assert len(await _clients_of(redis_server)) >= 2  # pooled, piped, subscribed: all in use
+    await backend.close()
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10  # Redis sees each close once the FIN reaches it
+    while (left := await _clients_of(redis_server)) and loop.time() < deadline:
+        await asyncio.sleep(0.01)
+    assert left == []
+
+
 def test_pool_settings_are_checked() -> None:
     assert DEFAULT_MAX_CONNECTIONS > 100  # redis-py's own default failed bursts of 200 pages
     with pytest.raises(ConfigurationError):

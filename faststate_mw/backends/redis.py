@@ -127,7 +127,9 @@ class RedisBackend(Backend):
             timeout=self.pool_timeout,
             **self._options,
         )
-        return self._aioredis.Redis(connection_pool=pool)
+        # from_pool: the client owns the pool, so aclose() in close() disconnects its
+        # connections (a client given a pool leaves them open, to be collected unclosed)
+        return self._aioredis.Redis.from_pool(pool)
 
     def _make_pipe(self, timeout: float) -> CommitPipe | None:
         return CommitPipe.from_url(self.url, timeout)
