@@ -203,7 +203,13 @@ class RedisServer:
         else:
             args += ["--appendonly", "no"]
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL)
-        wait_for_port(self.port, self.proc)
+        try:
+            wait_for_port(self.port, self.proc)
+        except BaseException:
+            # a fixture whose setup failed has no teardown to stop it
+            self.proc.kill()
+            self.proc.wait(10)
+            raise
         return self
 
     def stop(self) -> None:
@@ -263,17 +269,21 @@ class RedisCluster:
         wait_for_port(port, self.procs[port])
 
     def start(self) -> RedisCluster:
-        for port in self.ports:
-            self.start_node(port)
-        nodes = [f"127.0.0.1:{p}" for p in self.ports]
-        subprocess.run(
-            [self.cli, "--cluster", "create", *nodes, "--cluster-replicas", str(self.replicas)],
-            input=b"yes\n",
-            check=True,
-            capture_output=True,
-            timeout=60,
-        )
-        self.wait_ok()
+        try:
+            for port in self.ports:
+                self.start_node(port)
+            nodes = [f"127.0.0.1:{p}" for p in self.ports]
+            subprocess.run(
+                [self.cli, "--cluster", "create", *nodes, "--cluster-replicas", str(self.replicas)],
+                input=b"yes\n",
+                check=True,
+                capture_output=True,
+                timeout=60,
+            )
+            self.wait_ok()
+        except BaseException:
+            self.stop()  # a fixture whose setup failed has no teardown to stop the nodes
+            raise
         return self
 
     def info(self, port: int) -> str:

@@ -12,7 +12,7 @@ import pytest
 
 from faststate_mw.backends.redis_cluster import RedisClusterBackend
 from tests.conftest import DS
-from tests.servers import RedisCluster, Uvicorn
+from tests.servers import RedisCluster, Uvicorn, running
 from tests.sse import stream_url
 from tests.test_scaleout import APP, LiveStream, browser, count_on
 
@@ -27,10 +27,10 @@ def cluster(tmp_path: Path) -> Iterator[RedisCluster]:
 @pytest.fixture
 def workers(cluster: RedisCluster) -> Iterator[list[Uvicorn]]:
     env = {"FS_BACKEND": cluster.url, "FS_SECRET": "cluster"}
-    started = [Uvicorn(APP, env).start(), Uvicorn(APP, env).start()]
-    yield started
-    for w in started:
-        w.stop()
+    # running() stops the first worker too when the second fails to start (left running, it
+    # would outlive the test run)
+    with running(APP, APP, env=env, log=False) as started:
+        yield started
 
 
 def cli(cluster: RedisCluster, port: int, *args: str) -> str:

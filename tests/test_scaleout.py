@@ -13,7 +13,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.conftest import DS
-from tests.servers import RedisServer, Uvicorn
+from tests.servers import RedisServer, Uvicorn, running
 from tests.sse import SSEReader, stream_url
 
 APP = "tests.apps.shared_app:app"
@@ -29,10 +29,10 @@ def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
 @pytest.fixture
 def workers(redis_server: RedisServer) -> Iterator[list[Uvicorn]]:
     env = {"FS_BACKEND": redis_server.url, "FS_SECRET": "scale"}
-    started = [Uvicorn(APP, env).start(), Uvicorn(APP, env).start()]
-    yield started
-    for w in started:
-        w.stop()
+    # running() stops the first worker too when the second fails to start (left running, it
+    # would outlive the test run)
+    with running(APP, APP, env=env, log=False) as started:
+        yield started
 
 
 class LiveStream:

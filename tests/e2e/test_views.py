@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from tests.servers import RedisServer, Uvicorn
+from tests.servers import RedisServer, Uvicorn, running
 
 from .helpers import TIMEOUT, WATCH_STREAM_JS, login, open_live, to_front, unique
 
@@ -106,8 +106,7 @@ def test_a_change_on_one_worker_rerenders_views_on_the_other(
     new_page: Any, datastar_js: Path, redis_server: RedisServer
 ) -> None:
     env = {"FS_BACKEND": redis_server.url, "FASTSTATE_DATASTAR_JS": str(datastar_js)}
-    workers = [Uvicorn(LIST_APP, env).start(), Uvicorn(LIST_APP, env).start()]
-    try:
+    with running(LIST_APP, LIST_APP, env=env, log=False) as workers:
         one, two = new_page(workers[0].url), new_page(workers[1].url)
         open_live(one, "/list/3")
         open_live(two, "/list/3")
@@ -116,6 +115,3 @@ def test_a_change_on_one_worker_rerenders_views_on_the_other(
         expect(two.locator(ITEMS)).to_have_text([first], timeout=2000)
         add(two, second)
         expect(one.locator(ITEMS)).to_have_text([first, second], timeout=2000)
-    finally:
-        for w in workers:
-            w.stop()
