@@ -65,7 +65,8 @@ class Limits:
 
 class RateLimiter:
     """Token buckets by key: ``rate`` tokens a second, at most ``burst`` saved up. Remembers
-    at most ``max_keys`` keys (a forgotten key starts again with a full bucket)."""
+    at most ``max_keys`` keys, and forgets those whose bucket has filled up again as new keys
+    come (a forgotten key starts again with a full bucket)."""
 
     __slots__ = ("_buckets", "burst", "clock", "max_keys", "rate")
 
@@ -90,6 +91,15 @@ class RateLimiter:
         bucket = buckets.get(key)
         if bucket is None:
             tokens = self.burst
+            # a bucket left alone for burst/rate seconds is full again (its tokens never go
+            # below 0): forgetting it changes no answer. Those go first, least recent first, so
+            # the buckets follow the keys sending now instead of every session since the start
+            # until max_keys (sessions churn: 100k buckets are ~20 MiB, held for nothing)
+            while buckets:
+                oldest = next(iter(buckets.values()))
+                if (now - oldest[1]) * self.rate < self.burst:
+                    break
+                buckets.popitem(last=False)
             if len(buckets) >= self.max_keys:
                 buckets.popitem(last=False)
             bucket = buckets[key] = [tokens, now]
