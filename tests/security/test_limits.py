@@ -598,5 +598,8 @@ def test_limits_are_validated() -> None:
 
     with pytest.raises(ConfigurationError):
         Limits(max_streams=0)
+    # NaN is no number of events: a bucket filled at a NaN rate lets every event through
+    with pytest.raises(ConfigurationError):
+        Limits(event_rate=float("nan"))
     with pytest.raises(ConfigurationError):
         FastStateMiddleware(Starlette(), "k", store=StateStore(), limits=Limits())
