@@ -46,13 +46,28 @@ MAX_GROUP = 128
 _ATOMS = frozenset({int, float, str, bool, bytes, type(None)})
 
 
+def _frozen(value: tuple[Any, ...]) -> bool:
+    """Nothing in the tuple ``value`` can change in place: it holds plain values, frozensets
+    and such tuples at any depth (``tuple[tuple[int, int], ...]``: deepcopy would walk every
+    item of a large one on each event, ~1 ms per thousand, to give back the same tuple)."""
+    for item in value:
+        kind = type(item)
+        if kind in _ATOMS or kind is frozenset:
+            continue
+        if not isinstance(item, tuple):
+            return False
+        if not (_ATOMS.issuperset(map(type, item)) or _frozen(item)):  # a pair: no Python loop
+            return False
+    return True
+
+
 def _copy(value: Any) -> Any:
     """``value`` as it is now, for a rollback: a list or dict of plain values (a list of
-    strings, say) is copied shallowly, much faster than ``deepcopy``; a tuple of plain values
-    is kept as it is; anything else is copied deeply."""
+    strings, say) is copied shallowly, much faster than ``deepcopy``; a tuple that holds
+    nothing changeable (see ``_frozen``) is kept as it is; anything else is copied deeply."""
     kind = type(value)
     if isinstance(value, tuple):  # a NamedTuple too
-        if all(type(item) in _ATOMS for item in value):
+        if _ATOMS.issuperset(map(type, value)) or _frozen(value):
             return value
     elif kind is list:
         if all(type(item) in _ATOMS for item in value):
