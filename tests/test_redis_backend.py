@@ -23,6 +23,7 @@ from faststate_mw import (
     StateStore,
 )
 from faststate_mw._config import meta_of
+from faststate_mw.backends import Stored
 from faststate_mw.backends.redis import DEFAULT_MAX_CONNECTIONS, RedisBackend
 from tests.conftest import DS
 from tests.servers import RedisServer, Uvicorn, redis_cli
@@ -127,6 +128,24 @@ async def test_closing_the_backend_closes_every_connection_it_opened(
     while (left := await _clients_of(redis_server)) and loop.time() < deadline:
         await asyncio.sleep(0.01)
     assert left == []
+
+
+def test_a_closed_backend_starts_again_in_a_new_event_loop(redis_server: RedisServer) -> None:
+    # an app's lifespan closes its store on shutdown, and a server (or a test client) started
+    # again runs it in a new loop: the pool must not keep what it bound to the old one (a
+    # request that waited for a connection binds the pool's condition to its loop)
+    backend = RedisBackend(redis_server.url, max_connections=2)
+
+    async def serve(version: int) -> Stored | None:
+        await backend.start(lambda *_: None, "origin")
+        try:
+            await asyncio.gather(*(backend.load(f"global:K{i}") for i in range(8)))
+            return await backend.commit("global:Tally", version, version + 1, "{}", None, b"")
+        finally:
+            await backend.close()
+
+    assert asyncio.run(serve(0)) is None
+    assert asyncio.run(serve(1)) is None
 
 
 def test_pool_settings_are_checked() -> None:

@@ -363,8 +363,13 @@ class RedisBackend(Backend):
             self._task = None
         if self._pipe is not None:
             self._pipe.close()
+        # a new client for the next start: the pool binds its condition to the loop of the
+        # first request that waited for a connection, and a store started again (a new
+        # lifespan, a new test client) may run in another loop
+        client, self._async = self._async, self._make_client()
+        self._commit = self._async.register_script(self._script.decode())
         with contextlib.suppress(Exception):
-            await self._async.aclose()
+            await client.aclose()
 
     def stats(self) -> dict[str, Any]:
         return {
