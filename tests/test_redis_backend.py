@@ -9,6 +9,7 @@ import logging
 import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -146,6 +147,40 @@ def test_a_closed_backend_starts_again_in_a_new_event_loop(redis_server: RedisSe
 
     assert asyncio.run(serve(0)) is None
     assert asyncio.run(serve(1)) is None
+
+
+class _SwallowsOneCancel(RedisBackend):
+    """A listener whose read swallows the first cancel, as redis-py's pub/sub read can."""
+
+    reading = False
+    swallowed = 0
+
+    async def _next_message(self, pubsub: Any) -> Any:
+        self.reading = True
+        try:
+            return await super()._next_message(pubsub)
+        except asyncio.CancelledError:
+            if self.swallowed:
+                raise
+            self.swallowed += 1
+            return None
+
+
+async def test_closing_ends_a_listener_that_swallowed_a_cancel(redis_server: RedisServer) -> None:
+    # a store closes its backend on shutdown: a close that waited for ever would hold it up
+    backend = _SwallowsOneCancel(redis_server.url)
+    await backend.start(lambda *_: None, "origin")
+    listener = backend._task
+    assert listener is not None
+    while not backend.reading:
+        await asyncio.sleep(0.01)
+    closing = asyncio.ensure_future(backend.close())
+    try:
+        done, _ = await asyncio.wait({closing}, timeout=5)
+        assert closing in done and listener.done()
+        assert backend.swallowed == 1
+    finally:
+        closing.cancel()  # (left waiting, its cancel reaches the listener it awaits)
 
 
 def test_pool_settings_are_checked() -> None:
