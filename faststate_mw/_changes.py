@@ -69,6 +69,10 @@ def _copy(value: Any) -> Any:
     if isinstance(value, tuple):  # a NamedTuple too
         if _ATOMS.issuperset(map(type, value)) or _frozen(value):
             return value
+        if kind is not tuple and not hasattr(kind, "_fields"):
+            # an app's own tuple subclass: deepcopy rebuilds it through its __new__, which may
+            # want other arguments (then every event would fail); kept as it is, unchecked
+            return value
     elif kind is list:
         if all(type(item) in _ATOMS for item in value):
             return value.copy()

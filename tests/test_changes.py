@@ -647,6 +647,22 @@ def test_a_tuple_of_tuples_is_kept_and_a_list_deep_inside_one_is_rolled_back(
     assert inst.tagged == (([1], 1),)
 
 
+class Pair(tuple):  # type: ignore[type-arg]
+    def __new__(cls, a: Any, b: Any) -> Pair:
+        return super().__new__(cls, (a, b))
+
+
+class OwnTuple(State):
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    pair: Pair | None = None
+
+
+def test_a_tuple_subclass_whose_new_takes_other_arguments_does_not_fail_events() -> None:
+    inst = OwnTuple(pair=Pair([1], "a"))
+    before = snapshot(inst)  # deepcopy would call Pair.__new__ with one argument
+    assert before["pair"] is inst.pair
+
+
 class Mixed(State):
     __faststate__ = StateConfig(scope=StateScope.COMPONENT, namespace="mixed.deep")
     n: int = 0
