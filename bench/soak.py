@@ -438,7 +438,8 @@ async def drive(plan: Plan) -> dict[str, Any]:
     latencies = [lat for _when, lat in tally.latencies]
     after = [t for t in tally.error_times if window is None or t > window[1] + 5.0]
     memory_from = max(plan.seconds * 0.1, plan.memory_from)
-    if memory_from > plan.seconds * 0.5:  # too short a run to reach the steady state
+    steady = memory_from <= plan.seconds * 0.5
+    if not steady:  # too short a run to reach the steady state: the report says so
         memory_from = plan.seconds * 0.1
     warm = [r["rss_mib"] for r in rows if r["t"] >= memory_from] or [0.0]
     return {
@@ -463,6 +464,7 @@ async def drive(plan: Plan) -> dict[str, Any]:
         },
         "memory_growth": round(warm[-1] / warm[0] - 1, 3) if warm[0] else None,
         "memory_from_s": round(memory_from, 1),
+        "memory_steady": steady,
         "actions": dict(tally.actions),
         "errors": dict(tally.errors),
         "errors_after_recovery": len(after),
@@ -499,6 +501,7 @@ def report(result: dict[str, Any]) -> list[str]:
         f"p99 {result['delivery_ms']['p99']} ms   ({result['delivery_ms']['samples']:,} samples)",
         f"  resident memory       start {mem['start']} MiB   middle {mem['middle']} MiB   "
         f"end {mem['end']} MiB   growth {growth:+.1%} from {result.get('memory_from_s', '?')} s"
+        f"{'' if result.get('memory_steady', True) else ' (a run too short for the ttl)'}"
         " (target within 10%)  "
         f"{'PASS' if abs(growth) <= 0.10 else 'MISS'}",
         f"  actions               {result['actions']}",

@@ -55,7 +55,8 @@ async def test_concurrent_commits_each_get_their_own_reply(redis_server: RedisSe
 async def test_a_flushed_script_cache_is_refilled(redis_server: RedisServer) -> None:
     backend = RedisBackend(redis_server.url)
     assert await backend.commit("global:T", 0, 1, '{"n":1}', None, b"") is None
-    redis.Redis.from_url(redis_server.url).script_flush()  # e.g. a restarted server
+    with redis.Redis.from_url(redis_server.url) as admin:
+        admin.script_flush()  # e.g. a restarted server
     assert await backend.commit("global:T", 1, 2, '{"n":2}', None, b"") is None
     stored = await backend.load("global:T")
     assert stored is not None and (stored.version, stored.data) == (2, '{"n":2}')
