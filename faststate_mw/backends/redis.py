@@ -99,11 +99,11 @@ class RedisBackend(Backend):
             "retry_on_error": [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
         }
         self._aioredis = aioredis
-        self._async: Any = self._make_client()
-        script = _COMMIT.replace("PUBLISH_COMMAND", self.publish_command)
-        self._commit = self._async.register_script(script)
-        self._script = script.encode()
+        self._script = _COMMIT.replace("PUBLISH_COMMAND", self.publish_command).encode()
         self._sha = hashlib.sha1(self._script).hexdigest().encode()
+        self._async: Any = None
+        self._commit: Any = None
+        self._connect()
         #: the commits' own pipelined connection (None: through redis-py, e.g. a cluster)
         self._pipe = self._make_pipe(timeout)
         self._keys: set[str] = set()
@@ -118,6 +118,11 @@ class RedisBackend(Backend):
         self.reconnects = 0
         #: commits that found another worker's newer version (the change was re-run)
         self.conflicts = 0
+
+    def _connect(self) -> None:
+        """A new client, and the commit script registered with it."""
+        self._async = self._make_client()
+        self._commit = self._async.register_script(self._script.decode())
 
     # -- what a cluster changes ----------------------------------------------------------------
     def _make_client(self) -> Any:
@@ -371,8 +376,8 @@ class RedisBackend(Backend):
         # a new client for the next start: the pool binds its condition to the loop of the
         # first request that waited for a connection, and a store started again (a new
         # lifespan, a new test client) may run in another loop
-        client, self._async = self._async, self._make_client()
-        self._commit = self._async.register_script(self._script.decode())
+        client = self._async
+        self._connect()
         with contextlib.suppress(Exception):
             await client.aclose()
 
