@@ -44,6 +44,8 @@ from .wrk import run_wrk
 
 VENV = ROOT / ".cache" / "bench-peers" / "venv"
 EVENT_PATH = "/_faststate/Counter/increment?amount=1"
+#: (server, its raw callable): how much room each server leaves an app to match stario
+ROOMS = [("uvicorn", "raw"), ("granian", "raw+granian")]
 #: (numerator, denominator, target) as time per event
 TARGETS = [
     ("faststate_mw", "stario", 1.0),
@@ -292,7 +294,9 @@ def _report(results: dict[str, Rounds]) -> dict[str, float]:
             f"  time/event {num}/{den} = {ratio:.2f} (target <= {target:g})  {verdict}{cpu_ratio}"
             f"; by round {each}"
         )
+    room = _room(rps)
     figures = {
+        "room": room,
         "events_per_s": {k: round(v, 1) for k, v in rps.items()},
         "cpu_us_per_event": {k: round(v * 1e6, 1) for k, v in cpu.items()},
     }
@@ -302,3 +306,25 @@ def _report(results: dict[str, Rounds]) -> dict[str, float]:
     ]
     save("peers", figures, lines)
     return rps
+
+
+def _room(rps: dict[str, float]) -> dict[str, float]:
+    """Print, per server, the raw callable's time per event as a share of stario's, and so how
+    much an app may add per event over a callable that does nothing else and still match
+    stario (none when the bare callable alone is slower); returns the shares."""
+    shares = {}
+    for server, raw in ROOMS:
+        if raw not in rps or "stario" not in rps:
+            continue
+        share = rps["stario"] / rps[raw]
+        shares[server] = round(share, 3)
+        room = (
+            f"{1 / share - 1:.0%} over the bare callable"
+            if share < 1
+            else "nothing: the bare callable alone is slower"
+        )
+        print(
+            f"  room under {server}: the raw callable takes {share:.2f} of stario's time per "
+            f"event; matching stario leaves an app {room}"
+        )
+    return shares
