@@ -618,6 +618,8 @@ class Hub:
             log = self.logs.get(key)
             known = versions[index]
             if log and log[-1].version < known and index not in conn.resync:
+                if conn not in self.subscribers.get(key, ()):
+                    continue  # unsubscribed: this user may no longer see it, not even resynced
                 # the key started over (evicted and made again, a backend that lost its data):
                 # what this tab knows is from before; only a snapshot can tell it. Only a new
                 # entry can mean that: a snapshot may have read a version from a shared backend

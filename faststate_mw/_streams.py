@@ -361,8 +361,11 @@ async def _snapshot(
     merged: dict[str, Any] = {}
     pending: set[int] = set()
     views = bytearray()
+    subscribers = store.hub.subscribers
     for index in sorted(conn.resync):
         name, key, ident, _v, _views = entries[index]
+        if conn not in subscribers.get(key, ()):
+            continue  # unsubscribed: this user may no longer see it
         try:
             inst = await store.refreshed(key)
         except FastStateError:
