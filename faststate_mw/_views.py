@@ -5,8 +5,9 @@ for each view it shows whose data changed since it last sent it, it sends the re
 latest committed version (after the signal patches of the same versions, so the page sees
 them in version order). Renders are cached in the hub's :class:`ViewLog` per (key, view,
 viewer) and shown version: one per change for a viewer-independent view, one per distinct user
-for a per-viewer view, however many tabs show it. A render that raises is logged once, and the
-tabs that show it get the error signal instead; the state and other views are unaffected.
+(or anonymous session) for a per-viewer view, however many tabs show it. A render that raises
+is logged once, and the tabs that show it get the error signal instead; the state and other
+views are unaffected.
 """
 
 from __future__ import annotations
@@ -59,6 +60,19 @@ def watches_for(names: list[Any], versions: list[int]) -> list[ViewWatch]:
     return out
 
 
+def viewer_of(conn: Connection, spec: ViewSpec) -> tuple[Any, str | None]:
+    """Who ``conn`` renders ``spec`` as, and the key its render is cached under: nobody for a
+    viewer-independent view; for a per-viewer view the tab's user (renders shared by that
+    user's tabs) or, for an anonymous tab, its session (the render runs in that session: one
+    visitor's render is never shown to another)."""
+    if not spec.per_viewer:
+        return None, None
+    user = conn.user
+    if user is not None:
+        return user, "u" + user.id
+    return None, None if conn.session_id is None else "s" + conn.session_id
+
+
 def render_event(inst: Any, spec: ViewSpec, ctx: RequestContext | None, user: Any) -> bytes:
     """The ``datastar-patch-elements`` event of ``spec`` rendered on ``inst`` (or the error
     signal if the view raises: logged, and nothing else is affected)."""
@@ -107,8 +121,7 @@ def view_patches(
         shown = rec.shown_version(spec.fields)
         if shown <= watch.sent:
             continue
-        user = conn.user if spec.per_viewer else None
-        viewer = user.id if user is not None else None
+        user, viewer = viewer_of(conn, spec)
         data = views.cached(key, spec.name, viewer, shown)
         if data is None:
             if shadow is None:
@@ -138,8 +151,7 @@ def resync_views(conn: Connection, index: int, inst: Any, store: StateStore, ctx
         if watch.index != index:
             continue
         spec = watch.spec
-        user = conn.user if spec.per_viewer else None
-        viewer = user.id if user is not None else None
+        user, viewer = viewer_of(conn, spec)
         shown = rec.shown_version(spec.fields) if rec and rec.version == version else version
         # the live instance mid-change (locked) is rendered but not shared with other tabs
         data = None if meta.locked() else views.cached(key, spec.name, viewer, shown)

@@ -1,0 +1,72 @@
+"""A per-viewer view runs as each tab's viewer: one anonymous visitor's render (which may read
+their session: a SESSION state, the session dict) is never shown to another visitor."""
+
+from __future__ import annotations
+
+from html import escape
+
+import httpx
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
+
+from faststate_mw import FastStateMiddleware, State, StateConfig, StateScope, StateStore, view
+from tests.asgi_stream import Stream
+from tests.sse import stream_url
+
+
+class SeatNote(State):  # one per browser session: what this visitor wrote
+    text: str = ""
+
+
+class SeatBoard(State):
+    __faststate__ = StateConfig(scope=StateScope.GLOBAL)
+    n: int = 0
+
+    @view(per_viewer=True)
+    def mine(self) -> str:
+        return f"<p>{self.n}:{escape(SeatNote.current().text)}</p>"
+
+
+def make_app(store: StateStore) -> Starlette:
+    async def page(request: Request) -> HTMLResponse:
+        note = await SeatNote.dependency()
+        await note.update(text=request.query_params["note"])
+        board = await SeatBoard.dependency()
+        return HTMLResponse(f"<html><body>{board.to_html()}{board.mine()}</body></html>")
+
+    return Starlette(
+        routes=[Route("/", page)],
+        middleware=[
+            Middleware(FastStateMiddleware, secret_key="seats", store=store),
+            Middleware(SessionMiddleware, secret_key="app"),
+        ],
+    )
+
+
+async def test_anonymous_viewers_never_share_a_per_viewer_render(store: StateStore) -> None:
+    app = make_app(store)
+    streams: dict[str, Stream] = {}
+    clients = []
+    try:
+        for who in ("alice-secret", "bob-secret"):
+            c = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+            clients.append(c)
+            html = (await c.get("/", params={"note": who})).text
+            assert f"<p>0:{who}</p>" in html
+            streams[who] = await Stream(app, stream_url(html), c.cookies, {}).open()
+        board = await SeatBoard.resolve(store=store)
+        await board.update(n=1)
+        for who, s in streams.items():
+            assert (await s.next())["signals"] == {"seatBoard": {"n": 1}}
+            view_html = "\n".join((await s.next())["data"])
+            assert "secret" not in view_html.replace(who, "")  # never another visitor's note
+    finally:
+        for s in streams.values():
+            await s.close()
+        for c in clients:
+            await c.aclose()
+        await store.close()
