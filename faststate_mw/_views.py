@@ -15,11 +15,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from datastar_py import ServerSentEventGenerator as SSE
-
 from ._config import catalog, meta_of
 from ._context import RequestContext
-from ._http import ERROR_SIGNAL, patch_signals
+from ._http import ERROR_SIGNAL, patch_elements, patch_signals
 from ._hub import Connection
 from ._store import StateStore
 from ._viewlog import Committed
@@ -83,7 +81,7 @@ def render_event(inst: Any, spec: ViewSpec, ctx: RequestContext | None, user: An
         message = f"view {spec.name!r} failed to render"
         error: dict[str, Any] = {"error": message, "status": 500, "code": "view_failed"}
         return patch_signals({ERROR_SIGNAL: error}).encode()
-    return str(SSE.patch_elements(wrap(element_id_of(inst, spec), inner))).encode()
+    return patch_elements(wrap(element_id_of(inst, spec), inner)).encode()
 
 
 def _shadow(cls: type[Any], rec: Committed, key: str, ident: str | None, store: Any) -> Any:

@@ -70,3 +70,37 @@ async def test_anonymous_viewers_never_share_a_per_viewer_render(store: StateSto
         for c in clients:
             await c.aclose()
         await store.close()
+
+
+class SeatSign(State):
+    __faststate__ = StateConfig(scope=StateScope.GLOBAL)
+    text: str = ""
+
+    @view
+    def sign(self) -> str:
+        return f"<p>{escape(self.text)}</p>"
+
+
+async def test_a_view_patch_splits_lines_only_where_sse_does(store: StateStore) -> None:
+    """What a user stored reaches the page as stored through a view too, as through an event's
+    element patch: U+2028 and other separators are not turned into newlines."""
+    text = "a\u2028b\u2029c\x85d\x0be\x0cf\x1cg"
+
+    async def page(request: Request) -> HTMLResponse:
+        sign = await SeatSign.dependency()
+        return HTMLResponse(f"<html><body>{sign.to_html()}{sign.sign()}</body></html>")
+
+    app = Starlette(routes=[Route("/", page)])
+    app.add_middleware(FastStateMiddleware, secret_key="seats", store=store)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        s = await Stream(app, stream_url((await c.get("/")).text), c.cookies, {}).open()
+        try:
+            await (await SeatSign.resolve(store=store)).update(text=text)
+            await s.next()
+            data = [d.removeprefix("elements ") for d in (await s.next())["data"]]
+            assert "\n".join(data) == (
+                f'<div id="fs-SeatSign-sign" style="display:contents"><p>{text}</p></div>'
+            )
+        finally:
+            await s.close()
+            await store.close()
