@@ -340,8 +340,8 @@ class Hub:
 
     def reauthorize(self, conn: Connection, user: UserContext | None) -> None:
         """Re-check a stream after its user changed: stop delivering what they may not see
-        (the state's auth rule, and the scope's owner through ``ScopeRule.owner_matches``)."""
-        conn.user = user
+        (the state's auth rule, and the scope's owner through ``ScopeRule.keeps``)."""
+        previous, conn.user = conn.user, user
         for key, name in zip(conn.keys, conn.names, strict=True):
             if conn not in self.subscribers.get(key, {}):
                 continue
@@ -350,7 +350,9 @@ class Hub:
                 self.unsubscribe(conn, key)
                 continue
             info = info_of(cls)
-            if info.auth.failure(user) is not None or not info.rule.owner_matches(key, name, user):
+            if info.auth.failure(user) is not None or not info.rule.keeps(
+                key, name, previous, user
+            ):
                 self.unsubscribe(conn, key)
 
     def watched(self, key: str) -> bool:

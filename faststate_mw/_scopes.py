@@ -115,8 +115,21 @@ class ScopeRule:
 
     def owner_matches(self, key: str, state_name: str, user: UserContext | None) -> bool:
         """Whether ``user`` may still see ``key`` (checked when a live stream's user changes).
-        Scopes keyed by something other than the user keep their keys."""
+        Scopes keyed by something other than the user keep their keys. A rule that reads the
+        user (``needs_user``) and does not override this loses its keys on a stream whose user
+        id changes (a sign-out, another user signing in), since it cannot tell."""
         return True
+
+    def keeps(
+        self, key: str, state_name: str, previous: UserContext | None, user: UserContext | None
+    ) -> bool:
+        """Whether a live stream keeps ``key`` when its user changes from ``previous`` to
+        ``user`` (see :meth:`owner_matches`)."""
+        if not self.owner_matches(key, state_name, user):
+            return False
+        if not self.needs_user or type(self).owner_matches is not ScopeRule.owner_matches:
+            return True
+        return (previous.id if previous else None) == (user.id if user else None)
 
     def on_create(self, inst: Any, ctx: RequestContext | None) -> None:
         """A new instance was made for ``ctx`` (before anyone sees it)."""

@@ -1,11 +1,31 @@
 """A stream that stopped delivering a key (a logout, a rotated session, refresh_user) never gets
-it again, even when the key starts over (evicted under the caps and made again)."""
+it again, even when the key starts over (evicted under the caps and made again); a custom scope
+keyed by the user stops when another user signs in on the browser."""
 
 from __future__ import annotations
 
-from faststate_mw import StateStore
+import httpx
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse
+from starlette.routing import Route
+
+from faststate_mw import (
+    AuthenticationError,
+    FastStateMiddleware,
+    ScopeRule,
+    State,
+    StateConfig,
+    StateStore,
+    register_scope,
+)
+from faststate_mw._context import RequestContext
 from faststate_mw._hub import Connection, Hub
 from tests.apps.live import SENTINEL, live_browser, mark
+from tests.asgi_stream import Stream
+from tests.sse import stream_url
 
 
 async def test_a_logged_out_tab_gets_no_snapshot_of_a_key_that_started_over() -> None:
@@ -41,3 +61,59 @@ def test_an_unsubscribed_tab_is_not_resynced_when_the_key_starts_over() -> None:
     hub.publish("user:carol:Note", 1, patch)  # the key was made again
     assert hub.pending(gone) is None and gone.resync == set()
     assert hub.pending(kept) is None and kept.resync == {0}
+
+
+class OrgScope(ScopeRule):
+    """A custom scope read from the user: the org is the part of the user id before "."."""
+
+    name = "revoked_org"
+
+    def owner(self, ctx: RequestContext) -> str | None:
+        if ctx.user is None:
+            raise AuthenticationError("sign in")
+        return ctx.user.id.split(".")[0]
+
+
+register_scope(OrgScope())
+
+
+class OrgBoard(State):
+    __faststate__ = StateConfig(scope="revoked_org", requires_auth=True)
+    note: str = ""
+
+
+class OrgSentinel(State):
+    __faststate__ = StateConfig(scope="global")
+    n: int = 0
+
+
+async def test_a_custom_scope_read_from_the_user_stops_when_another_user_signs_in(
+    store: StateStore,
+) -> None:
+    async def page(request: Request) -> HTMLResponse:
+        board, sentinel = await OrgBoard.dependency(), await OrgSentinel.dependency()
+        return HTMLResponse(f"<body>{board.to_html()}{sentinel.to_html()}</body>")
+
+    async def login(request: Request) -> PlainTextResponse:
+        request.session["auth"] = request.query_params["user"]
+        return PlainTextResponse("ok")
+
+    app = Starlette(
+        routes=[Route("/", page), Route("/login", login)],
+        middleware=[
+            Middleware(FastStateMiddleware, secret_key="org", store=store),
+            Middleware(SessionMiddleware, secret_key="app"),
+        ],
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        await c.get("/login?user=acme.alice")
+        s = await Stream(app, stream_url((await c.get("/")).text), c.cookies, {}).open()
+        try:
+            await c.get("/login?user=globex.bob")  # bob signs in on the same browser
+            await c.get("/")
+            await store.get("revoked_org:acme:OrgBoard").update(note="acme only")
+            await store.get("global:OrgSentinel").update(n=1)
+            assert await s.before("orgSentinel") == []  # nothing of acme's board
+        finally:
+            await s.close()
+            await store.close()
