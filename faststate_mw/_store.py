@@ -122,6 +122,8 @@ class StateStore:
         self._backend_started = False
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sweeper: asyncio.Task[None] | None = None
+        #: messages to the other workers being sent (kept: a task nobody holds may vanish)
+        self._control_tasks: set[asyncio.Task[None]] = set()
         #: set when the server stops: live streams are ended and new ones refused
         self.closing = False
         #: logging, metrics, tracing and recording of events (see ``_observe``)
@@ -163,6 +165,7 @@ class StateStore:
             self._backend_started = True
             backend = self.backend
             backend.on_resubscribed(self.hub.resync_keys)
+            backend.on_control(self._control)
             self.hub.watch(backend.subscribe, self._unwatched)
             try:
                 await backend.start(self.apply_remote, self.hub.epoch)
@@ -415,14 +418,16 @@ class StateStore:
     # -- who may see what --------------------------------------------------------------------------
     def refresh_user(self, user_id: str, user: UserContext | None) -> int:
         """Tell open streams that ``user_id`` changed (roles, permissions, logged out
-        elsewhere): they stop delivering what the user may no longer see. Returns how many
-        streams were re-checked."""
+        elsewhere): they stop delivering what the user may no longer see, on every worker of
+        a shared backend. Returns how many streams of this worker were re-checked."""
+        self._tell_workers({"refresh_user": user_id, "user": _user_data(user)})
         return self.hub.refresh_user(user_id, user)
 
     def end_session(self, session_id: str, user: UserContext | None) -> None:
         """A browser's session id was rotated (now signed in as ``user``): the streams of the
-        old one stop delivering its states (from any thread; sync handlers run in worker
-        threads). The states stay, out of reach, until their ttl."""
+        old one, on every worker of a shared backend, stop delivering its states (from any
+        thread; sync handlers run in worker threads). The states stay, out of reach, until
+        their ttl."""
         loop = self._loop
         try:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
@@ -432,6 +437,43 @@ class StateStore:
             self.hub.end_session(session_id, user)
         else:
             loop.call_soon_threadsafe(self.hub.end_session, session_id, user)
+        self._tell_workers({"end_session": session_id, "user": _user_data(user)})
+
+    def _tell_workers(self, message: dict[str, Any]) -> None:
+        """Send ``message`` to the other workers of a shared backend (from any thread)."""
+        loop = self._loop
+        if loop is None or not self.backend.shared:
+            return
+        try:
+            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            self._send_to_workers(message)
+        else:
+            loop.call_soon_threadsafe(self._send_to_workers, message)
+
+    def _send_to_workers(self, message: dict[str, Any]) -> None:
+        task = asyncio.get_running_loop().create_task(self._publish_control(message))
+        self._control_tasks.add(task)
+        task.add_done_callback(self._control_tasks.discard)
+
+    async def _publish_control(self, message: dict[str, Any]) -> None:
+        try:
+            await self.backend.publish_control(message)
+        except Exception:
+            log.exception("telling the other workers %s failed", sorted(message))
+
+    def _control(self, message: Any) -> None:
+        """Another worker ended a session or refreshed a user: re-check this worker's streams."""
+        if not isinstance(message, dict):
+            return
+        user = _user_from(message.get("user"))
+        sid, uid = message.get("end_session"), message.get("refresh_user")
+        if isinstance(sid, str):
+            self.hub.end_session(sid, user)
+        elif isinstance(uid, str):
+            self.hub.refresh_user(uid, user)
 
     # -- time to live ------------------------------------------------------------------------------
     async def sweep(self, batch: int = 1000) -> list[str]:
@@ -460,6 +502,39 @@ def _run_inline(coro: Coroutine[Any, Any, R], name: str) -> R:
         return stop.value  # type: ignore[no-any-return]
     coro.close()
     raise NoRequestContextError(_AWAIT_HINT.format(name=name))
+
+
+def _user_data(user: UserContext | None) -> dict[str, Any] | None:
+    """``user`` as JSON for another worker."""
+    if user is None:
+        return None
+    return {
+        "id": user.id,
+        "username": user.username,
+        "roles": sorted(user.roles),
+        "permissions": sorted(user.permissions),
+    }
+
+
+def _user_from(data: Any) -> UserContext | None:
+    """The user another worker sent (:func:`_user_data`); None for nobody or anything else."""
+    if not isinstance(data, dict) or not isinstance(data.get("id"), str):
+        return None
+    username = data.get("username")
+    return UserContext(
+        data["id"],
+        username if isinstance(username, str) else None,
+        _strings(data.get("roles")),
+        _strings(data.get("permissions")),
+    )
+
+
+def _strings(value: Any) -> frozenset[str]:
+    return (
+        frozenset(v for v in value if isinstance(v, str))
+        if isinstance(value, list)
+        else frozenset()
+    )
 
 
 def _safe_key(info: StateInfo, ctx: RequestContext, ident: str | None) -> str:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from faststate_mw.backends.redis import CONTROL
 from faststate_mw.backends.redis_cluster import RedisClusterBackend
 from tests.conftest import DS
 from tests.servers import RedisCluster, Uvicorn, running
@@ -132,3 +133,29 @@ async def test_the_failover_of_a_master_is_survived_with_a_resync(
             # worker A resubscribes on the new master and its tab is resynced to the new value
             await stream.wait_for(lambda s: s.get("tally", {}).get("count") == 4, timeout=30)
         assert await count_on(a) == 4
+
+
+async def test_a_message_between_workers_reaches_the_others_over_sharded_pubsub(
+    cluster: RedisCluster,
+) -> None:
+    """What ``store.end_session`` and ``store.refresh_user`` send the other workers."""
+    got: list[tuple[str, object]] = []
+    a, b = RedisClusterBackend(cluster.url), RedisClusterBackend(cluster.url)
+    a.on_control(lambda m: got.append(("a", m)))
+    b.on_control(lambda m: got.append(("b", m)))
+    await a.start(lambda *_: None, "worker-a")
+    await b.start(lambda *_: None, "worker-b")
+    try:
+        channel = a.channel(CONTROL)
+        port = cluster.master_of(channel)
+        async with asyncio.timeout(15):
+            while cli(cluster, port, "pubsub", "shardnumsub", channel).split()[-1] != "2":
+                await asyncio.sleep(0.05)
+            await a.publish_control({"end_session": "s1", "user": None})
+            while not got:
+                await asyncio.sleep(0.02)
+        await asyncio.sleep(0.2)  # the sender's own copy comes back too: it is skipped
+        assert got == [("b", {"end_session": "s1", "user": None})]
+    finally:
+        await a.close()
+        await b.close()

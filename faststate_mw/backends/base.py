@@ -44,6 +44,14 @@ class Backend:
         """``callback(keys)`` runs after (re)subscribing to keys whose changes may have been
         missed (a reconnect): the store resyncs the tabs that watch them."""
 
+    def on_control(self, callback: Callable[[dict[str, Any]], Any]) -> None:
+        """``callback(message)`` runs for each message another worker sent with
+        :meth:`publish_control` (shared backends)."""
+
+    async def publish_control(self, message: dict[str, Any]) -> None:
+        """Shared backends: send ``message`` (JSON) to every other worker (a session ended, a
+        user's rights changed: their live streams re-check)."""
+
     async def load(self, key: str) -> Stored | None:
         """The stored state under ``key``."""
         return None

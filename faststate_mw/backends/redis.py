@@ -32,6 +32,9 @@ log = logging.getLogger("faststate_mw.redis")
 
 STATE_PREFIX = "faststate:state:"
 CHANNEL_PREFIX = "faststate:chan:"
+#: the channel name (in place of a state key) of messages between workers; no state key is
+#: this (keys start with their scope and a colon)
+CONTROL = "__faststate__"
 
 #: connections per worker (redis-py's default of 100 failed bursts of page loads at once)
 DEFAULT_MAX_CONNECTIONS = 256
@@ -110,6 +113,7 @@ class RedisBackend(Backend):
         self._pending: list[tuple[bool, str]] = []
         self._listener: Listener | None = None
         self._on_resubscribed: Callable[[list[str]], Any] | None = None
+        self._on_control: Callable[[dict[str, Any]], Any] | None = None
         self._origin = ""
         self._task: asyncio.Task[None] | None = None
         self.healthy = True
@@ -281,6 +285,19 @@ class RedisBackend(Backend):
         """``callback(keys)`` runs after (re)subscribing: those keys may have changed unseen."""
         self._on_resubscribed = callback
 
+    def on_control(self, callback: Callable[[dict[str, Any]], Any]) -> None:
+        self._on_control = callback
+
+    async def publish_control(self, message: dict[str, Any]) -> None:
+        data = json.dumps({"o": self._origin, "c": message}, separators=(",", ":"))
+        try:
+            await self._publish(self.channel(CONTROL), data)
+        except self._errors as exc:
+            raise self._unavailable(exc) from None
+
+    async def _publish(self, channel: str, data: str) -> None:
+        await self._async.publish(channel, data)
+
     def subscribe(self, key: str) -> None:
         if key not in self._keys:
             self._keys.add(key)
@@ -326,7 +343,7 @@ class RedisBackend(Backend):
         resyncs the tabs watching them (they may have changed meanwhile)."""
         keys = sorted(self._keys)
         self._pending.clear()
-        channels = [self.channel("__faststate__"), *(self.channel(k) for k in keys)]
+        channels = [self.channel(CONTROL), *(self.channel(k) for k in keys)]
         await self._subscribe(pubsub, channels)
         if not self.healthy:
             self.reconnects += 1
@@ -351,11 +368,15 @@ class RedisBackend(Backend):
             body = json.loads(message["data"])
             if self._listener is None:
                 return
+            key = self.key_of_channel(channel)
+            if key == CONTROL:  # another worker's message (our own come back too: skipped)
+                if body.get("o") != self._origin and self._on_control is not None:
+                    self._on_control(body["c"])
+                return
             # our own changes come back too: the store skips those it delivered already
             observe = self.delivery_observer
             if observe is not None and "t" in body and body.get("o") != self._origin:
                 observe(time.time() - float(body["t"]))
-            key = self.key_of_channel(channel)
             self._listener(key, int(body["v"]), str(body["s"]), str(body["d"]).encode())
         except Exception:
             log.exception("bad message on %r", message.get("channel"))

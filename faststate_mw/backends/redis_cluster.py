@@ -78,6 +78,9 @@ class RedisClusterBackend(RedisBackend):
                 await self._sub_client.aclose()
             self._sub_client = None
 
+    async def _publish(self, channel: str, data: str) -> None:
+        await self._async.spublish(channel, data)
+
     async def _subscribe(self, pubsub: Any, channels: list[str]) -> None:
         await pubsub.ssubscribe(*channels)
 

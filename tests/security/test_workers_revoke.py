@@ -1,0 +1,165 @@
+"""Two workers on one Redis, one browser whose requests land on either: a sign-out seen by
+worker A, or ``refresh_user`` called on worker A, stops what the tab's stream on worker B
+delivers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, PlainTextResponse
+from starlette.routing import Route
+
+from faststate_mw import (
+    FastStateMiddleware,
+    State,
+    StateConfig,
+    StateScope,
+    StateStore,
+    UserContext,
+)
+from tests.asgi_stream import Stream
+from tests.servers import RedisServer
+from tests.sse import stream_url
+
+
+class WorkerUser(State):
+    __faststate__ = StateConfig(scope=StateScope.USER, requires_auth=True)
+    n: int = 0
+
+
+class WorkerSecret(State):
+    __faststate__ = StateConfig(scope=StateScope.GLOBAL, requires_auth=True, roles=("spy",))
+    n: int = 0
+
+
+class WorkerSentinel(State):
+    __faststate__ = StateConfig(scope=StateScope.GLOBAL)
+    n: int = 0
+
+
+def make_app(store: StateStore) -> Starlette:
+    async def page(request: Request) -> HTMLResponse:
+        states: list[State] = []
+        if request.session.get("auth"):
+            states += [await WorkerUser.dependency(), await WorkerSecret.dependency()]
+        states.append(await WorkerSentinel.dependency())
+        return HTMLResponse(f"<body>{''.join(s.to_html() for s in states)}</body>")
+
+    async def login(request: Request) -> PlainTextResponse:
+        request.session["auth"] = {"id": request.query_params["user"], "roles": ["spy"]}
+        return PlainTextResponse("ok")
+
+    async def logout(request: Request) -> PlainTextResponse:
+        request.session.clear()
+        return PlainTextResponse("ok")
+
+    return Starlette(
+        routes=[Route("/", page), Route("/login", login), Route("/logout", logout)],
+        middleware=[
+            Middleware(FastStateMiddleware, secret_key="workers", store=store),
+            Middleware(SessionMiddleware, secret_key="app"),
+        ],
+    )
+
+
+class Balancer(httpx.AsyncBaseTransport):
+    """One browser (one cookie jar) in front of two workers: ``to`` says which one serves."""
+
+    def __init__(self, apps: dict[str, Starlette]) -> None:
+        self.workers = {name: httpx.ASGITransport(app=app) for name, app in apps.items()}
+        self.to = "a"
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        return await self.workers[self.to].handle_async_request(request)
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path, durable=False).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def two_workers(redis_server: RedisServer) -> AsyncIterator[Any]:
+    stores = {"a": StateStore(redis_server.url), "b": StateStore(redis_server.url)}
+    apps = {name: make_app(store) for name, store in stores.items()}
+    balancer = Balancer(apps)
+    browser = httpx.AsyncClient(transport=balancer, base_url="http://t")
+    streams: list[Stream] = []
+
+    async def tab_on_b(user: str) -> Stream:
+        await browser.get(f"/login?user={user}")
+        balancer.to = "b"
+        html = (await browser.get("/")).text
+        balancer.to = "a"
+        s = await Stream(apps["b"], stream_url(html), browser.cookies, {}).open()
+        streams.append(s)
+        assert (await s.next())["signals"]  # the snapshot of a page from another worker
+        return s
+
+    yield stores, balancer, browser, tab_on_b
+    for s in streams:
+        await s.close()
+    await browser.aclose()
+    for store in stores.values():
+        await store.close()
+
+
+async def changes_reach(stores: dict[str, StateStore], s: Stream) -> list[dict[str, Any]]:
+    """Change carol's state and the secret on worker A, then the sentinel: what ``s`` got."""
+    a = stores["a"]
+    for key in ("user:carol:WorkerUser", "global:WorkerSecret"):
+        inst = a.get(key)
+        assert inst is not None
+        await inst.update(n=inst.n + 1)
+    sentinel = await WorkerSentinel.resolve(store=a)
+    await sentinel.update(n=sentinel.n + 1)
+    return await s.before("workerSentinel", timeout=5)
+
+
+async def until_told(condition: Any) -> None:
+    """Wait (at most 2 s) for worker B to hear from worker A."""
+    for _ in range(100):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+
+
+async def test_a_sign_out_on_worker_a_stops_carols_states_on_worker_b(two_workers: Any) -> None:
+    stores, _balancer, browser, tab_on_b = two_workers
+    s = await tab_on_b("carol")
+    await browser.get("/")  # worker A resolves carol's states too
+    hub_b = stores["b"].hub
+    assert len(await changes_reach(stores, s)) == 2
+    await browser.get("/logout")  # worker A sees the sign-out
+    await browser.get("/")
+    await until_told(lambda: not hub_b.watched("user:carol:WorkerUser"))
+    assert await changes_reach(stores, s) == []
+
+
+async def test_refresh_user_on_worker_a_reaches_worker_b(two_workers: Any) -> None:
+    stores, _balancer, browser, tab_on_b = two_workers
+    s = await tab_on_b("carol")
+    await browser.get("/")
+    hub_b = stores["b"].hub
+    assert stores["a"].refresh_user("carol", UserContext("carol")) == 0  # none on A itself
+    await until_told(lambda: not hub_b.watched("global:WorkerSecret"))
+    got = await changes_reach(stores, s)
+    assert got == [{"workerUser": {"n": 1}}]  # still carol: her state, not the secret
+
+
+def test_nothing_is_sent_between_workers_without_a_shared_backend() -> None:
+    store = StateStore()
+    store.end_session("s", None)
+    assert store.refresh_user("u", None) == 0
+    assert not store._control_tasks
