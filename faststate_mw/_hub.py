@@ -46,6 +46,7 @@ class Connection:
         "checked",
         "closed",
         "context",
+        "ended",
         "handoff",
         "heartbeat_due",
         "id",
@@ -92,6 +93,9 @@ class Connection:
         #: resolved to wake the writer (no per-wake task or timer: 10,000 streams stay cheap)
         self.waiter: asyncio.Future[None] | None = None
         self.closed = False
+        #: its session ended (a sign-out or sign-in on its browser): what it renders as its new
+        #: user still runs in the old session, so it is never shared with that user's tabs
+        self.ended = False
         self.stalled = False
         self.heartbeat_due = False
         self.last_write = time.monotonic()
@@ -325,6 +329,7 @@ class Hub:
         owned = f":{session_id}:"
         conns = list(self.sessions.get(session_id, ()))
         for conn in conns:
+            conn.ended = True
             for key in conn.keys:
                 if owned in key or key.endswith(owned[:-1]):
                     self.unsubscribe(conn, key)

@@ -61,14 +61,17 @@ def watches_for(names: list[Any], versions: list[int]) -> list[ViewWatch]:
 def viewer_of(conn: Connection, spec: ViewSpec) -> tuple[Any, str | None]:
     """Who ``conn`` renders ``spec`` as, and the key its render is cached under: nobody for a
     viewer-independent view; for a per-viewer view the tab's user (renders shared by that
-    user's tabs) or, for an anonymous tab, its session (the render runs in that session: one
-    visitor's render is never shown to another)."""
+    user's tabs) or, for an anonymous tab or one whose session ended, its session (the render
+    runs in that session: one visitor's render is never shown to another)."""
     if not spec.per_viewer:
         return None, None
     user = conn.user
-    if user is not None:
+    if user is not None and not conn.ended:
         return user, "u" + user.id
-    return None, None if conn.session_id is None else "s" + conn.session_id
+    if conn.session_id is None:
+        return user, None
+    # session ids hold no ":"; the user, if any, too: two users never share one render
+    return user, "s" + conn.session_id + ("" if user is None else ":" + user.id)
 
 
 def render_event(inst: Any, spec: ViewSpec, ctx: RequestContext | None, user: Any) -> bytes:

@@ -104,3 +104,43 @@ async def test_a_view_patch_splits_lines_only_where_sse_does(store: StateStore) 
         finally:
             await s.close()
             await store.close()
+
+
+async def test_a_tab_of_an_ended_session_never_shares_its_per_viewer_render(
+    store: StateStore,
+) -> None:
+    """alice's tab stays open while bob signs in on her browser: its stream renders the view as
+    bob in alice's old session, a render bob's other browser must never get."""
+
+    async def login(request: Request) -> HTMLResponse:
+        request.session["auth"] = request.query_params["user"]
+        return HTMLResponse("ok")
+
+    app = make_app(store)
+    app.router.routes.append(Route("/login", login))
+    clients = [
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t")
+        for _ in range(2)
+    ]
+    shared, bobs = clients
+    streams = []
+    try:
+        await shared.get("/login?user=alice")
+        html = (await shared.get("/", params={"note": "alice-secret"})).text
+        streams.append(await Stream(app, stream_url(html), shared.cookies, {}).open())
+        await bobs.get("/login?user=bob")
+        html = (await bobs.get("/", params={"note": "bob-note"})).text
+        streams.append(await Stream(app, stream_url(html), bobs.cookies, {}).open())
+        await shared.get("/login?user=bob")  # alice leaves, bob signs in on her browser
+        await shared.get("/", params={"note": "bob-here"})  # the session rotates
+        board = await SeatBoard.resolve(store=store)
+        await board.update(n=1)
+        s = streams[1]
+        assert (await s.next())["signals"] == {"seatBoard": {"n": 1}}
+        assert "alice-secret" not in "\n".join((await s.next())["data"])
+    finally:
+        for s in streams:
+            await s.close()
+        for c in clients:
+            await c.aclose()
+        await store.close()
