@@ -68,8 +68,8 @@ def viewer_of(conn: Connection, spec: ViewSpec) -> tuple[Any, str | None]:
     user = conn.user
     if user is not None and not conn.ended:
         return user, "u" + user.id
-    if conn.session_id is None:
-        return user, None
+    if conn.session_id is None:  # no session to share a render with: the tab's own
+        return user, "t" + conn.tab
     # session ids hold no ":"; the user, if any, too: two users never share one render
     return user, "s" + conn.session_id + ("" if user is None else ":" + user.id)
 
