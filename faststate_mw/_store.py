@@ -42,6 +42,9 @@ log = logging.getLogger("faststate_mw")
 T = TypeVar("T", bound=BaseModel)
 R = TypeVar("R")
 
+#: ended session ids a store remembers having told the other workers (a replayed stale
+#: cookie is told once; one that comes back after this many others is told again)
+TOLD_ENDED_KEPT = 4096
 #: stores started in this process: background code with no request uses the only one
 _running: weakref.WeakSet[StateStore] = weakref.WeakSet()
 
@@ -124,6 +127,9 @@ class StateStore:
         self._sweeper: asyncio.Task[None] | None = None
         #: messages to the other workers being sent (kept: a task nobody holds may vanish)
         self._control_tasks: set[asyncio.Task[None]] = set()
+        #: ended session ids told to the other workers, oldest first: a stale cookie sent
+        #: again and again ends its session on every request, but is told only once
+        self._told_ended: dict[str, None] = {}
         #: set when the server stops: live streams are ended and new ones refused
         self.closing = False
         #: logging, metrics, tracing and recording of events (see ``_observe``)
@@ -454,6 +460,14 @@ class StateStore:
             loop.call_soon_threadsafe(self._send_to_workers, message)
 
     def _send_to_workers(self, message: dict[str, Any]) -> None:
+        sid = message.get("end_session")
+        if sid is not None:
+            told = self._told_ended
+            if sid in told:
+                return
+            told[sid] = None
+            if len(told) > TOLD_ENDED_KEPT:
+                del told[next(iter(told))]
         task = asyncio.get_running_loop().create_task(self._publish_control(message))
         self._control_tasks.add(task)
         task.add_done_callback(self._control_tasks.discard)

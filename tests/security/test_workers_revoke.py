@@ -163,3 +163,27 @@ def test_nothing_is_sent_between_workers_without_a_shared_backend() -> None:
     store.end_session("s", None)
     assert store.refresh_user("u", None) == 0
     assert not store._control_tasks
+
+
+async def test_a_stale_cookie_sent_again_and_again_is_told_to_the_other_workers_once(
+    two_workers: Any,
+) -> None:
+    stores, _balancer, browser, tab_on_b = two_workers
+    await tab_on_b("carol")
+    stale = browser.cookies["faststate_sid"]  # bound to carol
+    await browser.get("/logout")
+    a = stores["a"]
+    told: list[dict[str, Any]] = []
+    publish = a.backend.publish_control
+
+    async def counted(message: dict[str, Any]) -> None:
+        told.append(message)
+        await publish(message)
+
+    a.backend.publish_control = counted  # type: ignore[method-assign]
+    for _ in range(5):  # a client replaying carol's session cookie after she signed out
+        browser.cookies.set("faststate_sid", stale, domain="t.local")
+        await browser.get("/")
+    await until_told(lambda: not a._control_tasks)
+    ended = [m["end_session"] for m in told if "end_session" in m]
+    assert len(ended) == 1  # her session ended 5 times on worker A, told once
