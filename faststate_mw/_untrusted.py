@@ -169,12 +169,13 @@ def check_text(value: Any, what: str) -> None:
 
 def check_finite(value: Any, what: str) -> None:
     """Refuse NaN, infinities and whole numbers beyond ``MAX_SAFE_INTEGER`` anywhere in a
-    validated value (floats, Decimals, ints, containers, pydantic models)."""
+    validated value (floats, Decimals, ints, containers, pydantic models and their extra
+    fields, dataclasses). Every value is
+    looked at: the walk is as long as the request that carried it (a walk that stopped after a
+    number of values let a huge number behind as many zeros into the state)."""
     stack: list[Any] = [value]
-    seen = 0
-    while stack and seen < 100_000:
+    while stack:
         item = stack.pop()
-        seen += 1
         if isinstance(item, float):
             if not math.isfinite(item):
                 break
@@ -193,6 +194,11 @@ def check_finite(value: Any, what: str) -> None:
             stack.extend(item)
         elif hasattr(item, "__pydantic_fields__") and hasattr(item, "__dict__"):
             stack.extend(item.__dict__.values())
+            extra = getattr(item, "__pydantic_extra__", None)  # extra="allow": not in __dict__
+            if extra:
+                stack.extend(extra.values())
+        elif hasattr(item, "__dataclass_fields__") and not isinstance(item, type):
+            stack.extend(getattr(item, name, None) for name in item.__dataclass_fields__)
     else:
         return
     raise InvalidPayload(f"{what} holds a number JSON cannot carry (NaN or Infinity)")

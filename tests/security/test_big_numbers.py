@@ -6,10 +6,12 @@ Such numbers are refused at the door, like NaN: a 400 that changes nothing."""
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from pydantic import BaseModel, ConfigDict
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -24,6 +26,15 @@ SECRET = "big-numbers-secret"
 SAFE = 2**53 - 1
 
 
+@dataclasses.dataclass
+class Line:
+    qty: int
+
+
+class Extras(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+
 class BigTally(State):
     __faststate__ = StateConfig(scope=StateScope.GLOBAL, writable=("total",))
     total: int = 0
@@ -36,6 +47,18 @@ class BigTally(State):
     @event
     def tag(self, ids: list[int]) -> None:
         self.ids = ids
+
+    @event
+    def add_all(self, amounts: list[int]) -> None:
+        self.total += sum(amounts)
+
+    @event
+    def add_line(self, line: Line) -> None:
+        self.total += line.qty
+
+    @event
+    def add_extras(self, extras: Extras) -> None:
+        self.total += sum((extras.model_extra or {}).values())
 
 
 def make_app(store: StateStore) -> Starlette:
@@ -101,3 +124,42 @@ def test_the_largest_safe_integer_is_accepted(client: TestClient) -> None:
     r = client.post(f"/_faststate/BigTally/tag?ids=[{-SAFE}]", headers=API, content=b"{}")
     assert r.status_code == 200, r.text
     assert snapshot(client) == {"total": SAFE, "ids": [-SAFE]}
+
+
+def test_a_huge_number_behind_many_small_ones_is_refused_too(client: TestClient) -> None:
+    """The check walked at most 100,000 values of an argument and let the rest through: a
+    4,300-digit number first in a list of 100,001 zeros (200 KB, under the body limit) reached
+    the state, and every later ``add`` failed (500) because the total could not be written."""
+    padding = ",".join(["0"] * 100_001)
+    for number in ("9" * 4300, str(SAFE + 1)):
+        r = client.post(
+            "/_faststate/BigTally/add_all",
+            headers=API,
+            content=f'{{"amounts":[{number},{padding}]}}',
+        )
+        assert_refused(r)
+    assert snapshot(client) == {"total": 0, "ids": []}
+    r = client.post(
+        "/_faststate/BigTally/add_all", headers=API, content=f'{{"amounts":[{padding}]}}'
+    )
+    assert r.status_code == 200, r.text
+    r = client.post("/_faststate/BigTally/add", headers=API, content=b'{"amount":1}')
+    assert r.status_code == 200, r.text
+    assert snapshot(client) == {"total": 1, "ids": []}
+
+
+@pytest.mark.parametrize(
+    ("name", "body"),
+    [("add_line", '{{"line":{{"qty":{n}}}}}'), ("add_extras", '{{"extras":{{"b":{n}}}}}')],
+)
+def test_a_huge_number_in_a_dataclass_or_an_extra_field_is_refused(
+    client: TestClient, name: str, body: str
+) -> None:
+    """The check looked into pydantic models' declared fields only: a stdlib dataclass
+    argument, or a model's extra fields (``extra="allow"``), carried any number in."""
+    r = client.post(f"/_faststate/BigTally/{name}", headers=API, content=body.format(n=SAFE + 1))
+    assert_refused(r)
+    assert snapshot(client) == {"total": 0, "ids": []}
+    r = client.post(f"/_faststate/BigTally/{name}", headers=API, content=body.format(n=2))
+    assert r.status_code == 200, r.text
+    assert snapshot(client) == {"total": 2, "ids": []}
