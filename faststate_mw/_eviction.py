@@ -100,9 +100,9 @@ class Eviction:
                 await result
         backend = self.backend
         if backend.durable and not backend.shared and not config.auto_persist:
-            await backend.save(
-                meta.key or "", meta.version, inst.model_dump_json(), config.effective_ttl
-            )
+            # its own ttl: a session whose client never came back with the cookie has the
+            # short fresh-session ttl (its scope's would keep a row per anonymous visit)
+            await backend.save(meta.key or "", meta.version, inst.model_dump_json(), meta.ttl)
             return True
         return hook is not None
 

@@ -19,6 +19,12 @@ create table if not exists faststate_states (
     expires real
 )
 """
+_EXPIRES_INDEX = "create index if not exists faststate_states_expires on faststate_states (expires)"
+
+#: seconds between two deletes of expired rows (run by the save that finds one due)
+PURGE_INTERVAL = 60.0
+#: the most expired rows one delete removes (the next save deletes more, if there are)
+PURGE_BATCH = 10_000
 
 
 class SQLiteBackend(Backend):
@@ -33,6 +39,9 @@ class SQLiteBackend(Backend):
         self.url = f"sqlite:///{self.path}"
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
+        #: when a save next deletes expired rows (a read skips them; without the delete the
+        #: file would keep a row for every state ever evicted)
+        self._purge_due = 0.0
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
@@ -42,6 +51,7 @@ class SQLiteBackend(Backend):
                 conn.execute("pragma journal_mode=wal")
                 conn.execute("pragma synchronous=normal")
                 conn.execute(_SCHEMA)
+                conn.execute(_EXPIRES_INDEX)
             except sqlite3.Error as exc:
                 raise BackendUnavailable(f"cannot open {self.path}: {exc}") from exc
             self._conn = conn
@@ -66,15 +76,25 @@ class SQLiteBackend(Backend):
         return Stored(int(row[0]), str(row[1]))
 
     def save_sync(self, key: str, version: int, data: str, ttl: float | None) -> None:
-        expires = time.time() + ttl if ttl else None
+        now = time.time()
+        expires = now + ttl if ttl else None
         with self._lock:
             try:
-                self._db().execute(
+                db = self._db()
+                db.execute(
                     "insert into faststate_states (key, version, data, expires) "
                     "values (?, ?, ?, ?) on conflict(key) do update set "
                     "version = excluded.version, data = excluded.data, expires = excluded.expires",
                     (key, version, data, expires),
                 )
+                if now >= self._purge_due:
+                    deleted = db.execute(
+                        "delete from faststate_states where rowid in (select rowid from "
+                        "faststate_states where expires < ? limit ?)",
+                        (now, PURGE_BATCH),
+                    ).rowcount
+                    # a full batch: more may be left, deleted by the next save
+                    self._purge_due = now if deleted >= PURGE_BATCH else now + PURGE_INTERVAL
             except sqlite3.Error as exc:
                 raise BackendUnavailable(f"sqlite write failed: {exc}") from exc
 

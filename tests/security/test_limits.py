@@ -9,7 +9,11 @@ tests use short ones and await the reply (never a sleep).
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import sqlite3
 from collections.abc import AsyncIterator
+from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -29,6 +33,8 @@ from faststate_mw import (
     event,
 )
 from faststate_mw._scopes import RECORD_TTL_WITHOUT_LOAD
+from faststate_mw.backends import sqlite as sqlite_backend
+from faststate_mw.backends.sqlite import SQLiteBackend
 from faststate_mw.testing import FakeClock
 from tests.asgi_stream import Stream
 from tests.conftest import API, DS
@@ -237,6 +243,44 @@ async def test_state_bytes_in_all_are_capped(clock: FakeClock, closing: list[Any
     assert store.stats()["bytes"] <= 10_000 + 3_100
     live = store.keys()
     assert keys[-1] in live and keys[0] not in live  # the least recent went first
+
+
+async def test_sqlite_rows_of_cookieless_sessions_expire_and_are_deleted(
+    clock: FakeClock, closing: list[Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every page visit without a cookie made a SESSION state that eviction saved to SQLite
+    with the scope's 24 h, and expired rows were never deleted (only skipped when read): the
+    file grew by a row per anonymous visit, forever. The row of a session whose client never
+    came back now expires with its fresh-session ttl, and saves delete expired rows."""
+    wall = [1_000_000.0]
+    monkeypatch.setattr(sqlite_backend, "time", SimpleNamespace(time=lambda: wall[0]))
+    path = tmp_path / "fresh.db"
+    store = StateStore(SQLiteBackend(path), clock=clock, limits=Limits(fresh_session_ttl=60))
+    closing.append(store)
+    hostile = await client_of(store)
+    closing.append(hostile)
+    for _ in range(50):
+        hostile.cookies.clear()
+        assert (await hostile.get("/key")).status_code == 200
+    browser = await client_of(store)
+    closing.append(browser)
+    mine = (await browser.get("/key")).json()["key"]
+    assert (await write(browser, "kept")).status_code == 200  # confirmed: the normal ttl
+
+    def rows() -> list[tuple[str, float]]:
+        with contextlib.closing(sqlite3.connect(path)) as db:
+            return db.execute("select key, expires - ? from faststate_states", wall).fetchall()
+
+    clock.advance(61)
+    assert len(await store.sweep()) == 50
+    assert len(rows()) == 50 and all(left <= 60 for _key, left in rows())
+    wall[0] += max(61, sqlite_backend.PURGE_INTERVAL)  # their ttl passed: a save deletes them
+    clock.advance(24 * 3600)
+    assert await store.sweep() == [mine]
+    assert [key for key, _left in rows()] == [mine]
+    assert rows()[0][1] > 23 * 3600
+    assert (await browser.get("/key")).json()["key"] == mine
+    assert store.get(mine).text == "kept"  # read back from SQLite
 
 
 # -- RECORD instances ------------------------------------------------------------------------------
