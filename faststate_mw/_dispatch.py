@@ -382,10 +382,17 @@ async def serve_event(
         # key as store.key_for makes it, whose state rule check was just made (at WARNING).
         ident_name = scope_rule.identity
         ident = None if ident_name is None else event_ident(ident_name, query)
-        key = scope_rule.key(route.info.name, ctx, ident)
-        inst = store.cached(key, cls, ctx)
-        if inst is None:
-            inst = await store.create(key, cls, ctx, ident)
+        try:
+            key = scope_rule.key(route.info.name, ctx, ident)
+            inst = store.cached(key, cls, ctx)
+            if inst is None:
+                inst = await store.create(key, cls, ctx, ident)
+        except FastStateError:
+            raise
+        except Exception as exc:  # the app's code failed: a scope's owner(), a load hook, or
+            # what the hook returned does not validate (for an id a client may have made up)
+            log.exception("finding the %s state of event %s failed", cls.__name__, spec.name)
+            raise EventFailed(f"event {spec.name!r} failed: its state could not be loaded") from exc
         run_key = key
         kwargs = bind_arguments(cls, spec, query, signals, route.info, scope.get("query_string"))
         live = store.hub.live_tab(tab_of(signals), ctx.session_id(create=False), key)

@@ -1,0 +1,76 @@
+"""An app's ``load`` hook (and the state it returns) runs inside the event request: a hook that
+fails on an id a client made up (``int("abc")``, a missing key) escaped the event as an
+unhandled exception, a bare 500 from the server (with the traceback in the reply under
+``debug=True``) and no ``$_faststate`` error for the page. It is now an event failure like one
+the event itself raises: logged, a clean 500, nothing changed."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+from faststate_mw import FastStateMiddleware, State, StateConfig, StateScope, StateStore, event
+from tests.conftest import API, DS
+
+ROWS: dict[str, dict[str, Any]] = {"1": {"n": 1}, "2": {"n": "not a number"}}
+
+
+def load_row(record_id: str) -> dict[str, Any]:
+    return ROWS[record_id]  # KeyError for an id nobody made
+
+
+class LoadedRow(State):
+    __faststate__ = StateConfig(scope=StateScope.RECORD, load=load_row)
+    n: int = 0
+
+    @event
+    def bump(self) -> None:
+        self.n += 1
+
+
+class NumberedRow(State):
+    __faststate__ = StateConfig(scope=StateScope.RECORD, load=lambda rid: {"n": int(rid)})
+    n: int = 0
+
+    @event
+    def bump(self) -> None:
+        self.n += 1
+
+
+@pytest.fixture
+def client(store: StateStore) -> Iterator[TestClient]:
+    app = Starlette(debug=True)  # a server error would carry its traceback
+    app.add_middleware(FastStateMiddleware, secret_key="load-hook", store=store)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "/_faststate/LoadedRow/bump?record_id=nobody",  # the hook raises KeyError
+        "/_faststate/LoadedRow/bump?record_id=2",  # its data does not validate
+        "/_faststate/NumberedRow/bump?record_id=abc",  # the hook raises ValueError
+    ],
+)
+def test_a_failing_load_hook_is_a_clean_event_failure(
+    client: TestClient, store: StateStore, url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="faststate_mw"):
+        r = client.post(url, headers=API)
+    assert r.status_code == 500, r.text
+    assert r.json()["error"]["code"] == "event_failed"
+    assert "Traceback" not in r.text and 'File "' not in r.text
+    assert any(rec.exc_info for rec in caplog.records)  # the cause is in the log
+    page = client.post(url, headers=DS)  # a Datastar page gets the error signal
+    assert page.status_code == 200 and page.headers["x-faststate-error"] == "event_failed"
+    assert '"code":"event_failed"' in page.text
+    assert store.keys() == []
+    ok = client.post("/_faststate/LoadedRow/bump?record_id=1", headers=API)
+    assert ok.status_code == 200, ok.text
+    assert '"n":2' in ok.text
