@@ -258,7 +258,9 @@ async def _run_generator(
             before = snapshot(inst)  # committed: a cancel while the step streams keeps it
             text = ("" if live else signals) + elements_events(item)
             if text:
-                await reply.chunk(text.encode())
+                # under the lock: a client that stops reading must not hold the state
+                async with time_limit(deadlines, spec.name):
+                    await reply.chunk(text.encode())
     except Conflict:
         raise  # settle() already took what the other worker stored
     except BaseException:

@@ -32,6 +32,7 @@ from faststate_mw import (
     StateStore,
     event,
 )
+from faststate_mw._config import meta_of
 from faststate_mw._scopes import RECORD_TTL_WITHOUT_LOAD
 from faststate_mw.backends import sqlite as sqlite_backend
 from faststate_mw.backends.sqlite import SQLiteBackend
@@ -109,6 +110,13 @@ class LimSlow(State):
     @event
     def plain_bump(self) -> None:
         self.n += 1
+
+    @event
+    def progress(self) -> Any:
+        """A generator event that streams its steps (a reader that stops reading stalls it)."""
+        for i in range(3):
+            self.n += 1
+            yield f"<p id='step'>{i}</p>"
 
     @event
     async def steps(self) -> Any:
@@ -635,6 +643,53 @@ async def test_a_generator_step_past_the_timeout_is_cancelled(
     slow = store.get("global:LimSlow")
     assert slow.n == 1 and slow.version == 1  # the step that hung was rolled back
     assert (await c.post("/_faststate/LimSlow/bump", headers=API)).status_code == 200
+
+
+async def test_a_reader_that_stops_reading_a_generator_event_does_not_hold_its_state(
+    clock: FakeClock, closing: list[Any]
+) -> None:
+    """A generator event writes each step to its reply under the state's lock: a client that
+    stopped reading (its send never finishes) held the lock of a GLOBAL state for as long as it
+    kept the connection open, and every other event on it waited, then got a 504. Each write is
+    bounded by ``event_timeout`` like each step; the committed steps stay."""
+    store = store_with(clock, event_timeout=0.05)
+    closing.append(store)
+    app = make_app(store)
+    stalled = asyncio.Event()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message.get("more_body"):  # a step: the client reads no more
+            stalled.set()
+            await asyncio.Event().wait()
+
+    scope = {
+        "type": "http",
+        "method": "POST",
+        "path": "/_faststate/LimSlow/progress",
+        "query_string": b"",
+        "headers": [(k.encode(), v.encode()) for k, v in DS.items()],
+        "client": ("10.0.0.9", 1),
+    }
+    stuck = asyncio.ensure_future(app(scope, receive, send))
+    try:
+        await asyncio.wait_for(stalled.wait(), GUARD)
+        meta = meta_of(store.get("global:LimSlow"))
+
+        async def released() -> None:
+            while meta.locked():
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(released(), GUARD)  # the stalled write was cut
+        c = await client_of(store)
+        closing.append(c)
+        r = await asyncio.wait_for(c.post("/_faststate/LimSlow/bump", headers=API), GUARD)
+        assert r.status_code == 200, r.text
+        assert store.get("global:LimSlow").n == 2  # the first step, committed, and the bump
+    finally:
+        stuck.cancel()
 
 
 def test_limits_are_validated() -> None:
