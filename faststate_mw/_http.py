@@ -6,6 +6,8 @@ Everything here works on the raw ASGI scope and messages; nothing knows about St
 from __future__ import annotations
 
 import asyncio
+import functools
+import ipaddress
 import json
 import json.encoder
 from typing import Any
@@ -84,9 +86,29 @@ class Reply:
 
 
 def client_address(scope: Scope) -> str | None:
-    """The client's address as the server reports it (the key of per-address limits)."""
+    """The client's address as the server reports it (the key of per-address limits). An IPv6
+    client is its /64: a host is given one and may send from any address in it."""
     client = scope.get("client")
-    return str(client[0]) if client else None
+    if not client:
+        return None
+    host = str(client[0])
+    if ":" not in host:
+        return host  # IPv4, or a name
+    return _ipv6_client(host)
+
+
+@functools.lru_cache(maxsize=4096)
+def _ipv6_client(host: str) -> str:
+    """The /64 of an IPv6 address (an IPv4-mapped one: its IPv4 address); anything that does
+    not parse as IPv6, as it is."""
+    try:
+        ip = ipaddress.IPv6Address(host)
+    except ValueError:
+        return host
+    mapped = ip.ipv4_mapped
+    if mapped is not None:
+        return str(mapped)
+    return str(ipaddress.IPv6Network((ip, 64), strict=False))
 
 
 def header(scope: Scope, name: bytes) -> bytes | None:

@@ -507,6 +507,32 @@ async def test_events_per_address_go_through_a_token_bucket(
     assert (await c.post("/_faststate/LimNote/write", headers=API, json={"blob": "ok"})).is_success
 
 
+async def test_an_ipv6_client_is_one_address_for_its_whole_slash_64(
+    clock: FakeClock, closing: list[Any]
+) -> None:
+    """A host on IPv6 is given a /64 and may send from any address in it: counted per full
+    address, one client had as many event buckets (and stream slots) as it liked."""
+    store = store_with(clock, address_event_rate=1, address_event_burst=4)
+    closing.append(store)
+    app = make_app(store)
+
+    async def send_from(address: str) -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, client=(address, 1234))
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as c:
+            return await c.post("/_faststate/LimNote/write", headers=API, json={"blob": "x"})
+
+    for n in range(1, 5):
+        assert (await send_from(f"2001:db8:1:2::{n:x}")).status_code == 200
+    r = await send_from("2001:db8:1:2:ffff:ffff:ffff:fffe")  # the same /64
+    assert r.status_code == 429, r.text
+    assert (await send_from("2001:db8:1:3::1")).status_code == 200  # another /64
+    # an IPv4 client is its address, whichever way the server writes it
+    for _ in range(4):
+        assert (await send_from("10.0.0.7")).status_code == 200
+    assert (await send_from("::ffff:10.0.0.7")).status_code == 429
+    assert (await send_from("10.0.0.8")).status_code == 200
+
+
 # -- state size ------------------------------------------------------------------------------------
 async def test_a_state_over_the_size_cap_is_refused_and_rolled_back(
     clock: FakeClock, closing: list[Any]
