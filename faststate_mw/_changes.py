@@ -19,7 +19,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from ._config import info_of, meta_of
-from ._exceptions import BackendUnavailable, PayloadTooLarge, StoredStateError
+from ._exceptions import BackendUnavailable, EventTimeout, PayloadTooLarge, StoredStateError
 from ._http import patch_signals
 from ._limits import Limits
 from ._stored import load_into
@@ -612,7 +612,7 @@ async def _run_step(inst: Any, job: _Job) -> None:
         if type(result) not in _PLAIN_RESULTS and inspect.isawaitable(result):
             if inspect.iscoroutine(result):  # run it in its request's context too
                 result = asyncio.get_running_loop().create_task(result, context=job.context)
-            result = await result
+            result = await _bounded(result, meta.store, job.step)
     except Exception as exc:
         restore(inst, before)
         job.error = exc
@@ -622,6 +622,23 @@ async def _run_step(inst: Any, job: _Job) -> None:
     changed = changed_since(inst, before)
     meta.last_changed = changed
     job.reply = (result, _patch_of(inst, changed) if changed else "", echo_patch(inst))
+
+
+async def _bounded(awaitable: Any, store: Any, step: Any) -> Any:
+    """What a grouped step's awaitable returns, within the store's event timeout: the group
+    holds the state's lock while it waits, and the step's request cannot be cancelled once its
+    step ran (an awaitable that hung held the state for ever). Past the timeout it is cancelled
+    and the step fails with EventTimeout (rolled back alone)."""
+    seconds = store.event_deadlines.seconds if store is not None else None
+    if seconds is None:
+        return await awaitable
+    try:
+        return await asyncio.wait_for(awaitable, seconds)
+    except TimeoutError:
+        name = getattr(getattr(step, "spec", None), "name", "?")
+        raise EventTimeout(
+            f"event {name!r} ran longer than {seconds:g}s: it was cancelled and rolled back"
+        ) from None
 
 
 def _settle_jobs(jobs: list[_Job]) -> None:

@@ -44,6 +44,8 @@ from tests.sse import patched_signals, stream_url
 #: a test whose bound does not hold fails after this many seconds instead of hanging (a guard,
 #: never what makes a test pass: the bounds under test are 0.05 s)
 GUARD = 10.0
+#: what LimSlow.wait_for_release waits for (a test sets it to end what it started)
+RELEASE = asyncio.Event()
 saved: list[str] = []
 
 
@@ -106,6 +108,12 @@ class LimSlow(State):
         """A plain ``def`` whose returned awaitable hangs (a wrapper of an async function)."""
         self.n += 10
         return asyncio.Event().wait()
+
+    @event
+    def wait_for_release(self) -> Any:
+        """A plain ``def`` whose returned awaitable waits until the test lets it go."""
+        self.n += 1000
+        return RELEASE.wait()
 
     @event
     def plain_bump(self) -> None:
@@ -653,6 +661,40 @@ async def test_an_event_past_the_timeout_is_cancelled_rolled_back_and_unlocked(
     assert slow.n == 0 and slow.version == 0  # rolled back
     r = await c.post(f"/_faststate/LimSlow/{bump}", headers=API)  # the lock was released
     assert r.status_code == 200 and slow.n == 1 and slow.version == 1
+
+
+async def test_a_grouped_event_whose_awaitable_hangs_is_cut_and_frees_the_state(
+    clock: FakeClock, closing: list[Any]
+) -> None:
+    """A plain ``def`` event that returns an awaitable, sent while the state is busy, joins the
+    next group commit: the group's task awaited it under the state's lock with no time bound.
+    One that hung held the lock for ever (every later event on the state: a 504) and its own
+    request never got a reply. It is cut at ``event_timeout`` and rolled back alone."""
+    global RELEASE
+    RELEASE = asyncio.Event()
+    store = store_with(clock, event_timeout=0.1)
+    closing.append(store)
+    c = await client_of(store)
+    closing.append(c)
+    busy = asyncio.ensure_future(c.post("/_faststate/LimSlow/hang", headers=API))
+    slow = None
+    while slow is None or not meta_of(slow).locked():  # the async event holds the state
+        await asyncio.sleep(0.005)
+        slow = store.get("global:LimSlow")
+    grouped = asyncio.ensure_future(c.post("/_faststate/LimSlow/wait_for_release", headers=API))
+    try:
+        assert (await asyncio.wait_for(busy, GUARD)).status_code == 504
+        done, _pending = await asyncio.wait({grouped}, timeout=2.0)
+        assert grouped in done, "the grouped event never got a reply"
+        r = grouped.result()
+        assert r.status_code == 504 and r.json()["error"]["code"] == "event_timeout", r.text
+        assert not meta_of(slow).locked()
+        r = await asyncio.wait_for(c.post("/_faststate/LimSlow/plain_bump", headers=API), GUARD)
+        assert r.status_code == 200, r.text
+        assert slow.n == 1  # the bump; nothing of the events that timed out
+    finally:
+        RELEASE.set()  # on main: lets the stuck group end, so the test ends
+        await asyncio.wait({grouped}, timeout=GUARD)
 
 
 async def test_a_generator_step_past_the_timeout_is_cancelled(
