@@ -389,14 +389,16 @@ async def serve_event(
             inst = store.cached(key, cls, ctx)
             if inst is None:
                 inst = await store.create(key, cls, ctx, ident)
+            run_key = key
+            kwargs = bind_arguments(
+                cls, spec, query, signals, route.info, scope.get("query_string")
+            )
         except FastStateError:
             raise
-        except Exception as exc:  # the app's code failed: a scope's owner(), a load hook, or
-            # what the hook returned does not validate (for an id a client may have made up)
-            log.exception("finding the %s state of event %s failed", cls.__name__, spec.name)
-            raise EventFailed(f"event {spec.name!r} failed: its state could not be loaded") from exc
-        run_key = key
-        kwargs = bind_arguments(cls, spec, query, signals, route.info, scope.get("query_string"))
+        except Exception as exc:  # the app's code failed on what a client sent: a scope's
+            # owner(), a load hook (or what it returned), an argument's own validator
+            log.exception("event %s.%s failed before it ran", cls.__name__, spec.name)
+            raise EventFailed(f"event {spec.name!r} failed; the state was left unchanged") from exc
         live = store.hub.live_tab(tab_of(signals), ctx.session_id(create=False), key)
         try:
             text = await run_event(inst, spec, kwargs, reply, user, live, store.event_deadlines)

@@ -1,16 +1,18 @@
-"""An app's ``load`` hook (and the state it returns) runs inside the event request: a hook that
-fails on an id a client made up (``int("abc")``, a missing key) escaped the event as an
-unhandled exception, a bare 500 from the server (with the traceback in the reply under
-``debug=True``) and no ``$_faststate`` error for the page. It is now an event failure like one
-the event itself raises: logged, a clean 500, nothing changed."""
+"""An app's ``load`` hook (and the state it returns), and an argument's own validator, run
+inside the event request: one that fails on what a client made up (``int("abc")``, a missing
+key) with anything but a ValueError escaped the event as an unhandled exception, a bare 500 from
+the server (with the traceback in the reply under ``debug=True``) and no ``$_faststate`` error
+for the page. It is now an event failure like one the event itself raises: logged, a clean
+500, nothing changed."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Iterator
-from typing import Any
+from typing import Annotated, Any
 
 import pytest
+from pydantic import AfterValidator
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
@@ -42,6 +44,18 @@ class NumberedRow(State):
         self.n += 1
 
 
+COLORS = {"red": 1}
+
+
+class ColorRow(State):
+    __faststate__ = StateConfig(scope=StateScope.GLOBAL)
+    n: int = 0
+
+    @event
+    def pick(self, color: Annotated[str, AfterValidator(lambda v: COLORS[v])]) -> None:
+        self.n = int(color)
+
+
 @pytest.fixture
 def client(store: StateStore) -> Iterator[TestClient]:
     app = Starlette(debug=True)  # a server error would carry its traceback
@@ -56,6 +70,7 @@ def client(store: StateStore) -> Iterator[TestClient]:
         "/_faststate/LoadedRow/bump?record_id=nobody",  # the hook raises KeyError
         "/_faststate/LoadedRow/bump?record_id=2",  # its data does not validate
         "/_faststate/NumberedRow/bump?record_id=abc",  # the hook raises ValueError
+        "/_faststate/ColorRow/pick?color=green",  # the argument's validator raises KeyError
     ],
 )
 def test_a_failing_load_hook_is_a_clean_event_failure(
@@ -70,7 +85,8 @@ def test_a_failing_load_hook_is_a_clean_event_failure(
     page = client.post(url, headers=DS)  # a Datastar page gets the error signal
     assert page.status_code == 200 and page.headers["x-faststate-error"] == "event_failed"
     assert '"code":"event_failed"' in page.text
-    assert store.keys() == []
+    live = store.keys()
+    assert [store.get(key).n for key in live] in ([], [0])  # nothing changed
     ok = client.post("/_faststate/LoadedRow/bump?record_id=1", headers=API)
     assert ok.status_code == 200, ok.text
     assert '"n":2' in ok.text
