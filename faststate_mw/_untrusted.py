@@ -190,6 +190,7 @@ def check_finite(value: Any, what: str) -> None:
                 break
         elif isinstance(item, dict):
             stack.extend(item.values())
+            stack.extend(k for k in item if type(k) is not str)  # dict[int, ...]: numbers too
         elif isinstance(item, (list, tuple, set, frozenset)):
             stack.extend(item)
         elif hasattr(item, "__pydantic_fields__") and hasattr(item, "__dict__"):

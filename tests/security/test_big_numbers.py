@@ -57,6 +57,10 @@ class BigTally(State):
         self.total += line.qty
 
     @event
+    def add_keys(self, counts: dict[int, int]) -> None:
+        self.total += sum(counts)
+
+    @event
     def add_extras(self, extras: Extras) -> None:
         self.total += sum((extras.model_extra or {}).values())
 
@@ -150,13 +154,18 @@ def test_a_huge_number_behind_many_small_ones_is_refused_too(client: TestClient)
 
 @pytest.mark.parametrize(
     ("name", "body"),
-    [("add_line", '{{"line":{{"qty":{n}}}}}'), ("add_extras", '{{"extras":{{"b":{n}}}}}')],
+    [
+        ("add_line", '{{"line":{{"qty":{n}}}}}'),
+        ("add_extras", '{{"extras":{{"b":{n}}}}}'),
+        ("add_keys", '{{"counts":{{"{n}":0}}}}'),
+    ],
 )
-def test_a_huge_number_in_a_dataclass_or_an_extra_field_is_refused(
+def test_a_huge_number_in_a_dataclass_an_extra_field_or_a_key_is_refused(
     client: TestClient, name: str, body: str
 ) -> None:
-    """The check looked into pydantic models' declared fields only: a stdlib dataclass
-    argument, or a model's extra fields (``extra="allow"``), carried any number in."""
+    """The check looked into pydantic models' declared fields and dict values only: a stdlib
+    dataclass argument, a model's extra fields (``extra="allow"``) or the keys of a
+    ``dict[int, ...]`` carried any number in."""
     r = client.post(f"/_faststate/BigTally/{name}", headers=API, content=body.format(n=SAFE + 1))
     assert_refused(r)
     assert snapshot(client) == {"total": 0, "ids": []}
