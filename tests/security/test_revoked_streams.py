@@ -1,0 +1,92 @@
+"""A stream whose user may no longer see a state (``store.refresh_user``, a lost role) stops
+getting it. But a key that started over (evicted and made again: its versions run lower than
+what the tab last saw) put every tab that knew it into a resync, the revoked one too, and the
+snapshot sent it the whole state again."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+from starlette.routing import Route
+
+from faststate_mw import (
+    FastStateMiddleware,
+    State,
+    StateConfig,
+    StateScope,
+    StateStore,
+    UserContext,
+)
+from tests.apps.live import SENTINEL, LiveSentinel, mark
+from tests.asgi_stream import Stream
+from tests.sse import stream_url
+
+
+class SpyCodes(State):
+    __faststate__ = StateConfig(scope=StateScope.GLOBAL, requires_auth=True, roles=("spy",))
+    code: int = 0
+
+
+def loader(scope: Any) -> Any:
+    for k, v in scope["headers"]:
+        if k == b"x-user":
+            return {"id": v.decode(), "roles": ["spy"]}
+    return None
+
+
+async def page(request: Request) -> HTMLResponse:
+    body = SpyCodes.current().to_html() + LiveSentinel.current().to_html()
+    return HTMLResponse(f"<body>{body}</body>")
+
+
+async def test_a_revoked_stream_gets_no_snapshot_of_a_key_that_started_over(
+    store: StateStore,
+) -> None:
+    app = Starlette(routes=[Route("/", page)])
+    app.add_middleware(FastStateMiddleware, secret_key="revoked", user_loader=loader, store=store)
+    store.hub.heartbeat = 0.05
+    streams: dict[str, Stream] = {}
+    clients = []
+    try:
+        for user in ("eve", "ann"):
+            headers = {"x-user": user}
+            c = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://t", headers=headers
+            )
+            clients.append(c)
+            url = stream_url((await c.get("/")).text)
+            streams[user] = await Stream(app, url, c.cookies, headers).open()
+        codes = await SpyCodes.resolve(store=store)
+        for n in (1, 2, 3):
+            await codes.update(code=n)
+        for s in streams.values():
+            assert [p["signals"] for p in [await s.next() for _ in range(3)]] == [
+                {"spyCodes": {"code": n}} for n in (1, 2, 3)
+            ]
+        assert store.refresh_user("eve", UserContext("eve", roles=frozenset())) == 1
+        # the key starts over (evicted, made again): its versions run below what eve saw
+        store.discard("global:SpyCodes")
+        again = await SpyCodes.resolve(store=store)
+        await again.update(code=99)
+        await mark(store)
+        assert await streams["ann"].before(SENTINEL) == [{"spyCodes": {"code": 99}}]
+        assert await streams["eve"].before(SENTINEL) == []
+        # a heartbeat (or any wake of its writer) looks at every key of the tab
+        eve = streams["eve"]
+        seen = eve.comments
+        await eve.wait_for(lambda: eve.comments > seen or not eve.events.empty())
+        await mark(store)
+        assert await streams["eve"].before(SENTINEL) == []  # nothing of it, ever again
+        await again.update(code=100)
+        await mark(store)
+        assert await streams["eve"].before(SENTINEL) == []
+    finally:
+        for s in streams.values():
+            await s.close()
+        for c in clients:
+            await c.aclose()
+        await store.close()
