@@ -399,7 +399,12 @@ async def serve_event(
             # owner(), a load hook (or what it returned), an argument's own validator
             log.exception("event %s.%s failed before it ran", cls.__name__, spec.name)
             raise EventFailed(f"event {spec.name!r} failed; the state was left unchanged") from exc
-        live = store.hub.live_tab(tab_of(signals), ctx.session_id(create=False), key)
+        sid = ctx.session_id(create=False)
+        live = store.hub.live_tab(tab_of(signals), sid, key)
+        if sid is not None and sid in store.hub.sessions:
+            # the session's open streams follow its user as this request has it (a role
+            # taken away): what they may no longer see stops, as after a page request
+            store.hub.recheck_session(sid, ctx.user)
         try:
             text = await run_event(inst, spec, kwargs, reply, user, live, store.event_deadlines)
         except Exception as exc:

@@ -336,6 +336,13 @@ class Hub:
             self.reauthorize(conn, user)
         return len(conns)
 
+    def recheck_session(self, session_id: str, user: UserContext | None) -> None:
+        """A request of ``session_id`` saw its user as ``user``: re-check its streams whose
+        user was another (new roles or permissions), see :meth:`reauthorize`."""
+        for conn in list(self.sessions.get(session_id, ())):
+            if conn.user != user:
+                self.reauthorize(conn, user)
+
     def refresh_user(self, user_id: str, user: UserContext | None) -> int:
         """Re-check the streams of ``user_id`` (see :meth:`reauthorize`); returns how many."""
         conns = [c for c in list(self.tabs.values()) if c.user and c.user.id == user_id]

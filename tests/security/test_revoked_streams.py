@@ -1,7 +1,8 @@
 """A stream whose user may no longer see a state (``store.refresh_user``, a lost role) stops
-getting it. But a key that started over (evicted and made again: its versions run lower than
-what the tab last saw) put every tab that knew it into a resync, the revoked one too, and the
-snapshot sent it the whole state again."""
+getting it. Two gaps: a key that started over (evicted and made again: its versions run lower
+than what the tab last saw) put every tab that knew it into a resync, the revoked one too, and
+the snapshot sent it the whole state again; and a lost role was noticed after a page request of
+the session, never after an event."""
 
 from __future__ import annotations
 
@@ -21,8 +22,9 @@ from faststate_mw import (
     StateStore,
     UserContext,
 )
-from tests.apps.live import SENTINEL, LiveSentinel, mark
+from tests.apps.live import SENTINEL, LiveGlobal, LiveSentinel, mark
 from tests.asgi_stream import Stream
+from tests.conftest import API
 from tests.sse import stream_url
 
 
@@ -90,3 +92,49 @@ async def test_a_revoked_stream_gets_no_snapshot_of_a_key_that_started_over(
         for c in clients:
             await c.aclose()
         await store.close()
+
+
+#: the app's own user table, read on every request (a role taken away takes effect at once)
+ROLES: dict[str, list[str]] = {}
+
+
+def table_loader(scope: Any) -> Any:
+    return {"id": "eve", "roles": ROLES.get("eve", [])}
+
+
+async def test_an_event_of_a_user_whose_role_was_taken_stops_their_streams(
+    store: StateStore,
+) -> None:
+    """README: streams are re-checked after any request of their session whose user changed.
+    Pages did that, events did not: a user whose role was taken away (the app's user table,
+    read on every request) kept getting the state on an open tab as long as it only sent
+    events."""
+    ROLES["eve"] = ["spy"]
+
+    async def spy_page(request: Request) -> HTMLResponse:
+        body = (
+            SpyCodes.current().to_html()
+            + LiveGlobal.current().to_html()
+            + LiveSentinel.current().to_html()
+        )
+        return HTMLResponse(f"<body>{body}</body>")
+
+    app = Starlette(routes=[Route("/", spy_page)])
+    app.add_middleware(
+        FastStateMiddleware, secret_key="revoked", user_loader=table_loader, store=store
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        s = await Stream(app, stream_url((await c.get("/")).text), c.cookies, {}).open()
+        try:
+            codes = await SpyCodes.resolve(store=store)
+            await codes.update(code=1)
+            assert (await s.next())["signals"] == {"spyCodes": {"code": 1}}
+            ROLES["eve"] = []  # the app takes the role away
+            r = await c.post("/_faststate/LiveGlobal/bump", headers=API)
+            assert r.status_code == 200
+            await codes.update(code=2)
+            await mark(store)
+            assert await s.before(SENTINEL) == [{"liveGlobal": {"n": 1}}]  # public: flows
+        finally:
+            await s.close()
+            await store.close()
