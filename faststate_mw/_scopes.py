@@ -86,8 +86,9 @@ class ScopeRule:
     """How one scope builds keys. Subclass it and :func:`register_scope` it to add a scope.
 
     ``owner(ctx)`` returns the part of the key that says whose instance it is (None for a single
-    app-wide instance). The key is ``<name>:<escaped owner>:<StateName>``. Example, a tenant scope
-    taken from a header::
+    app-wide instance). The key is ``<name>:<escaped owner>:<StateName>``. It decides who reaches
+    what: never take it from anything a client chooses freely. Example, a tenant scope taken from
+    a header that a proxy in front of the app sets (and drops the client's own)::
 
         class TenantScope(ScopeRule):
             name = "tenant"
