@@ -348,14 +348,16 @@ async def serve_event(
     text = ""
     reply = Reply(send, ctx if sets_cookie else None)
     try:
-        cookie = ctx.session_cookie()  # a signed id: no user needed to read it
-        store.event_limiter.check(cookie[0] if cookie else None, client_address(scope))
         method = scope["method"]
         if method != spec.method:
             method_allowed(spec.name, spec.method, method)
         hdrs = dict(scope["headers"])
         json_body = declares_json(hdrs)
+        # before the limits: a page on another site that makes a visitor's browser send
+        # events, refused here, spends nothing of that visitor's (and their address's) buckets
         check_csrf(scope, hdrs, method, json_body)
+        cookie = ctx.session_cookie()  # a signed id: no user needed to read it
+        store.event_limiter.check(cookie[0] if cookie else None, client_address(scope))
         body = await read_body(receive, hdrs, max_body, store.body_deadlines)
         query = parse_query(scope)
         signals = parse_signals(json_body, method, body, query)

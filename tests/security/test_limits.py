@@ -515,6 +515,27 @@ async def test_events_per_address_go_through_a_token_bucket(
     assert (await c.post("/_faststate/LimNote/write", headers=API, json={"blob": "ok"})).is_success
 
 
+async def test_cross_site_requests_refused_by_csrf_spend_no_tokens_of_the_address(
+    clock: FakeClock, closing: list[Any]
+) -> None:
+    """A page on another site can make a victim's browser send events; refused by the CSRF
+    check, they must not drain the bucket of the victim's address (and everyone behind it)."""
+    store = store_with(clock, address_event_rate=1, address_event_burst=2)
+    closing.append(store)
+    c = await client_of(store)
+    closing.append(c)
+    # what a page on another site can send without a preflight: no custom header
+    evil = {"content-type": "text/plain", "origin": "https://evil.example"}
+    for _ in range(5):
+        r = await c.post("/_faststate/LimNote/write", headers=evil, content=b'{"blob":"x"}')
+        assert r.status_code == 403, r.text
+    for i in range(2):  # the address's burst, whole
+        r = await c.post("/_faststate/LimNote/write", headers=API, json={"blob": str(i)})
+        assert r.status_code == 200, r.text
+    r = await c.post("/_faststate/LimNote/write", headers=API, json={"blob": "3rd"})
+    assert r.status_code == 429  # the bucket counts what it let through
+
+
 async def test_an_ipv6_client_is_one_address_for_its_whole_slash_64(
     clock: FakeClock, closing: list[Any]
 ) -> None:
