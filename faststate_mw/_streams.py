@@ -381,6 +381,8 @@ async def _snapshot(
                 continue
             if inst.key != key:
                 continue
+        if conn not in subscribers.get(key, ()):
+            continue  # unsubscribed while it was read (a sign-out, refresh_user)
         _deep_merge(merged, inst.signals())
         conn.versions[index] = meta_of(inst).version
         if conn.views:

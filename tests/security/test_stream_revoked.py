@@ -4,6 +4,9 @@ keyed by the user stops when another user signs in on the browser."""
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 import httpx
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -117,3 +120,31 @@ async def test_a_custom_scope_read_from_the_user_stops_when_another_user_signs_i
         finally:
             await s.close()
             await store.close()
+
+
+async def test_a_user_revoked_while_their_snapshot_is_read_gets_none_of_it() -> None:
+    """The snapshot reads the key (a Redis round trip on a shared backend); a sign-out or
+    refresh_user that lands meanwhile unsubscribes the tab: what was read is not sent."""
+    store = StateStore(heartbeat=0.05)
+    async with live_browser(store) as (_app, (browser, tab)):
+        phone = browser()
+        await phone.get("/login?user=carol")
+        t = await tab(phone)
+        assert t.stream is not None
+        key = "user:carol:LiveUser"
+        reading, release = asyncio.Event(), asyncio.Event()
+        refreshed = store.refreshed
+
+        async def slow(k: str) -> Any:
+            if k == key:
+                reading.set()
+                await release.wait()  # the backend answers late
+            return await refreshed(k)
+
+        store.refreshed = slow  # type: ignore[method-assign]
+        store.hub.resync_keys([key])  # e.g. a pub/sub reconnect: the tab is due a snapshot
+        await asyncio.wait_for(reading.wait(), 2)
+        assert store.refresh_user("carol", None) == 1  # carol signed out elsewhere
+        release.set()
+        await mark(store)
+        assert await t.stream.before(SENTINEL) == []
