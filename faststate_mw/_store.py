@@ -477,6 +477,9 @@ class StateStore:
             await self.backend.publish_control(message)
         except Exception:
             log.exception("telling the other workers %s failed", sorted(message))
+            sid = message.get("end_session")
+            if isinstance(sid, str):  # not told: told when it ends again (its cookie replayed)
+                self._told_ended.pop(sid, None)
 
     def _control(self, message: Any) -> None:
         """Another worker ended a session or refreshed a user: re-check this worker's streams."""

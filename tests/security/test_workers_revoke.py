@@ -19,6 +19,7 @@ from starlette.responses import HTMLResponse, PlainTextResponse
 from starlette.routing import Route
 
 from faststate_mw import (
+    BackendUnavailable,
     FastStateMiddleware,
     State,
     StateConfig,
@@ -187,3 +188,32 @@ async def test_a_stale_cookie_sent_again_and_again_is_told_to_the_other_workers_
     await until_told(lambda: not a._control_tasks)
     ended = [m["end_session"] for m in told if "end_session" in m]
     assert len(ended) == 1  # her session ended 5 times on worker A, told once
+
+
+async def test_a_session_end_that_could_not_be_told_is_told_when_it_ends_again(
+    two_workers: Any,
+) -> None:
+    """Redis was down when worker A first saw carol's stale cookie: the message was lost. The
+    same cookie again, Redis back: the other workers are told this time."""
+    stores, _balancer, browser, tab_on_b = two_workers
+    s = await tab_on_b("carol")
+    await browser.get("/")
+    stale = browser.cookies["faststate_sid"]  # bound to carol
+    a = stores["a"]
+    publish = a.backend.publish_control
+    calls: list[dict[str, Any]] = []
+
+    async def down_once(message: dict[str, Any]) -> None:
+        calls.append(message)
+        if len(calls) == 1:
+            raise BackendUnavailable("the state backend is unavailable; try again shortly")
+        await publish(message)
+
+    a.backend.publish_control = down_once  # type: ignore[method-assign]
+    await browser.get("/logout")
+    await browser.get("/")  # A ends carol's session: telling B fails
+    await until_told(lambda: not a._control_tasks)
+    browser.cookies.set("faststate_sid", stale, domain="t.local")
+    await browser.get("/")  # the stale cookie again (a retry), Redis is back
+    await until_told(lambda: not stores["b"].hub.watched("user:carol:WorkerUser"))
+    assert await changes_reach(stores, s) == []
