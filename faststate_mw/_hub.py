@@ -24,6 +24,7 @@ import asyncio
 import contextlib
 import contextvars
 import itertools
+import logging
 import secrets
 import time
 from collections import deque
@@ -35,6 +36,7 @@ from ._context import UserContext
 from ._viewlog import ViewLog
 
 _conn_ids = itertools.count(1)
+log = logging.getLogger("faststate_mw")
 
 
 class Connection:
@@ -362,9 +364,15 @@ class Hub:
                 self.unsubscribe(conn, key)
                 continue
             info = info_of(cls)
-            if info.auth.failure(user) is not None or not info.rule.keeps(
-                key, name, previous, user
-            ):
+            try:
+                kept = info.auth.failure(user) is None and info.rule.keeps(
+                    key, name, previous, user
+                )
+            except Exception:  # a rule that cannot tell (e.g. a user sent by another worker
+                # lacks what the app's own UserContext holds): it may not see the key
+                log.exception("re-checking %s for a changed user failed: no longer delivered", key)
+                kept = False
+            if not kept:
                 self.unsubscribe(conn, key)
 
     def watched(self, key: str) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +22,16 @@ from starlette.routing import Route
 from faststate_mw import (
     BackendUnavailable,
     FastStateMiddleware,
+    ScopeRule,
     State,
     StateConfig,
     StateScope,
     StateStore,
     UserContext,
+    register_scope,
 )
+from faststate_mw._context import RequestContext
+from faststate_mw._scopes import escape_id
 from tests.asgi_stream import Stream
 from tests.servers import RedisServer
 from tests.sse import stream_url
@@ -217,3 +222,88 @@ async def test_a_session_end_that_could_not_be_told_is_told_when_it_ends_again(
     await browser.get("/")  # the stale cookie again (a retry), Redis is back
     await until_told(lambda: not stores["b"].hub.watched("user:carol:WorkerUser"))
     assert await changes_reach(stores, s) == []
+
+
+@dataclass(frozen=True, slots=True)
+class OrgUser(UserContext):
+    """An app's own user, with more than faststate sends the other workers."""
+
+    org: str = ""
+
+
+class WorkerOrgScope(ScopeRule):
+    name = "worker_org"
+
+    def owner(self, ctx: RequestContext) -> str | None:
+        user = ctx.user
+        return user.org if isinstance(user, OrgUser) else None
+
+    def owner_matches(self, key: str, state_name: str, user: UserContext | None) -> bool:
+        org: str = user.org  # type: ignore[union-attr]  # what an app's rule may well write
+        return key == f"worker_org:{escape_id(org)}:{state_name}"
+
+
+register_scope(WorkerOrgScope())
+
+
+class WorkerBoard(State):
+    __faststate__ = StateConfig(scope="worker_org", requires_auth=True)
+    n: int = 0
+
+
+async def test_a_user_from_another_worker_that_a_custom_rule_cannot_read_stops_its_keys(
+    redis_server: RedisServer,
+) -> None:
+    """carol moves from acme to globex; refresh_user on worker A sends worker B her id and
+    roles, not the org the app's rule reads: B's tab stops getting acme's board (it could
+    not tell), where it kept it and logged a bad message."""
+    orgs = {"carol": "acme"}
+
+    def loader(scope: Any) -> OrgUser | None:
+        uid = scope.get("session", {}).get("auth")
+        return OrgUser(uid, org=orgs[uid]) if uid else None
+
+    def org_app(store: StateStore) -> Starlette:
+        async def page(request: Request) -> HTMLResponse:
+            board, sentinel = await WorkerBoard.dependency(), await WorkerSentinel.dependency()
+            return HTMLResponse(f"<body>{board.to_html()}{sentinel.to_html()}</body>")
+
+        async def login(request: Request) -> PlainTextResponse:
+            request.session["auth"] = request.query_params["user"]
+            return PlainTextResponse("ok")
+
+        return Starlette(
+            routes=[Route("/", page), Route("/login", login)],
+            middleware=[
+                Middleware(FastStateMiddleware, secret_key="w", store=store, user_loader=loader),
+                Middleware(SessionMiddleware, secret_key="app"),
+            ],
+        )
+
+    stores = {"a": StateStore(redis_server.url), "b": StateStore(redis_server.url)}
+    apps = {name: org_app(store) for name, store in stores.items()}
+    balancer = Balancer(apps)
+    browser = httpx.AsyncClient(transport=balancer, base_url="http://t")
+    s: Stream | None = None
+    try:
+        await browser.get("/login?user=carol")
+        balancer.to = "b"
+        html = (await browser.get("/")).text
+        balancer.to = "a"
+        await browser.get("/")
+        s = await Stream(apps["b"], stream_url(html), browser.cookies, {}).open()
+        await s.next()
+        orgs["carol"] = "globex"
+        stores["a"].refresh_user("carol", OrgUser("carol", org="globex"))
+        await until_told(lambda: not stores["b"].hub.watched("worker_org:acme:WorkerBoard"))
+        board = stores["a"].get("worker_org:acme:WorkerBoard")
+        await board.update(n=5)
+        sentinel = await WorkerSentinel.resolve(store=stores["a"])
+        await sentinel.update(n=sentinel.n + 1)
+        assert await s.before("workerSentinel", timeout=5) == []
+    finally:
+        if s is not None:
+            await s.close()
+        await browser.aclose()
+        for store in stores.values():
+            await store.close()
