@@ -303,15 +303,20 @@ class FastStateMiddleware:
         return self.cookie.set_cookie(sid, self.session_binding(sid, user))
 
     async def _recheck_streams(self, ctx: RequestContext) -> None:
-        """After a request of a session with open streams: if its user changed, those
+        """After a request of a session with open streams (or, with a shared backend, of a
+        signed-in session: its streams may be on other workers): if its user changed, those
         streams stop delivering what the user may no longer see (a new role), and every
         state of the session when it is no longer the user the session is bound to (a
         sign-out or sign-in: the next request rotates the session id)."""
         found = self.read_session(ctx.scope)
-        sessions = self.store.hub.sessions
-        if found is None or found[0] not in sessions:
+        if found is None:
             return
         sid, binding = found
+        sessions = self.store.hub.sessions
+        # a signed-in session's streams may be on another worker of a shared backend: a
+        # sign-out on this request must reach them too (the user is read again for it)
+        if sid not in sessions and not (binding and self.store.backend.shared):
+            return
         ctx.forget_user()
         try:
             user = await ctx.load_user()

@@ -153,6 +153,20 @@ async def test_a_sign_out_on_worker_a_stops_carols_states_on_worker_b(two_worker
     assert await changes_reach(stores, s) == []
 
 
+async def test_a_sign_out_on_worker_a_stops_worker_b_before_any_other_request(
+    two_workers: Any,
+) -> None:
+    """The sign-out request itself ends the session on every worker, as it does on the
+    stream's own worker; not only the next request that reads the session id (a browser sent
+    to a page without states after signing out may make none)."""
+    stores, _balancer, browser, tab_on_b = two_workers
+    s = await tab_on_b("carol")
+    await browser.get("/")
+    await browser.get("/logout")  # worker A; nothing else follows
+    await until_told(lambda: not stores["b"].hub.watched("user:carol:WorkerUser"))
+    assert await changes_reach(stores, s) == []
+
+
 async def test_refresh_user_on_worker_a_reaches_worker_b(two_workers: Any) -> None:
     stores, _balancer, browser, tab_on_b = two_workers
     s = await tab_on_b("carol")
