@@ -325,9 +325,11 @@ class Hub:
                 conn.resync.discard(index)
 
     def end_session(self, session_id: str, user: UserContext | None) -> int:
-        """The browser of ``session_id`` moved to a new session (a sign-in or sign-out): its
-        streams stop delivering every key of the old session, and what ``user`` may no longer
-        see; public states still flow. Returns how many streams were re-checked."""
+        """The browser of ``session_id`` moved to a new session (a sign-in or sign-out, now
+        ``user``'s): its streams stop delivering every key of the old session, and all but
+        public states (they are nobody's now: were they ``user``'s, ``user`` signing out in
+        the new session would not reach them); public states still flow. Returns how many
+        streams were re-checked."""
         owned = f":{session_id}:"
         conns = list(self.sessions.get(session_id, ()))
         for conn in conns:
@@ -335,7 +337,7 @@ class Hub:
             for key in conn.keys:
                 if owned in key or key.endswith(owned[:-1]):
                     self.unsubscribe(conn, key)
-            self.reauthorize(conn, user)
+            self.reauthorize(conn, None)
         return len(conns)
 
     def recheck_session(self, session_id: str, user: UserContext | None) -> None:

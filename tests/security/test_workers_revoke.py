@@ -167,6 +167,26 @@ async def test_a_sign_out_on_worker_a_stops_worker_b_before_any_other_request(
     assert await changes_reach(stores, s) == []
 
 
+async def test_a_tab_left_behind_by_two_sign_ins_stops_when_the_last_user_signs_out(
+    two_workers: Any,
+) -> None:
+    """dave signs in over carol on her browser, then signs out: carol's old tab (its session
+    ended when dave signed in) must not go on getting what dave may see (the spy secret)."""
+    stores, balancer, browser, tab_on_b = two_workers
+    s = await tab_on_b("carol")
+    balancer.to = "b"  # one worker: this is no matter of telling the others
+    await browser.get("/login?user=dave")
+    await browser.get("/")
+    await browser.get("/logout")
+    await browser.get("/")
+    b = stores["b"]
+    secret = b.get("global:WorkerSecret")
+    await secret.update(n=secret.n + 1)
+    sentinel = await WorkerSentinel.resolve(store=b)
+    await sentinel.update(n=sentinel.n + 1)
+    assert await s.before("workerSentinel", timeout=5) == []
+
+
 async def test_refresh_user_on_worker_a_reaches_worker_b(two_workers: Any) -> None:
     stores, _balancer, browser, tab_on_b = two_workers
     s = await tab_on_b("carol")
