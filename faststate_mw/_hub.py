@@ -200,6 +200,9 @@ MAX_LOGS_BYTES = 64 * 1024 * 1024
 LOG_SECONDS = 30.0
 #: prebuilt messages of a key's latest change with different view patches after it
 MAX_SHARED_VIEW_MESSAGES = 4
+#: ended session ids the hub remembers: a stream of one that opens later (its request was in
+#: flight when the session ended) is ended at once
+ENDED_KEPT = 4096
 
 
 class LogEntry(NamedTuple):
@@ -246,6 +249,8 @@ class Hub:
         self.logs: dict[str, deque[LogEntry]] = {}
         self.tabs: dict[str, Connection] = {}
         self.sessions: dict[str, set[Connection]] = {}
+        #: the last ``ENDED_KEPT`` ended session ids, oldest first
+        self.ended: dict[str, None] = {}
         #: open streams per client address
         self.addresses: dict[str, int] = {}
         #: committed fields and cached renders of the keys some tab shows a view of
@@ -284,6 +289,8 @@ class Hub:
         self.tabs[conn.tab] = conn
         if conn.session_id is not None:
             self.sessions.setdefault(conn.session_id, set()).add(conn)
+            if conn.session_id in self.ended:  # it ended while this stream's request ran
+                self._end(conn, conn.session_id)
         if conn.address is not None:
             self.addresses[conn.address] = self.addresses.get(conn.address, 0) + 1
         self.metrics["connections"] = len(self.tabs)
@@ -330,22 +337,30 @@ class Hub:
         public states (they are nobody's now: were they ``user``'s, ``user`` signing out in
         the new session would not reach them); public states still flow. Returns how many
         streams were re-checked."""
-        owned = f":{session_id}:"
+        ended = self.ended
+        ended.pop(session_id, None)
+        ended[session_id] = None
+        if len(ended) > ENDED_KEPT:
+            del ended[next(iter(ended))]
         conns = list(self.sessions.get(session_id, ()))
         for conn in conns:
-            conn.ended = True
-            for key in conn.keys:
-                if owned in key or key.endswith(owned[:-1]):
-                    self.unsubscribe(conn, key)
-            self.reauthorize(conn, None)
+            self._end(conn, session_id)
         return len(conns)
 
     def recheck_session(self, session_id: str, user: UserContext | None) -> None:
         """A request of ``session_id`` saw its user as ``user``: re-check its streams whose
         user was another (new roles or permissions), see :meth:`reauthorize`."""
         for conn in list(self.sessions.get(session_id, ())):
-            if conn.user != user:
+            if conn.user != user and not conn.ended:  # an ended one keeps public states only
                 self.reauthorize(conn, user)
+
+    def _end(self, conn: Connection, session_id: str) -> None:
+        owned = f":{session_id}:"
+        conn.ended = True
+        for key in conn.keys:
+            if owned in key or key.endswith(owned[:-1]):
+                self.unsubscribe(conn, key)
+        self.reauthorize(conn, None)
 
     def refresh_user(self, user_id: str, user: UserContext | None) -> int:
         """Re-check the streams of ``user_id`` (see :meth:`reauthorize`); returns how many."""

@@ -26,7 +26,7 @@ from faststate_mw import (
 )
 from faststate_mw._context import RequestContext
 from faststate_mw._hub import Connection, Hub
-from tests.apps.live import SENTINEL, live_browser, mark
+from tests.apps.live import SENTINEL, LiveSentinel, LiveUser, live_browser, mark
 from tests.asgi_stream import Stream
 from tests.sse import stream_url
 
@@ -148,3 +148,56 @@ async def test_a_user_revoked_while_their_snapshot_is_read_gets_none_of_it() -> 
         release.set()
         await mark(store)
         assert await t.stream.before(SENTINEL) == []
+
+
+async def test_a_stream_opened_after_its_session_ended_in_flight_gets_none_of_it() -> None:
+    """The stream's request came with carol's cookies (an async user loader still waiting)
+    while another tab signed her out: the stream that opens after the end is ended too."""
+    store = StateStore(heartbeat=0.05)
+    gate: dict[str, Any] = {}
+
+    async def loader(scope: Any) -> Any:
+        if scope["path"].endswith("/stream") and "release" in gate:
+            gate["waiting"].set()
+            await gate["release"].wait()
+        return scope.get("session", {}).get("auth")
+
+    async def page(request: Request) -> HTMLResponse:
+        states = [await LiveSentinel.dependency()]
+        if request.session.get("auth"):
+            states.insert(0, await LiveUser.dependency())
+        return HTMLResponse(f"<body>{''.join(s.to_html() for s in states)}</body>")
+
+    async def login(request: Request) -> PlainTextResponse:
+        request.session["auth"] = "carol"
+        return PlainTextResponse("ok")
+
+    async def logout(request: Request) -> PlainTextResponse:
+        request.session.clear()
+        return PlainTextResponse("ok")
+
+    app = Starlette(
+        routes=[Route("/", page), Route("/login", login), Route("/logout", logout)],
+        middleware=[
+            Middleware(FastStateMiddleware, secret_key="f", store=store, user_loader=loader),
+            Middleware(SessionMiddleware, secret_key="app"),
+        ],
+    )
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as c:
+        await c.get("/login")
+        html = (await c.get("/")).text
+        old = httpx.Cookies(c.cookies)
+        gate.update(waiting=asyncio.Event(), release=asyncio.Event())
+        opening = asyncio.ensure_future(Stream(app, stream_url(html), old, {}).open())
+        await asyncio.wait_for(gate["waiting"].wait(), 2)
+        await c.get("/logout")  # carol signs out in another tab meanwhile
+        await c.get("/")
+        gate["release"].set()
+        s = await opening
+        try:
+            await store.get("user:carol:LiveUser").update(n=9)
+            await mark(store)
+            assert await s.before(SENTINEL) == []
+        finally:
+            await s.close()
+            await store.close()
