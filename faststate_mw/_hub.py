@@ -95,8 +95,8 @@ class Connection:
         #: resolved to wake the writer (no per-wake task or timer: 10,000 streams stay cheap)
         self.waiter: asyncio.Future[None] | None = None
         self.closed = False
-        #: its session ended (a sign-out or sign-in on its browser): what it renders as its new
-        #: user still runs in the old session, so it is never shared with that user's tabs
+        #: its session ended (a sign-out or sign-in on its browser): it keeps only public
+        #: states, and what it renders runs in the old session, never shared with other tabs
         self.ended = False
         self.stalled = False
         self.heartbeat_due = False

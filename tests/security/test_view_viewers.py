@@ -109,8 +109,8 @@ async def test_a_view_patch_splits_lines_only_where_sse_does(store: StateStore) 
 async def test_a_tab_of_an_ended_session_never_shares_its_per_viewer_render(
     store: StateStore,
 ) -> None:
-    """alice's tab stays open while bob signs in on her browser: its stream renders the view as
-    bob in alice's old session, a render bob's other browser must never get."""
+    """alice's tab stays open while bob signs in on her browser: its stream renders the view in
+    alice's old session (as nobody), a render bob's other browser must never get."""
 
     async def login(request: Request) -> HTMLResponse:
         request.session["auth"] = request.query_params["user"]
