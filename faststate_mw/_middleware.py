@@ -325,9 +325,7 @@ class FastStateMiddleware:
         if binding != self.session_binding(sid, user):  # signed out or in: the session ends
             self.session_ended(sid, user)
             return
-        for conn in list(sessions.get(sid, ())):
-            if conn.user != user:
-                self.store.hub.reauthorize(conn, user)
+        self.store.hub.recheck_session(sid, user)
 
     def _inner_app(self, scope: Scope) -> ASGIApp | None:
         """The event endpoint wrapped in the middlewares the app runs inside this one, so that
