@@ -364,29 +364,29 @@ async def serve_event(
         scope_rule = route.scope_rule
         if scope_rule is None:
             scope_rule = route.info.rule
-        # Load the user up front when anything may need it; otherwise a sync loader runs only
-        # if the event asks (current_user()), which keeps anonymous public events cheap.
-        user = None
-        if (
-            route.user_first
-            or ctx.owner.async_user_loader
-            or (route.scope_rule is None and scope_rule.needs_user)
-        ):
-            user = await ctx.load_user()
-            # sign-in, permissions, roles: before any instance is made; an event's denial is
-            # logged at WARNING even for anonymous users (a page visit's only at INFO)
-            state_rule = route.state_auth
-            if state_rule.requires_auth:
-                state_rule.check(user, key=cls.__name__, event=spec.name)
-            rule = route.auth
-            if rule.requires_auth:
-                rule.check(user, key=cls.__name__, event=spec.name)
-        # the instance the URL's id picks (no new ids); a live one without awaiting, and no
-        # refresh from a shared backend: the commit's version check catches a stale copy. Its
-        # key as store.key_for makes it, whose state rule check was just made (at WARNING).
-        ident_name = scope_rule.identity
-        ident = None if ident_name is None else event_ident(ident_name, query)
         try:
+            # Load the user up front when anything may need it; otherwise a sync loader runs
+            # only if the event asks (current_user()), which keeps anonymous public events cheap.
+            user = None
+            if (
+                route.user_first
+                or ctx.owner.async_user_loader
+                or (route.scope_rule is None and scope_rule.needs_user)
+            ):
+                user = await ctx.load_user()
+                # sign-in, permissions, roles: before any instance is made; an event's denial
+                # is logged at WARNING even for anonymous users (a page visit's only at INFO)
+                state_rule = route.state_auth
+                if state_rule.requires_auth:
+                    state_rule.check(user, key=cls.__name__, event=spec.name)
+                rule = route.auth
+                if rule.requires_auth:
+                    rule.check(user, key=cls.__name__, event=spec.name)
+            # the instance the URL's id picks (no new ids); a live one without awaiting, and
+            # no refresh from a shared backend: the commit's version check catches a stale
+            # copy. Its key as store.key_for makes it, whose state rule check was just made.
+            ident_name = scope_rule.identity
+            ident = None if ident_name is None else event_ident(ident_name, query)
             key = scope_rule.key(route.info.name, ctx, ident)
             inst = store.cached(key, cls, ctx)
             if inst is None:
@@ -395,18 +395,19 @@ async def serve_event(
             kwargs = bind_arguments(
                 cls, spec, query, signals, route.info, scope.get("query_string")
             )
+            sid = ctx.session_id(create=False)  # (reads the user if the cookie is bound)
+            live = store.hub.live_tab(tab_of(signals), sid, key)
+            if sid is not None and sid in store.hub.sessions:
+                # the session's open streams follow its user as this request has it (a role
+                # taken away): what they may no longer see stops, as after a page request
+                store.hub.recheck_session(sid, ctx.user)
         except FastStateError:
             raise
-        except Exception as exc:  # the app's code failed on what a client sent: a scope's
-            # owner(), a load hook (or what it returned), an argument's own validator
+        except Exception as exc:  # the app's code failed on what a client sent: its user
+            # loader, a scope's owner(), a load hook (or what it returned), an argument's own
+            # validator
             log.exception("event %s.%s failed before it ran", cls.__name__, spec.name)
             raise EventFailed(f"event {spec.name!r} failed; the state was left unchanged") from exc
-        sid = ctx.session_id(create=False)
-        live = store.hub.live_tab(tab_of(signals), sid, key)
-        if sid is not None and sid in store.hub.sessions:
-            # the session's open streams follow its user as this request has it (a role
-            # taken away): what they may no longer see stops, as after a page request
-            store.hub.recheck_session(sid, ctx.user)
         try:
             text = await run_event(inst, spec, kwargs, reply, user, live, store.event_deadlines)
         except Exception as exc:

@@ -90,3 +90,57 @@ def test_a_failing_load_hook_is_a_clean_event_failure(
     ok = client.post("/_faststate/LoadedRow/bump?record_id=1", headers=API)
     assert ok.status_code == 200, ok.text
     assert '"n":2' in ok.text
+
+
+def user_from_header(scope: Any) -> dict[str, str] | None:
+    """An app's loader that trusts a header to hold a number (``int("abc")`` raises)."""
+    for name, value in scope["headers"]:
+        if name == b"x-user":
+            return {"id": str(int(value))}
+    return None
+
+
+class GuardedRow(State):
+    __faststate__ = StateConfig(scope=StateScope.GLOBAL, requires_auth=True)
+    n: int = 0
+
+    @event
+    def bump(self) -> None:
+        self.n += 1
+
+
+class SessionRow(State):
+    __faststate__ = StateConfig(scope=StateScope.SESSION)
+    n: int = 0
+
+    @event
+    def bump(self) -> None:
+        self.n += 1
+
+
+@pytest.mark.parametrize(
+    ("first", "url"),
+    [
+        ("/_faststate/GuardedRow/bump", "/_faststate/GuardedRow/bump"),  # loaded up front
+        # a public event of a browser with a cookie: loaded to check the cookie's binding
+        ("/_faststate/SessionRow/bump", "/_faststate/ColorRow/pick?color=red"),
+    ],
+)
+def test_a_user_loader_failing_on_what_a_client_sent_is_a_clean_event_failure(
+    store: StateStore, first: str, url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    app = Starlette(debug=True)
+    app.add_middleware(
+        FastStateMiddleware, secret_key="loader", store=store, user_loader=user_from_header
+    )
+    with TestClient(app, raise_server_exceptions=False) as client:
+        ok = client.post(first, headers={**API, "x-user": "7"})  # also mints the cookie
+        assert ok.status_code == 200, ok.text
+        with caplog.at_level(logging.ERROR, logger="faststate_mw"):
+            r = client.post(url, headers={**API, "x-user": "abc"})
+        assert r.status_code == 500, r.text
+        assert r.json()["error"]["code"] == "event_failed"
+        assert "Traceback" not in r.text and 'File "' not in r.text
+        assert any(rec.exc_info for rec in caplog.records)
+        counts = [store.get(key).n for key in store.keys(scope=None)]
+        assert sum(counts) == 1  # only the first request changed anything
