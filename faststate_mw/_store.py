@@ -434,30 +434,27 @@ class StateStore:
         old one, on every worker of a shared backend, stop delivering its states (from any
         thread; sync handlers run in worker threads). The states stay, out of reach, until
         their ttl."""
+        self._on_loop(self.hub.end_session, session_id, user)
+        self._tell_workers({"end_session": session_id, "user": _user_data(user)})
+
+    def _tell_workers(self, message: dict[str, Any]) -> None:
+        """Send ``message`` to the other workers of a shared backend (from any thread)."""
+        if self._loop is None or not self.backend.shared:
+            return
+        self._on_loop(self._send_to_workers, message)
+
+    def _on_loop(self, fn: Callable[..., Any], *args: Any) -> None:
+        """``fn(*args)`` on the store's event loop: now when called there (or before the store
+        started), else soon, from the loop's thread (sync handlers run in worker threads)."""
         loop = self._loop
         try:
             running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
         except RuntimeError:
             running = None
         if loop is None or running is loop:
-            self.hub.end_session(session_id, user)
+            fn(*args)
         else:
-            loop.call_soon_threadsafe(self.hub.end_session, session_id, user)
-        self._tell_workers({"end_session": session_id, "user": _user_data(user)})
-
-    def _tell_workers(self, message: dict[str, Any]) -> None:
-        """Send ``message`` to the other workers of a shared backend (from any thread)."""
-        loop = self._loop
-        if loop is None or not self.backend.shared:
-            return
-        try:
-            running: asyncio.AbstractEventLoop | None = asyncio.get_running_loop()
-        except RuntimeError:
-            running = None
-        if running is loop:
-            self._send_to_workers(message)
-        else:
-            loop.call_soon_threadsafe(self._send_to_workers, message)
+            loop.call_soon_threadsafe(fn, *args)
 
     def _send_to_workers(self, message: dict[str, Any]) -> None:
         sid = message.get("end_session")
