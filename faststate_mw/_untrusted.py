@@ -170,9 +170,9 @@ def check_text(value: Any, what: str) -> None:
 def check_finite(value: Any, what: str) -> None:
     """Refuse NaN, infinities and whole numbers beyond ``MAX_SAFE_INTEGER`` anywhere in a
     validated value (floats, Decimals, ints, containers, pydantic models and their extra
-    fields, dataclasses). Every value is
-    looked at: the walk is as long as the request that carried it (a walk that stopped after a
-    number of values let a huge number behind as many zeros into the state)."""
+    fields, dataclasses). Every value is looked at: the walk is as long as the request that
+    carried it (a walk that stopped after a number of values let a huge number behind as many
+    zeros into the state)."""
     stack: list[Any] = [value]
     while stack:
         item = stack.pop()
